@@ -1,0 +1,6 @@
+export { startPostgres } from './postgres.js';
+export type { EmbeddedPostgresOptions, RunningPostgres } from './postgres.js';
+export { freePort } from './ports.js';
+export { LogTail } from './log-tail.js';
+export { createTestDatabase, testClusterUrl } from './testing/database.js';
+export type { TestDatabase } from './testing/database.js';
