@@ -4,3 +4,5 @@ export { freePort } from './ports.js';
 export { LogTail } from './log-tail.js';
 export { createTestDatabase, testClusterUrl } from './testing/database.js';
 export type { TestDatabase } from './testing/database.js';
+export { spawnTs, REPO_ROOT } from './testing/process.js';
+export type { SpawnedProcess } from './testing/process.js';

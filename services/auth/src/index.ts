@@ -1,0 +1,2 @@
+export { authService } from './service.js';
+export { errors } from './errors.js';

@@ -1,0 +1,2 @@
+export { organizationService } from './service.js';
+export { errors } from './errors.js';

@@ -1,0 +1,118 @@
+import type { EnvReader } from './env.js';
+
+export const SSL_MODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
+export type SslMode = (typeof SSL_MODES)[number];
+
+export interface DatabaseConfig {
+  host: string;
+  port: number;
+  username: string;
+  password: string;
+  database: string;
+  sslMode: SslMode;
+  poolMax: number;
+  /** Where the settings came from, for the start-up log (never includes the password). */
+  source: string;
+}
+
+/** The explicit variables, and the part of DATABASE_URL each one overrides. */
+const FIELDS = [
+  { name: 'DATABASE_HOST', key: 'host' },
+  { name: 'DATABASE_PORT', key: 'port' },
+  { name: 'DATABASE_USERNAME', key: 'username' },
+  { name: 'DATABASE_PASSWORD', key: 'password' },
+  { name: 'DATABASE_NAME', key: 'database' },
+] as const;
+
+type FieldKey = (typeof FIELDS)[number]['key'];
+
+function fromUrl(url: URL | undefined): Partial<Record<FieldKey, string>> {
+  if (!url) return {};
+  const parts: Partial<Record<FieldKey, string>> = {};
+  if (url.hostname) parts.host = decodeURIComponent(url.hostname).replace(/^\[|\]$/g, '');
+  if (url.port) parts.port = url.port;
+  if (url.username) parts.username = decodeURIComponent(url.username);
+  if (url.password) parts.password = decodeURIComponent(url.password);
+  const name = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  if (name) parts.database = name;
+  return parts;
+}
+
+/**
+ * Resolves the database settings from DATABASE_HOST, DATABASE_PORT, DATABASE_USERNAME,
+ * DATABASE_PASSWORD and DATABASE_NAME, or from DATABASE_URL. When both are given, each explicit
+ * variable overrides the matching part of the URL. Problems are added to the reader.
+ */
+export function readDatabaseConfig(env: EnvReader): DatabaseConfig | undefined {
+  const url = env.url('DATABASE_URL', ['postgres:', 'postgresql:']);
+  const urlGiven = env.has('DATABASE_URL');
+  const explicit = FIELDS.filter((f) => env.has(f.name));
+  if (!urlGiven && explicit.length === 0) {
+    env.problems.push(
+      'no database configured: set DATABASE_URL, or DATABASE_HOST, DATABASE_USERNAME, ' +
+        'DATABASE_PASSWORD and DATABASE_NAME',
+    );
+    return undefined;
+  }
+
+  const base = fromUrl(url);
+  const merged: Partial<Record<FieldKey, string>> = { ...base };
+  for (const field of FIELDS) {
+    const value = env.raw(field.name);
+    if (value !== undefined) merged[field.key] = value;
+  }
+  const hint = urlGiven ? ' (and DATABASE_URL does not give it)' : '';
+  for (const field of FIELDS) {
+    if (field.key !== 'port' && merged[field.key] === undefined && (url || !urlGiven)) {
+      env.report(field.name, `${field.name} is missing${hint}`);
+    }
+  }
+  const port = Number(merged.port ?? '5432');
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    env.report(
+      'DATABASE_PORT',
+      `DATABASE_PORT must be a port number from 1 to 65535, got "${merged.port}"`,
+    );
+  }
+  const urlSslMode = url?.searchParams.get('sslmode') ?? undefined;
+  const sslMode = env.oneOf('DATABASE_SSLMODE', SSL_MODES, 'disable');
+  if (!env.has('DATABASE_SSLMODE') && urlSslMode && !isSslMode(urlSslMode)) {
+    env.problems.push(`DATABASE_URL's sslmode must be one of ${SSL_MODES.join(', ')}`);
+  }
+  const poolMax = env.integer('DATABASE_POOL_MAX', 10, 1, 200);
+
+  if (!merged.host || !merged.username || !merged.password || !merged.database) return undefined;
+  const overridden = explicit.map((f) => f.name);
+  const source = !urlGiven
+    ? 'DATABASE_* variables'
+    : overridden.length === 0
+      ? 'DATABASE_URL'
+      : `DATABASE_URL, overridden by ${overridden.join(', ')}`;
+  return {
+    host: merged.host,
+    port,
+    username: merged.username,
+    password: merged.password,
+    database: merged.database,
+    sslMode: env.has('DATABASE_SSLMODE') ? sslMode : isSslMode(urlSslMode) ? urlSslMode : sslMode,
+    poolMax,
+    source,
+  };
+}
+
+function isSslMode(value: string | undefined): value is SslMode {
+  return value !== undefined && (SSL_MODES as readonly string[]).includes(value);
+}
+
+/** What may be logged about the database settings: everything but the password. */
+export function describeDatabase(config: DatabaseConfig): Record<string, unknown> {
+  return {
+    source: config.source,
+    host: config.host,
+    port: config.port,
+    name: config.database,
+    user: config.username,
+    sslMode: config.sslMode,
+    poolMax: config.poolMax,
+  };
+}

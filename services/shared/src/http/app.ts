@@ -1,0 +1,57 @@
+import express, { type Express } from 'express';
+import helmet from 'helmet';
+import type { Logger } from 'pino';
+import type { HttpMetrics } from '../observability/metrics.js';
+import { operationalRoutes, type Health } from './health.js';
+import { errorHandler, notFoundHandler } from './problem.js';
+import { requestContext } from './request-context.js';
+import { commonErrors } from './errors.js';
+
+export interface HttpAppOptions {
+  logger: Logger;
+  metrics: HttpMetrics;
+  health: Health;
+  bodyLimitBytes: number;
+  trustProxyHops: number;
+  /** Mounts the service's own routes. */
+  routes?: (app: Express) => void;
+}
+
+/**
+ * The Express bootstrap every service shares: request ids and logging context, security headers,
+ * health and metrics, strict JSON bodies of bounded size, then the service's routes, then one
+ * problem+json error handler.
+ */
+export function createHttpApp(options: HttpAppOptions): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('trust proxy', options.trustProxyHops);
+  app.set('query parser', 'simple');
+
+  app.use(requestContext(options.logger, options.metrics));
+  app.use(helmet());
+  app.use((_req, res, next) => {
+    if (options.health.isDraining) res.setHeader('Connection', 'close');
+    next();
+  });
+  app.use(operationalRoutes(options.health, options.metrics));
+  app.use(
+    express.json({
+      limit: options.bodyLimitBytes,
+      strict: true,
+      type: ['application/json', 'application/*+json'],
+    }),
+  );
+  app.use((req, _res, next) => {
+    const hasBody = Number(req.get('content-length') ?? 0) > 0 || req.get('transfer-encoding');
+    if (hasBody && !req.is(['application/json', 'application/*+json'])) {
+      return next(commonErrors.UNSUPPORTED_MEDIA_TYPE('Send the body as application/json'));
+    }
+    next();
+  });
+  options.routes?.(app);
+  app.use(notFoundHandler);
+  app.use(errorHandler(options.logger));
+  return app;
+}

@@ -1,0 +1,70 @@
+import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
+import type { Logger } from 'pino';
+import { AppError, commonErrors } from './errors.js';
+import { currentRequestContext } from '../observability/context.js';
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+/** Writes an AppError as an RFC 9457 problem document. */
+export function sendProblem(res: Response, error: AppError, instance: string): void {
+  const body = {
+    type: `urn:vextrus:problem:${error.code.toLowerCase().replaceAll('_', '-')}`,
+    title: error.kind.title,
+    status: error.status,
+    detail: error.message,
+    instance,
+    code: error.code,
+    requestId: currentRequestContext()?.reqId,
+    ...error.extras,
+  };
+  for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value);
+  res.status(error.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
+}
+
+/** Errors thrown by Express's body parser carry a `type`; map each to a stable code. */
+function fromBodyParser(err: { type?: unknown; limit?: unknown }): AppError | undefined {
+  switch (err.type) {
+    case 'entity.parse.failed':
+      return commonErrors.MALFORMED_JSON('The request body could not be parsed as a JSON object');
+    case 'entity.too.large':
+      return commonErrors.PAYLOAD_TOO_LARGE(`The request body exceeds ${String(err.limit)} bytes`);
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return commonErrors.UNSUPPORTED_MEDIA_TYPE('Send the body as UTF-8 JSON');
+    case 'request.aborted':
+    case 'request.size.invalid':
+      return commonErrors.MALFORMED_JSON('The request body was incomplete');
+    default:
+      return undefined;
+  }
+}
+
+export const notFoundHandler: RequestHandler = (req, _res, next) => {
+  next(commonErrors.ROUTE_NOT_FOUND(`No route answers ${req.method} ${req.path}`));
+};
+
+/**
+ * The one place that turns errors into responses. Client errors keep their code and detail;
+ * anything unexpected is logged with its stack and answered with a bare 500.
+ */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err: unknown, req, res, next) => {
+    if (res.headersSent) return next(err);
+    const known =
+      err instanceof AppError
+        ? err
+        : typeof err === 'object' && err !== null
+          ? fromBodyParser(err)
+          : undefined;
+    if (known) {
+      if (known.status >= 500) logger.error({ err }, 'request failed');
+      return sendProblem(res, known, req.originalUrl);
+    }
+    logger.error({ err }, 'unexpected error');
+    sendProblem(
+      res,
+      commonErrors.INTERNAL('An unexpected error occurred; quote the request id when reporting it'),
+      req.originalUrl,
+    );
+  };
+}
