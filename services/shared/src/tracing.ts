@@ -11,6 +11,14 @@ export interface TracingHandle {
   shutdown(): Promise<void>;
 }
 
+let active: TracingHandle | undefined;
+
+/** Exports the spans still buffered; the service runtime calls it before the process exits. */
+export async function flushTracing(): Promise<void> {
+  await active?.shutdown();
+  active = undefined;
+}
+
 export async function startTracing(
   service: string,
   env: NodeJS.ProcessEnv = process.env,
@@ -37,5 +45,6 @@ export async function startTracing(
     ],
   });
   sdk.start();
-  return { enabled: true, shutdown: () => sdk.shutdown() };
+  active = { enabled: true, shutdown: () => sdk.shutdown() };
+  return active;
 }

@@ -12,6 +12,7 @@ import { createLogger, type Logger } from '../observability/logger.js';
 import { createHttpMetrics, type HttpMetrics } from '../observability/metrics.js';
 import { createSequelize, pingDatabase } from './database.js';
 import { boundPort, listen, shutdownGracefully } from './server.js';
+import { flushTracing } from '../tracing.js';
 
 /** What a service's own code gets from the shared runtime. */
 export interface ServiceRuntime<T extends object = object> {
@@ -131,16 +132,19 @@ export async function runService<T extends object>(
   const { logger } = service.runtime;
   const onSignal = (signal: NodeJS.Signals): void => {
     logger.info({ signal }, 'shutting down');
-    service.stop().then(
-      () => {
-        logger.info('stopped');
-        process.exit(0);
-      },
-      (err: unknown) => {
-        logger.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    service
+      .stop()
+      .then(() => flushTracing())
+      .then(
+        () => {
+          logger.info('stopped');
+          process.exit(0);
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
   };
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
