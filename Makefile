@@ -1,0 +1,48 @@
+# Vextrus platform: every day-to-day command. `make` alone lists them.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+# npm ci runs again only when a manifest or the lock file changed.
+INSTALL_STAMP := node_modules/.vextrus-installed
+MANIFESTS := package.json package-lock.json $(wildcard */package.json services/*/package.json \
+	tools/*/package.json)
+
+.PHONY: help install tools build typecheck lint format test up clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk -F':.*## ' '{ printf "  make %-12s %s\n", $$1, $$2 }'
+
+install: $(INSTALL_STAMP) ## Install the npm workspaces (npm ci) when needed
+
+$(INSTALL_STAMP): $(MANIFESTS)
+	npm ci --no-audit --no-fund
+	@touch $@
+
+tools: ## Build (or reuse) kube-apiserver, etcd, kubectl, Helm, Traefik from Go modules
+	tools/build-tools.sh
+
+build: install ## Compile every package to dist/
+	npm run build
+
+typecheck: install ## Type-check sources and tests
+	npm run typecheck
+
+lint: install ## ESLint (type-aware) and Prettier
+	npm run lint
+
+format: install ## Rewrite files with Prettier
+	npm run format
+
+test: install ## Run every check and test (the README's test command)
+	npm run typecheck
+	npm run lint
+	npm test
+
+up: install ## Run the platform on this machine (Ctrl-C stops it)
+	npm run up
+
+clean: ## Remove local platform data (.data/) after asking
+	@read -r -p "Delete .data/ (database, keys, logs)? [y/N] " answer; \
+		if [[ "$$answer" == [yY]* ]]; then rm -rf .data && echo "Removed .data/"; fi
