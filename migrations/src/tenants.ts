@@ -1,0 +1,466 @@
+import type { Database } from './database.js';
+import { execute, inTransaction, select } from './database.js';
+import { MigrationError, MigrationErrorCode, describe, wrap } from './errors.js';
+import { quoteIdent, tenantSchema, validateSlug } from './identifiers.js';
+import { withAdvisoryLock } from './lock.js';
+import { findTenant, listTenants, requirePlatform, type TenantStatus } from './registry.js';
+import { tenantRoleName } from './roles.js';
+import {
+  actAsOwner,
+  ensureMigrationTable,
+  runTrack,
+  trackStatus,
+  type RunOptions,
+  type Track,
+  type TrackStatus,
+} from './runner.js';
+import { MIGRATION_TABLE } from './tenant/conventions.js';
+import { tenantMigrations } from './tenant/index.js';
+import {
+  applyFixes,
+  planRelation,
+  planRole,
+  planSchema,
+  readRelations,
+  readRole,
+  readSchema,
+  type Access,
+  type DriftIssue,
+  type TenantNames,
+} from './tenant-state.js';
+
+/** The steps of provisioning, in order; each is idempotent and commits on its own. */
+export const PROVISION_STEPS = [
+  'registry',
+  'role',
+  'schema',
+  'migrations',
+  'tables',
+  'access',
+  'activate',
+] as const;
+export type ProvisionStep = (typeof PROVISION_STEPS)[number];
+
+export interface ProvisionOptions {
+  /** Shown in the registry; the slug when absent. Kept as is when the tenant exists. */
+  displayName?: string;
+  /** Called after each step has committed; a test seam for interruptions. */
+  afterStep?: (step: ProvisionStep) => void | Promise<void>;
+}
+
+export interface ProvisionResult {
+  tenantId: string;
+  slug: string;
+  schema: string;
+  role: string;
+  /** Tenant migrations applied by this run. */
+  applied: string[];
+}
+
+export interface DriftReport {
+  tenant: string;
+  schema: string;
+  role: string;
+  /** The registry status, or null when the tenant is not registered. */
+  status: TenantStatus | null;
+  clean: boolean;
+  issues: DriftIssue[];
+}
+
+/** The schema and role names of a tenant; throws a coded error for an invalid slug. */
+export function tenantNames(db: Database, slug: string): TenantNames {
+  validateSlug(slug);
+  const schema = tenantSchema(slug);
+  return { slug, schema, role: tenantRoleName(db.roles, schema.slice('tenant_'.length)) };
+}
+
+function tenantTrack(names: TenantNames): Track {
+  return { kind: 'tenant', schema: names.schema, migrations: tenantMigrations };
+}
+
+/** Registers the tenant (status provisioning) unless it is; returns its id. */
+async function ensureRegistry(
+  db: Database,
+  names: TenantNames,
+  displayName: string,
+): Promise<string> {
+  return inTransaction(db, async (transaction) => {
+    await requirePlatform(db, transaction);
+    await actAsOwner(db, transaction, 'platform');
+    await execute(
+      db,
+      `INSERT INTO platform.tenants (slug, display_name, schema_name, role_name)
+       VALUES ($1, $2, $3, $4) ON CONFLICT (slug) DO NOTHING`,
+      [names.slug, displayName, names.schema, names.role],
+      transaction,
+    );
+    const tenant = await findTenant(db, names.slug, transaction);
+    if (!tenant) throw new Error('the registry row vanished while provisioning');
+    if (tenant.schemaName !== names.schema || tenant.roleName !== names.role) {
+      throw new Error(
+        `the registry names schema ${tenant.schemaName} and role ${tenant.roleName}, ` +
+          `not ${names.schema} and ${names.role}: were the role names reconfigured?`,
+      );
+    }
+    return tenant.id;
+  });
+}
+
+/** Creates the NOLOGIN tenant role and puts its attributes and memberships right. */
+async function ensureRole(db: Database, names: TenantNames, access: Access): Promise<void> {
+  await inTransaction(db, async (transaction) => {
+    let state = await readRole(db, names.role, transaction);
+    if (!state) {
+      await execute(db, `CREATE ROLE ${quoteIdent(names.role)} NOLOGIN`, [], transaction);
+      state = await readRole(db, names.role, transaction);
+    }
+    if (!state) throw new Error(`role ${names.role} was not created`);
+    const plan = planRole(state, names, db.roles, access);
+    await applyFixes(db, transaction, plan.fixes);
+  });
+}
+
+/** Creates the schema as the owner, with its migration table, and sets its privileges. */
+async function ensureSchema(db: Database, names: TenantNames): Promise<void> {
+  await inTransaction(db, async (transaction) => {
+    await actAsOwner(db, transaction, names.schema);
+    await execute(db, `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(names.schema)}`, [], transaction);
+    await ensureMigrationTable(db, transaction, names.schema);
+  });
+  await inTransaction(db, async (transaction) => {
+    const state = await readSchema(db, names.schema, transaction);
+    if (!state) throw new Error(`schema ${names.schema} was not created`);
+    await applyFixes(db, transaction, planSchema(state, names, db.roles).fixes);
+  });
+}
+
+/**
+ * Enforces row-level security, the isolation policy and the privileges on every relation of
+ * the schema: one transaction per relation, so a table is never granted before it is isolated.
+ */
+async function ensureTables(db: Database, names: TenantNames): Promise<void> {
+  const relations = await inTransaction(db, (transaction) =>
+    readRelations(db, names.schema, transaction),
+  );
+  for (const relation of relations) {
+    const plan = planRelation(relation, names, db.roles);
+    if (plan.fixes.length === 0) continue;
+    await inTransaction(db, (transaction) => applyFixes(db, transaction, plan.fixes));
+    db.logger.info(
+      { tenant: names.slug, relation: relation.name, fixed: plan.issues.map((i) => i.code) },
+      'relation isolated',
+    );
+  }
+}
+
+async function setStatus(db: Database, names: TenantNames, status: TenantStatus): Promise<void> {
+  await inTransaction(db, async (transaction) => {
+    await actAsOwner(db, transaction, 'platform');
+    await execute(
+      db,
+      'UPDATE platform.tenants SET status = $2, updated_at = now() WHERE slug = $1',
+      [names.slug, status],
+      transaction,
+    );
+  });
+}
+
+/** The steps shared by provision and repair, up to and including access. */
+async function reconcile(
+  db: Database,
+  names: TenantNames,
+  access: Access,
+  afterStep: (step: ProvisionStep) => Promise<void>,
+): Promise<string[]> {
+  await ensureRole(db, names, 'unchanged');
+  await afterStep('role');
+
+  await ensureSchema(db, names);
+  await afterStep('schema');
+
+  const applied = await runTrack(db, tenantTrack(names), { direction: 'up' });
+  await afterStep('migrations');
+
+  await ensureTables(db, names);
+  await afterStep('tables');
+
+  // Access last: the application role reaches the schema only once every table is isolated.
+  await ensureRole(db, names, access);
+  await afterStep('access');
+  return applied;
+}
+
+/**
+ * Provisions a tenant: registry entry, role, schema, migrations, isolation of every table and
+ * the application role's access. Idempotent: run it again after any failure or kill. On a
+ * retained tenant it restores access.
+ */
+export async function provision(
+  db: Database,
+  slug: string,
+  options: ProvisionOptions = {},
+): Promise<ProvisionResult> {
+  const names = tenantNames(db, slug);
+  const log = db.logger.child({ tenant: slug });
+  const afterStep = async (step: ProvisionStep): Promise<void> => {
+    log.debug({ step }, 'step done');
+    await options.afterStep?.(step);
+  };
+  try {
+    return await withAdvisoryLock(db, `tenant:${slug}`, async () => {
+      const started = Date.now();
+      const tenantId = await ensureRegistry(db, names, options.displayName ?? slug);
+      await afterStep('registry');
+
+      const applied = await reconcile(db, names, 'granted', afterStep);
+
+      await setStatus(db, names, 'active');
+      await afterStep('activate');
+      log.info({ applied, ms: Date.now() - started }, 'tenant provisioned');
+      return { tenantId, ...names, applied };
+    });
+  } catch (err) {
+    throw wrap(MigrationErrorCode.ProvisioningFailed, `provision tenant ${slug}`, err);
+  }
+}
+
+/** Compares the catalog with what provisioning creates; reads only, takes no lock. */
+export async function verify(db: Database, slug: string): Promise<DriftReport> {
+  const names = tenantNames(db, slug);
+  try {
+    const tenant = await findTenant(db, slug);
+    const issues: DriftIssue[] = [];
+    const issue = (code: string, object: string, detail: string, repairable = true): void => {
+      issues.push({ code, object, detail, repairable });
+    };
+    if (!tenant) issue('NOT_REGISTERED', `tenant ${slug}`, 'not in platform.tenants', false);
+    else if (tenant.status !== 'active' && tenant.status !== 'retained') {
+      issue('UNFINISHED', `tenant ${slug}`, `status is ${tenant.status}; run it again`, false);
+    }
+    const access: Access = tenant?.status === 'retained' ? 'revoked' : 'granted';
+
+    await inTransaction(db, async (transaction) => {
+      const role = await readRole(db, names.role, transaction);
+      if (role) issues.push(...planRole(role, names, db.roles, access).issues);
+      else issue('ROLE_MISSING', `role ${names.role}`, 'the tenant role does not exist');
+
+      const schema = await readSchema(db, names.schema, transaction);
+      if (!schema) {
+        issue('SCHEMA_MISSING', `schema ${names.schema}`, 'the tenant schema does not exist');
+        return;
+      }
+      issues.push(...planSchema(schema, names, db.roles).issues);
+      const relations = await readRelations(db, names.schema, transaction);
+      if (!relations.some((r) => r.name === MIGRATION_TABLE)) {
+        issue('MIGRATIONS_MISSING', `schema ${names.schema}`, `no ${MIGRATION_TABLE} table`);
+      }
+      for (const relation of relations) {
+        issues.push(...planRelation(relation, names, db.roles).issues);
+      }
+    });
+
+    if (issues.every((i) => i.code !== 'SCHEMA_MISSING')) {
+      const status = await trackStatus(db, tenantTrack(names));
+      if (status.pending.length > 0) {
+        issue('MIGRATIONS_PENDING', `schema ${names.schema}`, status.pending.join(', '));
+      }
+      if (status.unknown.length > 0) {
+        const detail = `applied but unknown to this release: ${status.unknown.join(', ')}`;
+        issue('MIGRATIONS_UNKNOWN', `schema ${names.schema}`, detail, false);
+      }
+    }
+    return { tenant: slug, ...names, status: tenant?.status ?? null, clean: !issues.length, issues };
+  } catch (err) {
+    throw wrap(MigrationErrorCode.ProvisioningFailed, `verify tenant ${slug}`, err);
+  }
+}
+
+/**
+ * Brings a provisioned tenant back to what provisioning creates, keeping its status (a retained
+ * tenant stays without access). Returns the drift report after the repair.
+ */
+export async function repair(db: Database, slug: string): Promise<DriftReport> {
+  const names = tenantNames(db, slug);
+  try {
+    await withAdvisoryLock(db, `tenant:${slug}`, async () => {
+      const tenant = await findTenant(db, slug);
+      if (!tenant) {
+        throw new MigrationError(
+          MigrationErrorCode.TenantNotProvisioned,
+          `tenant ${slug} is not provisioned: run provision`,
+        );
+      }
+      if (tenant.status !== 'active' && tenant.status !== 'retained') {
+        const again = tenant.status === 'deleting' ? 'deprovision --delete' : 'provision';
+        throw new MigrationError(
+          MigrationErrorCode.TenantNotActive,
+          `tenant ${slug} is ${tenant.status}: run ${again} again`,
+        );
+      }
+      const access = tenant.status === 'retained' ? 'revoked' : 'granted';
+      await reconcile(db, names, access, () => Promise.resolve());
+      db.logger.info({ tenant: slug }, 'tenant repaired');
+    });
+  } catch (err) {
+    throw wrap(MigrationErrorCode.ProvisioningFailed, `repair tenant ${slug}`, err);
+  }
+  return verify(db, slug);
+}
+
+export type DeprovisionMode = 'retain' | 'delete';
+
+/**
+ * Retain: revokes the application role's access and keeps schema, data and role.
+ * Delete: reverts every tenant migration, drops the migration table, the schema (which must then
+ * be empty: nothing that provisioning did not create is dropped) and the role, and removes the
+ * registry entry. Either can be run again after a failure.
+ */
+export async function deprovision(
+  db: Database,
+  slug: string,
+  mode: DeprovisionMode,
+): Promise<void> {
+  const names = tenantNames(db, slug);
+  try {
+    await withAdvisoryLock(db, `tenant:${slug}`, async () => {
+      const tenant = await findTenant(db, slug);
+      if (mode === 'retain') {
+        if (!tenant) {
+          throw new MigrationError(
+            MigrationErrorCode.TenantNotProvisioned,
+            `tenant ${slug} is not provisioned`,
+          );
+        }
+        await setStatus(db, names, 'retained');
+        await ensureRole(db, names, 'revoked');
+      } else {
+        if (tenant) await setStatus(db, names, 'deleting');
+        await deleteTenant(db, names);
+      }
+      db.logger.info({ tenant: slug, mode }, 'tenant deprovisioned');
+    });
+  } catch (err) {
+    throw wrap(MigrationErrorCode.DeprovisioningFailed, `deprovision tenant ${slug}`, err);
+  }
+}
+
+async function deleteTenant(db: Database, names: TenantNames): Promise<void> {
+  const role = await inTransaction(db, (t) => readRole(db, names.role, t));
+  if (role) await ensureRole(db, names, 'revoked');
+
+  const schema = await inTransaction(db, (t) => readSchema(db, names.schema, t));
+  if (schema) {
+    await runTrack(db, tenantTrack(names), { direction: 'down', to: 0 });
+    await inTransaction(db, async (transaction) => {
+      await actAsOwner(db, transaction, names.schema);
+      const table = `${quoteIdent(names.schema)}.${quoteIdent(MIGRATION_TABLE)}`;
+      await execute(db, `DROP TABLE IF EXISTS ${table}`, [], transaction);
+      const left = await select<{ object: string }>(
+        db,
+        `SELECT pg_describe_object(classid, objid, 0) AS object FROM pg_depend
+          WHERE refclassid = 'pg_namespace'::regclass AND deptype = 'n'
+            AND refobjid = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+          ORDER BY 1`,
+        [names.schema],
+        transaction,
+      );
+      if (left.length > 0) {
+        const objects = left.map((o) => o.object).join(', ');
+        throw new Error(
+          `schema ${names.schema} still holds objects that provisioning did not create ` +
+            `(${objects}): drop or move them, then run deprovision --delete again`,
+        );
+      }
+      await execute(db, `DROP SCHEMA ${quoteIdent(names.schema)}`, [], transaction);
+    });
+  }
+
+  if (role) {
+    await inTransaction(db, async (transaction) => {
+      await actAsOwner(db, transaction, 'platform');
+      await execute(
+        db,
+        `REVOKE USAGE ON SCHEMA platform FROM ${quoteIdent(names.role)}`,
+        [],
+        transaction,
+      );
+      await execute(db, 'RESET ROLE', [], transaction);
+      await execute(db, `DROP ROLE ${quoteIdent(names.role)}`, [], transaction);
+    });
+  }
+
+  await inTransaction(db, async (transaction) => {
+    await actAsOwner(db, transaction, 'platform');
+    await execute(db, 'DELETE FROM platform.tenants WHERE slug = $1', [names.slug], transaction);
+  });
+}
+
+/** Applies (or reverts) tenant migrations of one provisioned tenant, then isolates new tables. */
+export async function migrateTenant(
+  db: Database,
+  slug: string,
+  options: RunOptions = { direction: 'up' },
+): Promise<string[]> {
+  const names = tenantNames(db, slug);
+  const verb = options.direction === 'up' ? 'apply' : 'revert';
+  try {
+    return await withAdvisoryLock(db, `tenant:${slug}`, async () => {
+      const tenant = await findTenant(db, slug);
+      const schema = await inTransaction(db, (t) => readSchema(db, names.schema, t));
+      if (!tenant || !schema) {
+        throw new MigrationError(
+          MigrationErrorCode.TenantNotProvisioned,
+          `tenant ${slug} is not provisioned: run provision`,
+        );
+      }
+      const done = await runTrack(db, tenantTrack(names), options);
+      if (options.direction === 'up') await ensureTables(db, names);
+      db.logger.info({ tenant: slug, direction: options.direction, done }, 'tenant migrated');
+      return done;
+    });
+  } catch (err) {
+    throw wrap(MigrationErrorCode.MigrationFailed, `${verb} migrations of tenant ${slug}`, err);
+  }
+}
+
+/** Applied and pending migrations of one tenant. */
+export async function tenantStatus(db: Database, slug: string): Promise<TrackStatus> {
+  const names = tenantNames(db, slug);
+  try {
+    return await trackStatus(db, tenantTrack(names));
+  } catch (err) {
+    throw wrap(MigrationErrorCode.MigrationFailed, `read the status of tenant ${slug}`, err);
+  }
+}
+
+export interface MigrateAllResult {
+  migrated: { slug: string; applied: string[] }[];
+  failed: { slug: string; error: string }[];
+}
+
+/**
+ * Migrates every active tenant, `concurrency` at a time. One tenant's failure does not stop the
+ * others; the result lists them all.
+ */
+export async function migrateAllTenants(
+  db: Database,
+  options: { concurrency?: number } = {},
+): Promise<MigrateAllResult> {
+  const concurrency = Math.max(1, Math.floor(options.concurrency ?? 1));
+  const tenants = await listTenants(db, ['active']);
+  const result: MigrateAllResult = { migrated: [], failed: [] };
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let tenant = tenants[next++]; tenant; tenant = tenants[next++]) {
+      try {
+        const applied = await migrateTenant(db, tenant.slug);
+        result.migrated.push({ slug: tenant.slug, applied });
+      } catch (err) {
+        result.failed.push({ slug: tenant.slug, error: describe(err) });
+        db.logger.error({ tenant: tenant.slug, err }, 'tenant migration failed');
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, tenants.length) }, worker));
+  return result;
+}
