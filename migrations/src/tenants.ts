@@ -355,6 +355,8 @@ async function deleteTenant(db: Database, names: TenantNames): Promise<void> {
       await actAsOwner(db, transaction, names.schema);
       const table = `${quoteIdent(names.schema)}.${quoteIdent(MIGRATION_TABLE)}`;
       await execute(db, `DROP TABLE IF EXISTS ${table}`, [], transaction);
+      // Schema-qualified names in the message below.
+      await execute(db, "SELECT set_config('search_path', 'pg_catalog', true)", [], transaction);
       const left = await select<{ object: string }>(
         db,
         `SELECT pg_describe_object(classid, objid, 0) AS object FROM pg_depend

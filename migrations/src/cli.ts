@@ -1,0 +1,217 @@
+#!/usr/bin/env node
+/**
+ * vextrus-migrate: the migrations CLI and the entrypoint of the migrations container image.
+ *
+ *   platform up|down|status
+ *   tenant <slug> up|down|status|provision|verify|repair|deprovision --retain|--delete
+ *   tenants up --all [--concurrency N]
+ *   roles ensure
+ *
+ * Connects with DATABASE_URL. Role names come from VEXTRUS_OWNER_ROLE, VEXTRUS_APP_ROLE,
+ * VEXTRUS_RETENTION_ROLE and VEXTRUS_TENANT_ROLE_PREFIX (defaults vextrus_owner, vextrus_app,
+ * vextrus_retention, vextrus_tenant_); `roles ensure` sets the passwords given in
+ * VEXTRUS_OWNER_PASSWORD, VEXTRUS_APP_PASSWORD and VEXTRUS_RETENTION_PASSWORD.
+ * Results (status, drift reports) are JSON on stdout; logs go to stderr. Exits 0 when done,
+ * 1 with one line on stderr otherwise.
+ */
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { describe, MigrationError, MigrationErrorCode } from './errors.js';
+import { validateSlug } from './identifiers.js';
+import { createLogger } from './logger.js';
+import { openDatabase, type Database } from './database.js';
+import { ensureRoles, type RoleNames } from './roles.js';
+import { migratePlatform, platformStatus } from './platform.js';
+import {
+  deprovision,
+  migrateAllTenants,
+  migrateTenant,
+  provision,
+  repair,
+  tenantStatus,
+  verify,
+} from './tenants.js';
+
+const USAGE = `usage:
+  vextrus-migrate platform up|down|status
+  vextrus-migrate tenant <slug> up|down|status|provision|verify|repair
+  vextrus-migrate tenant <slug> deprovision --retain|--delete
+  vextrus-migrate tenants up --all [--concurrency N]
+  vextrus-migrate roles ensure`;
+
+function usage(problem: string): MigrationError {
+  return new MigrationError(MigrationErrorCode.InvalidArguments, `${problem}\n${USAGE}`);
+}
+
+function print(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+function roleNamesFromEnv(env: NodeJS.ProcessEnv): Partial<RoleNames> {
+  const names: Partial<RoleNames> = {};
+  if (env.VEXTRUS_OWNER_ROLE) names.owner = env.VEXTRUS_OWNER_ROLE;
+  if (env.VEXTRUS_APP_ROLE) names.app = env.VEXTRUS_APP_ROLE;
+  if (env.VEXTRUS_RETENTION_ROLE) names.retention = env.VEXTRUS_RETENTION_ROLE;
+  if (env.VEXTRUS_TENANT_ROLE_PREFIX) names.tenantPrefix = env.VEXTRUS_TENANT_ROLE_PREFIX;
+  return names;
+}
+
+/** Splits `--name value` and `--flag` options from positional arguments. */
+function parse(args: string[]): { positional: string[]; flags: Map<string, string | true> } {
+  const positional: string[] = [];
+  const flags = new Map<string, string | true>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? '';
+    if (!arg.startsWith('--')) {
+      positional.push(arg);
+      continue;
+    }
+    const name = arg.slice(2);
+    const next = args[i + 1];
+    if (name === 'concurrency' && next !== undefined && !next.startsWith('--')) {
+      flags.set(name, next);
+      i++;
+    } else flags.set(name, true);
+  }
+  return { positional, flags };
+}
+
+async function runPlatform(db: Database, action: string | undefined): Promise<void> {
+  switch (action) {
+    case 'up':
+    case 'down':
+      print({ applied: await migratePlatform(db, { direction: action }) });
+      return;
+    case 'status':
+      print(await platformStatus(db));
+      return;
+    default:
+      throw usage(`unknown platform command ${JSON.stringify(action ?? '')}`);
+  }
+}
+
+async function runTenant(
+  db: Database,
+  slug: string | undefined,
+  action: string | undefined,
+  flags: Map<string, string | true>,
+): Promise<void> {
+  if (!slug) throw usage('missing tenant slug');
+  switch (action) {
+    case 'up':
+    case 'down':
+      print({ applied: await migrateTenant(db, slug, { direction: action }) });
+      return;
+    case 'status':
+      print(await tenantStatus(db, slug));
+      return;
+    case 'provision':
+      print(await provision(db, slug));
+      return;
+    case 'verify':
+    case 'repair': {
+      const report = action === 'verify' ? await verify(db, slug) : await repair(db, slug);
+      print(report);
+      if (!report.clean) {
+        const what = action === 'verify' ? 'has' : 'still has after repair';
+        const codes = [...new Set(report.issues.map((i) => i.code))].join(', ');
+        throw new MigrationError(
+          MigrationErrorCode.DriftDetected,
+          `tenant ${slug} ${what} ${report.issues.length} drift issue(s): ${codes}`,
+        );
+      }
+      return;
+    }
+    case 'deprovision': {
+      const retain = flags.has('retain');
+      if (retain === flags.has('delete')) throw usage('deprovision needs --retain or --delete');
+      await deprovision(db, slug, retain ? 'retain' : 'delete');
+      print({ tenant: slug, deprovisioned: retain ? 'retain' : 'delete' });
+      return;
+    }
+    default:
+      throw usage(`unknown tenant command ${JSON.stringify(action ?? '')}`);
+  }
+}
+
+async function runTenants(
+  db: Database,
+  action: string | undefined,
+  flags: Map<string, string | true>,
+): Promise<void> {
+  if (action !== 'up' || !flags.has('all')) throw usage('expected: tenants up --all');
+  const raw = flags.get('concurrency') ?? '1';
+  const concurrency = Number(raw);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
+    throw usage(`--concurrency must be an integer from 1 to 64, not ${String(raw)}`);
+  }
+  const result = await migrateAllTenants(db, { concurrency });
+  print(result);
+  if (result.failed.length > 0) {
+    const first = result.failed[0];
+    throw new MigrationError(
+      MigrationErrorCode.MigrationFailed,
+      `cannot migrate ${result.failed.length} of ${result.failed.length + result.migrated.length}` +
+        ` tenants; first: ${first?.slug}: ${first?.error}`,
+    );
+  }
+}
+
+/** Runs one command; returns the exit code. */
+export async function main(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const logger = createLogger(env.LOG_LEVEL ?? 'info');
+  let db: Database | undefined;
+  try {
+    const { positional, flags } = parse(args);
+    const [group, first, second] = positional;
+    if (!group || flags.has('help')) throw usage('missing command');
+    if (group === 'tenant' && first) validateSlug(first);
+    const concurrency = Number(flags.get('concurrency') ?? 1);
+    db = openDatabase({
+      roles: roleNamesFromEnv(env),
+      logger,
+      // Every running operation holds one connection for its advisory lock.
+      poolMax: Number.isInteger(concurrency) && concurrency > 0 ? concurrency * 2 + 1 : 3,
+    });
+    switch (group) {
+      case 'platform':
+        await runPlatform(db, first);
+        break;
+      case 'tenant':
+        await runTenant(db, first, second, flags);
+        break;
+      case 'tenants':
+        await runTenants(db, first, flags);
+        break;
+      case 'roles':
+        if (first !== 'ensure') throw usage('expected: roles ensure');
+        await ensureRoles(db, {
+          owner: env.VEXTRUS_OWNER_PASSWORD,
+          app: env.VEXTRUS_APP_PASSWORD,
+          retention: env.VEXTRUS_RETENTION_PASSWORD,
+        });
+        print({ roles: db.roles });
+        break;
+      default:
+        throw usage(`unknown command ${JSON.stringify(group)}`);
+    }
+    return 0;
+  } catch (err) {
+    const code = err instanceof MigrationError ? err.code : 'UNEXPECTED';
+    logger.debug({ err }, 'command failed');
+    process.stderr.write(`error [${code}]: ${describe(err)}\n`);
+    return 1;
+  } finally {
+    await db?.close().catch(() => undefined);
+  }
+}
+
+/** True when this file is the program (also through the npm bin symlink), not an import. */
+function isEntrypoint(): boolean {
+  const script = process.argv[1];
+  return script !== undefined && import.meta.url === pathToFileURL(realpathSync(script)).href;
+}
+
+if (isEntrypoint()) {
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -1,0 +1,237 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+import pg from 'pg';
+import {
+  PROVISION_STEPS,
+  MigrationErrorCode,
+  deprovision,
+  findTenant,
+  provision,
+  repair,
+  verify,
+  type MigrationError,
+} from '../src/index.js';
+import { catalogDump } from './support/catalog.js';
+import { createPlane, type TestPlane } from './support/plane.js';
+
+const CHILD = fileURLToPath(new URL('./support/provision-child.ts', import.meta.url));
+
+async function sql(url: string, text: string): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Runs provisioning in a child process that kills itself after `step`; resolves on its death. */
+function provisionAndKill(plane: TestPlane, slug: string, step: string): Promise<string | null> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', '--conditions', 'vextrus-source', CHILD],
+      {
+        env: {
+          ...process.env,
+          TEST_DATABASE_URL: plane.database.url,
+          TEST_ROLES: JSON.stringify(plane.db.roles),
+          TEST_SLUG: slug,
+          KILL_AFTER: step,
+        },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      if (signal === 'SIGKILL' || step === 'none') resolve(signal);
+      else reject(new Error(`child exited with ${code}: ${stderr}`));
+    });
+  });
+}
+
+describe('tenant provisioning', function () {
+  this.timeout(30_000);
+  let plane: TestPlane;
+  let reference: string;
+
+  /** The catalog of a tenant's schema, with its own names replaced by placeholders. */
+  const dumpOf = async (slug: string): Promise<string> => {
+    const role = `${plane.db.roles.tenantPrefix}${slug.replaceAll('-', '_')}`;
+    const schema = `tenant_${slug.replaceAll('-', '_')}`;
+    return catalogDump(plane.database.url, schema, { [role]: '<role>' });
+  };
+
+  before(async () => {
+    plane = await createPlane('provisioning');
+    await provision(plane.db, 'acme');
+    reference = await dumpOf('acme');
+  });
+  after(async () => plane.close());
+
+  it('when two tenants are provisioned, each verifies clean and has the same schema', async () => {
+    const beta = await provision(plane.db, 'beta-group', { displayName: 'Beta Group' });
+
+    expect(beta.schema).to.equal('tenant_beta_group');
+    expect((await verify(plane.db, 'acme')).issues).to.deep.equal([]);
+    expect((await verify(plane.db, 'beta-group')).issues).to.deep.equal([]);
+    expect(await dumpOf('beta-group')).to.equal(reference);
+    expect(await findTenant(plane.db, 'beta-group')).to.include({
+      status: 'active',
+      displayName: 'Beta Group',
+    });
+  });
+
+  it('when provisioning runs again, it changes nothing and keeps the tenant id', async () => {
+    const before = await findTenant(plane.db, 'acme');
+
+    const again = await provision(plane.db, 'acme');
+
+    expect(again.tenantId).to.equal(before?.id);
+    expect(again.applied).to.deep.equal([]);
+    expect(await dumpOf('acme')).to.equal(reference);
+    expect((await verify(plane.db, 'acme')).clean).to.equal(true);
+  });
+
+  it('when killed after any step, running it again ends in the same verified state', async () => {
+    const slugs = PROVISION_STEPS.map((step) => `killed-${step}`);
+
+    const signals = await Promise.all(
+      PROVISION_STEPS.map((step, i) => provisionAndKill(plane, slugs[i] ?? '', step)),
+    );
+    for (const slug of slugs) await provision(plane.db, slug);
+
+    expect(signals.every((signal) => signal === 'SIGKILL')).to.equal(true);
+    for (const slug of slugs) {
+      expect((await verify(plane.db, slug)).issues, slug).to.deep.equal([]);
+      expect(await dumpOf(slug), slug).to.equal(reference);
+    }
+  });
+
+  it('when RLS is no longer forced on a table, verify reports it and repair restores it', async () => {
+    await sql(plane.database.url, 'ALTER TABLE tenant_acme.organizations NO FORCE ROW LEVEL SECURITY');
+
+    const drift = await verify(plane.db, 'acme');
+    const repaired = await repair(plane.db, 'acme');
+
+    expect(drift.issues.map((i) => [i.code, i.object])).to.deep.equal([
+      ['RLS_NOT_FORCED', 'table tenant_acme.organizations'],
+    ]);
+    expect(repaired.clean).to.equal(true);
+    expect(await dumpOf('acme')).to.equal(reference);
+  });
+
+  it('when the isolation policy is dropped, verify reports it and repair restores it', async () => {
+    await sql(plane.database.url, 'DROP POLICY tenant_isolation ON tenant_acme.organizations');
+
+    const drift = await verify(plane.db, 'acme');
+    const repaired = await repair(plane.db, 'acme');
+
+    expect(drift.issues.map((i) => i.code)).to.deep.equal(['POLICY_MISSING']);
+    expect(repaired.clean).to.equal(true);
+    expect(await dumpOf('acme')).to.equal(reference);
+  });
+
+  it('when RLS is disabled, a permissive policy added and extra rights granted, repair undoes all', async () => {
+    const { app } = plane.db.roles;
+    await sql(
+      plane.database.url,
+      `ALTER TABLE tenant_acme.organizations DISABLE ROW LEVEL SECURITY;
+       CREATE POLICY open_door ON tenant_acme.organizations USING (true);
+       GRANT TRUNCATE ON tenant_acme.organizations TO ${app};
+       GRANT SELECT ON tenant_acme.schema_migrations TO PUBLIC;
+       GRANT CREATE ON SCHEMA tenant_acme TO ${app};`,
+    );
+
+    const drift = await verify(plane.db, 'acme');
+    const repaired = await repair(plane.db, 'acme');
+
+    expect(drift.issues.map((i) => i.code).sort()).to.deep.equal([
+      'RLS_NOT_ENABLED',
+      'UNEXPECTED_POLICY',
+      'UNEXPECTED_PRIVILEGE',
+      'UNEXPECTED_PRIVILEGE',
+      'UNEXPECTED_PRIVILEGE',
+    ]);
+    expect(repaired.issues).to.deep.equal([]);
+    expect(await dumpOf('acme')).to.equal(reference);
+  });
+
+  it('when the tenant role is dropped, verify reports it missing', async () => {
+    await provision(plane.db, 'gamma');
+    await sql(
+      plane.database.url,
+      `DROP OWNED BY ${plane.db.roles.tenantPrefix}gamma; DROP ROLE ${plane.db.roles.tenantPrefix}gamma`,
+    );
+
+    const drift = await verify(plane.db, 'gamma');
+    const repaired = await repair(plane.db, 'gamma');
+
+    expect(drift.issues.map((i) => i.code)).to.include('ROLE_MISSING');
+    expect(repaired.issues).to.deep.equal([]);
+  });
+
+  it('when a slug is not a DNS label, provisioning refuses it and says why', async () => {
+    for (const slug of ['Acme', '-acme', 'acme-', 'a_b', 'x'.repeat(41), '', 'a;drop']) {
+      const error = await provision(plane.db, slug).then(
+        () => undefined,
+        (err: MigrationError) => err,
+      );
+      expect(error?.code, slug).to.equal(MigrationErrorCode.InvalidSlug);
+      expect(error?.message).to.match(/^invalid tenant slug/);
+    }
+  });
+
+  it('when deprovisioned with retain, access is revoked, data kept, and provision restores it', async () => {
+    await provision(plane.db, 'delta');
+
+    await deprovision(plane.db, 'delta', 'retain');
+    const retained = await verify(plane.db, 'delta');
+    const members = await sql(
+      plane.database.url,
+      `SELECT 1 FROM pg_auth_members WHERE roleid = '${plane.db.roles.tenantPrefix}delta'::regrole
+         AND member = '${plane.db.roles.app}'::regrole`,
+    );
+    await provision(plane.db, 'delta');
+
+    expect(retained).to.include({ status: 'retained', clean: true });
+    expect(members.rowCount).to.equal(0);
+    expect(await dumpOf('delta')).to.equal(reference);
+  });
+
+  it('when deprovisioned with delete, schema, role and registry entry are gone', async () => {
+    await provision(plane.db, 'epsilon');
+
+    await deprovision(plane.db, 'epsilon', 'delete');
+    await deprovision(plane.db, 'epsilon', 'delete');
+    const left = await sql(
+      plane.database.url,
+      `SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_epsilon')::int AS schemas,
+              (SELECT count(*) FROM pg_roles
+                WHERE rolname = '${plane.db.roles.tenantPrefix}epsilon')::int AS roles,
+              (SELECT count(*) FROM platform.tenants WHERE slug = 'epsilon')::int AS tenants`,
+    );
+
+    expect(left.rows[0]).to.deep.equal({ schemas: 0, roles: 0, tenants: 0 });
+  });
+
+  it('when the schema holds an object provisioning did not create, delete stops and names it', async () => {
+    await provision(plane.db, 'zeta');
+    await sql(plane.database.url, 'CREATE TABLE tenant_zeta.notes (body text)');
+
+    const error = await deprovision(plane.db, 'zeta', 'delete').then(
+      () => undefined,
+      (err: MigrationError) => err,
+    );
+    await sql(plane.database.url, 'DROP TABLE tenant_zeta.notes');
+    await deprovision(plane.db, 'zeta', 'delete');
+
+    expect(error?.code).to.equal(MigrationErrorCode.DeprovisioningFailed);
+    expect(error?.message).to.contain('table tenant_zeta.notes', error?.message);
+    expect(await findTenant(plane.db, 'zeta')).to.equal(undefined);
+  });
+});

@@ -1,0 +1,63 @@
+import { randomBytes } from 'node:crypto';
+import { createTestDatabase, type TestDatabase } from '@vextrus/devkit';
+import { pino } from 'pino';
+import {
+  ensureRoles,
+  migratePlatform,
+  openDatabase,
+  type Database,
+  type OpenDatabaseOptions,
+} from '../../src/index.js';
+
+/** A test database with the platform roles (uniquely named: roles are cluster-wide). */
+export interface TestPlane {
+  database: TestDatabase;
+  /** Connected as the cluster superuser, acting as operator. */
+  db: Database;
+  appPassword: string;
+  /** A URL that logs in as the application role. */
+  appUrl: string;
+  open(options?: OpenDatabaseOptions): Database;
+  close(): Promise<void>;
+}
+
+export const silent = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+export async function createPlane(
+  prefix: string,
+  options: { platform?: boolean } = {},
+): Promise<TestPlane> {
+  const database = await createTestDatabase(prefix);
+  const tag = `t${randomBytes(3).toString('hex')}_`;
+  const roles = {
+    owner: `${tag}owner`,
+    app: `${tag}app`,
+    retention: `${tag}retention`,
+    tenantPrefix: `${tag}tenant_`,
+  };
+  const opened: Database[] = [];
+  const open = (extra: OpenDatabaseOptions = {}): Database => {
+    const db = openDatabase({ url: database.url, roles, logger: silent, ...extra });
+    opened.push(db);
+    return db;
+  };
+  const db = open();
+  const appPassword = randomBytes(12).toString('hex');
+  await ensureRoles(db, { owner: randomBytes(12).toString('hex'), app: appPassword });
+  if (options.platform !== false) await migratePlatform(db);
+  const appUrl = new URL(database.url);
+  appUrl.username = roles.app;
+  appUrl.password = appPassword;
+  return {
+    database,
+    db,
+    appPassword,
+    appUrl: appUrl.toString(),
+    open,
+    close: async () => {
+      await Promise.all(opened.map((d) => d.close()));
+      // Roles are cluster-wide and stay behind: the test cluster is thrown away after the run.
+      await database.drop();
+    },
+  };
+}

@@ -1,0 +1,5 @@
+export { AsyncLocalStorageNamespace, enableTransactionContext } from './cls.js';
+export { currentTenant, withTenantTransaction } from './context.js';
+export type { TenantContext } from './context.js';
+export { TenancyError, TenancyErrorCode } from './errors.js';
+export { assertSafeLoginRole } from './login-role.js';
