@@ -12,13 +12,13 @@ export interface MigrationContext {
   readonly schema: string;
   readonly roles: RoleNames;
   /** Runs SQL in the migration's transaction; several statements are allowed without bind. */
-  sql(text: string, bind?: unknown[]): Promise<void>;
+  readonly sql: (text: string, bind?: unknown[]) => Promise<void>;
 }
 
 /** A migration file exports `up` and a `down` that exactly reverses it. */
 export interface MigrationModule {
-  up(context: MigrationContext): Promise<void>;
-  down(context: MigrationContext): Promise<void>;
+  up: (context: MigrationContext) => Promise<void>;
+  down: (context: MigrationContext) => Promise<void>;
 }
 
 /** A migration and its name, which is its file name without extension: `<timestamp>-<what>`. */

@@ -47,7 +47,10 @@ export async function migratePlatform(
     return await withAdvisoryLock(db, 'platform', async () => {
       await ensurePlatformSchema(db);
       const done = await runTrack(db, platformTrack, options);
-      db.logger.info({ track: 'platform', direction: options.direction, done }, 'platform migrated');
+      db.logger.info(
+        { track: 'platform', direction: options.direction, done },
+        'platform migrated',
+      );
       return done;
     });
   } catch (err) {

@@ -77,13 +77,23 @@ export async function ensureRoles(db: Database, passwords: RolePasswords = {}): 
           const clause = password === undefined ? '' : ` PASSWORD ${quoteLiteral(password)}`;
           const verb = existing ? 'ALTER' : 'CREATE';
           const attributes = LOGIN_ROLE_ATTRIBUTES[kind];
-          await execute(db, `${verb} ROLE ${quoteIdent(name)} ${attributes}${clause}`, [], transaction);
+          await execute(
+            db,
+            `${verb} ROLE ${quoteIdent(name)} ${attributes}${clause}`,
+            [],
+            transaction,
+          );
           db.logger.info({ role: name, created: !existing }, 'role ensured');
         }
 
         const database = quoteIdent(await currentDatabase(db, transaction));
         const { owner, app, retention } = db.roles;
-        await execute(db, `GRANT CONNECT, CREATE ON DATABASE ${database} TO ${quoteIdent(owner)}`, [], transaction);
+        await execute(
+          db,
+          `GRANT CONNECT, CREATE ON DATABASE ${database} TO ${quoteIdent(owner)}`,
+          [],
+          transaction,
+        );
         await execute(
           db,
           `GRANT CONNECT ON DATABASE ${database} TO ${quoteIdent(app)}, ${quoteIdent(retention)}`,
@@ -112,10 +122,7 @@ async function currentDatabase(db: Database, transaction: Transaction): Promise<
  * Migrations act as the owner with SET ROLE. A superuser may always; a CREATEROLE login that is
  * not the owner itself needs membership in it.
  */
-async function ensureOwnerMembership(
-  db: Database,
-  transaction: Transaction,
-): Promise<void> {
+async function ensureOwnerMembership(db: Database, transaction: Transaction): Promise<void> {
   const [me] = await select<{ superuser: boolean; member: boolean }>(
     db,
     `SELECT r.rolsuper AS superuser, pg_has_role(current_user, $1, 'MEMBER') AS member

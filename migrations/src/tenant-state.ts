@@ -166,8 +166,10 @@ export async function readRelations(
             c.relrowsecurity AS rls, c.relforcerowsecurity AS "forceRls",
             EXISTS (SELECT 1 FROM pg_options_to_table(c.reloptions) o
                      WHERE o.option_name = 'security_invoker'
-                       AND lower(o.option_value) IN ('true', 'on', '1', 'yes')) AS "securityInvoker",
-            (SELECT json_build_object('notNull', t.attnotnull, 'type', format_type(t.atttypid, NULL))
+                       AND lower(o.option_value) IN ('true', 'on', '1', 'yes'))
+              AS "securityInvoker",
+            (SELECT json_build_object('notNull', t.attnotnull,
+                                      'type', format_type(t.atttypid, NULL))
                FROM pg_attribute t
               WHERE t.attrelid = c.oid AND t.attname = 'tenant_id' AND NOT t.attisdropped)
               AS "tenantColumn",
@@ -228,7 +230,8 @@ function planAcl(
         detail: `${grant.grantee} may grant ${grant.privilege} to others`,
         repairable: true,
       });
-      const sql = `REVOKE GRANT OPTION FOR ${grant.privilege} ON ${target} FROM ${grantee(grant.grantee)} CASCADE`;
+      const from = grantee(grant.grantee);
+      const sql = `REVOKE GRANT OPTION FOR ${grant.privilege} ON ${target} FROM ${from} CASCADE`;
       plan.fixes.push({ as: 'owner', sql });
     }
   }
@@ -241,7 +244,10 @@ function planAcl(
       detail: `${role} lacks ${missing.join(', ')}`,
       repairable: true,
     });
-    plan.fixes.push({ as: 'owner', sql: `GRANT ${missing.join(', ')} ON ${target} TO ${grantee(role)}` });
+    plan.fixes.push({
+      as: 'owner',
+      sql: `GRANT ${missing.join(', ')} ON ${target} TO ${grantee(role)}`,
+    });
   }
   return plan;
 }
@@ -271,7 +277,14 @@ export function planSchema(state: SchemaState, names: TenantNames, roles: RoleNa
   return merge(plan, planAcl(state.acl, expected, roles.owner, object, target));
 }
 
-const ROLE_ATTRIBUTES = ['login', 'superuser', 'bypassrls', 'createrole', 'createdb', 'replication'];
+const ROLE_ATTRIBUTES = [
+  'login',
+  'superuser',
+  'bypassrls',
+  'createrole',
+  'createdb',
+  'replication',
+];
 
 /** The tenant role: NOLOGIN, no special attributes, a member of nothing, used by app only. */
 export function planRole(
@@ -407,13 +420,10 @@ function planIsolation(relation: RelationState, object: string, target: string):
 }
 
 /** Everything provisioning requires of one relation of the tenant schema. */
-export function planRelation(
-  relation: RelationState,
-  names: TenantNames,
-  roles: RoleNames,
-): Plan {
+export function planRelation(relation: RelationState, names: TenantNames, roles: RoleNames): Plan {
   const object = `${KIND_NAME[relation.kind]} ${names.schema}.${relation.name}`;
-  const target = `${KIND_KEYWORD[relation.kind]} ${quoteIdent(names.schema)}.${quoteIdent(relation.name)}`;
+  const qualified = `${quoteIdent(names.schema)}.${quoteIdent(relation.name)}`;
+  const target = `${KIND_KEYWORD[relation.kind]} ${qualified}`;
   const plan: Plan = { issues: [], fixes: [] };
   if (relation.owner !== roles.owner) {
     plan.issues.push({

@@ -269,7 +269,13 @@ export async function verify(db: Database, slug: string): Promise<DriftReport> {
         issue('MIGRATIONS_UNKNOWN', `schema ${names.schema}`, detail, false);
       }
     }
-    return { tenant: slug, ...names, status: tenant?.status ?? null, clean: !issues.length, issues };
+    return {
+      tenant: slug,
+      ...names,
+      status: tenant?.status ?? null,
+      clean: !issues.length,
+      issues,
+    };
   } catch (err) {
     throw wrap(MigrationErrorCode.ProvisioningFailed, `verify tenant ${slug}`, err);
   }

@@ -112,8 +112,11 @@ describe('tenant provisioning', function () {
     }
   });
 
-  it('when RLS is no longer forced on a table, verify reports it and repair restores it', async () => {
-    await sql(plane.database.url, 'ALTER TABLE tenant_acme.organizations NO FORCE ROW LEVEL SECURITY');
+  it('when RLS is no longer forced, verify reports it and repair restores it', async () => {
+    await sql(
+      plane.database.url,
+      'ALTER TABLE tenant_acme.organizations NO FORCE ROW LEVEL SECURITY',
+    );
 
     const drift = await verify(plane.db, 'acme');
     const repaired = await repair(plane.db, 'acme');
@@ -136,7 +139,7 @@ describe('tenant provisioning', function () {
     expect(await dumpOf('acme')).to.equal(reference);
   });
 
-  it('when RLS is disabled, a permissive policy added and extra rights granted, repair undoes all', async () => {
+  it('when RLS is off, a policy opens access and rights are added, repair undoes all', async () => {
     const { app } = plane.db.roles;
     await sql(
       plane.database.url,
@@ -163,10 +166,8 @@ describe('tenant provisioning', function () {
 
   it('when the tenant role is dropped, verify reports it missing', async () => {
     await provision(plane.db, 'gamma');
-    await sql(
-      plane.database.url,
-      `DROP OWNED BY ${plane.db.roles.tenantPrefix}gamma; DROP ROLE ${plane.db.roles.tenantPrefix}gamma`,
-    );
+    const role = `${plane.db.roles.tenantPrefix}gamma`;
+    await sql(plane.database.url, `DROP OWNED BY ${role}; DROP ROLE ${role}`);
 
     const drift = await verify(plane.db, 'gamma');
     const repaired = await repair(plane.db, 'gamma');
@@ -186,7 +187,7 @@ describe('tenant provisioning', function () {
     }
   });
 
-  it('when deprovisioned with retain, access is revoked, data kept, and provision restores it', async () => {
+  it('when deprovisioned with retain, access is revoked and provision restores it', async () => {
     await provision(plane.db, 'delta');
 
     await deprovision(plane.db, 'delta', 'retain');
@@ -219,7 +220,7 @@ describe('tenant provisioning', function () {
     expect(left.rows[0]).to.deep.equal({ schemas: 0, roles: 0, tenants: 0 });
   });
 
-  it('when the schema holds an object provisioning did not create, delete stops and names it', async () => {
+  it('when the schema holds a foreign object, delete stops and names it', async () => {
     await provision(plane.db, 'zeta');
     await sql(plane.database.url, 'CREATE TABLE tenant_zeta.notes (body text)');
 

@@ -10,7 +10,9 @@ export async function up({ sql }: MigrationContext): Promise<void> {
   await sql(`
     CREATE FUNCTION current_tenant_id() RETURNS uuid
       LANGUAGE sql STABLE PARALLEL SAFE
-      AS $$ SELECT NULLIF(pg_catalog.current_setting('app.tenant_id', true), '')::pg_catalog.uuid $$;
+      AS $$
+        SELECT NULLIF(pg_catalog.current_setting('app.tenant_id', true), '')::pg_catalog.uuid
+      $$;
     COMMENT ON FUNCTION current_tenant_id() IS
       'Tenant of the current transaction (app.tenant_id), or NULL when unset: policies fail closed';
   `);

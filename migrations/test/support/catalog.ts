@@ -19,16 +19,19 @@ export async function catalogDump(
   try {
     await client.query("SET search_path = 'pg_catalog'");
     const queries: Record<string, string> = {
-      schema: `SELECT pg_get_userbyid(nspowner) AS owner, NULLIF(nspacl::text, acldefault('n'::"char", nspowner)::text) AS acl
+      schema: `SELECT pg_get_userbyid(nspowner) AS owner,
+                      NULLIF(nspacl::text, acldefault('n'::"char", nspowner)::text) AS acl
                  FROM pg_namespace WHERE nspname = $1`,
       relations: `SELECT c.relname, c.relkind, pg_get_userbyid(c.relowner) AS owner,
                          c.relrowsecurity, c.relforcerowsecurity, c.reloptions,
-                         NULLIF(c.relacl::text, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char",
+                         NULLIF(c.relacl::text, acldefault(
+                           CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char",
                            c.relowner)::text) AS acl
                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                    WHERE n.nspname = $1 ORDER BY c.relname`,
       columns: `SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) AS type,
-                       a.attnotnull, pg_get_expr(d.adbin, d.adrelid) AS default, a.attacl::text AS acl
+                       a.attnotnull, pg_get_expr(d.adbin, d.adrelid) AS default,
+                       a.attacl::text AS acl
                   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
                   JOIN pg_namespace n ON n.oid = c.relnamespace
                   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -42,12 +45,14 @@ export async function catalogDump(
       policies: `SELECT tablename, policyname, permissive, roles::text, cmd, qual, with_check
                    FROM pg_policies WHERE schemaname = $1 ORDER BY 1, 2`,
       functions: `SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args,
-                         pg_get_functiondef(p.oid) AS def, NULLIF(p.proacl::text, acldefault('f'::"char", p.proowner)::text) AS acl,
+                         pg_get_functiondef(p.oid) AS def,
+                         NULLIF(p.proacl::text, acldefault('f'::"char", p.proowner)::text) AS acl,
                          obj_description(p.oid, 'pg_proc') AS comment
                     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                    WHERE n.nspname = $1 ORDER BY 1, 2`,
       triggers: `SELECT pg_get_triggerdef(t.oid) AS def FROM pg_trigger t
-                   JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                   JOIN pg_class c ON c.oid = t.tgrelid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
                   WHERE n.nspname = $1 AND NOT t.tgisinternal ORDER BY 1`,
     };
     const dump: Record<string, unknown[]> = {};

@@ -15,6 +15,7 @@ export interface TestPlane {
   /** Connected as the cluster superuser, acting as operator. */
   db: Database;
   appPassword: string;
+  ownerPassword: string;
   /** A URL that logs in as the application role. */
   appUrl: string;
   open(options?: OpenDatabaseOptions): Database;
@@ -43,16 +44,16 @@ export async function createPlane(
   };
   const db = open();
   const appPassword = randomBytes(12).toString('hex');
-  await ensureRoles(db, { owner: randomBytes(12).toString('hex'), app: appPassword });
+  const ownerPassword = randomBytes(12).toString('hex');
+  await ensureRoles(db, { owner: ownerPassword, app: appPassword });
   if (options.platform !== false) await migratePlatform(db);
-  const appUrl = new URL(database.url);
-  appUrl.username = roles.app;
-  appUrl.password = appPassword;
+  const appUrl = loginUrl(database.url, roles.app, appPassword);
   return {
     database,
     db,
     appPassword,
-    appUrl: appUrl.toString(),
+    ownerPassword,
+    appUrl,
     open,
     close: async () => {
       await Promise.all(opened.map((d) => d.close()));
@@ -60,4 +61,12 @@ export async function createPlane(
       await database.drop();
     },
   };
+}
+
+/** The URL of a database with another login. */
+export function loginUrl(url: string, user: string, password: string): string {
+  const parsed = new URL(url);
+  parsed.username = user;
+  parsed.password = password;
+  return parsed.toString();
 }

@@ -1,0 +1,89 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+import { createPlane, type TestPlane } from './support/plane.js';
+
+const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+
+interface Outcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], env: NodeJS.ProcessEnv): Promise<Outcome> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', '--conditions', 'vextrus-source', CLI, ...args],
+      { env: { PATH: process.env.PATH, LOG_LEVEL: 'warn', ...env } },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+describe('migrations CLI', function () {
+  this.timeout(30_000);
+  let plane: TestPlane;
+  let env: NodeJS.ProcessEnv;
+
+  before(async () => {
+    plane = await createPlane('cli', { platform: false });
+    const { owner, app, retention, tenantPrefix } = plane.db.roles;
+    env = {
+      DATABASE_URL: plane.database.url,
+      VEXTRUS_OWNER_ROLE: owner,
+      VEXTRUS_APP_ROLE: app,
+      VEXTRUS_RETENTION_ROLE: retention,
+      VEXTRUS_TENANT_ROLE_PREFIX: tenantPrefix,
+    };
+  });
+  after(async () => plane.close());
+
+  it('without DATABASE_URL, it exits non-zero with one line naming the variable', async () => {
+    const outcome = await cli(['platform', 'status'], {});
+
+    expect(outcome.code).to.equal(1);
+    expect(outcome.stderr.trim().split('\n')).to.have.length(1);
+    expect(outcome.stderr).to.contain('DATABASE_URL is not set');
+  });
+
+  it('with an invalid slug, it exits non-zero saying why, without a stack trace', async () => {
+    const outcome = await cli(['tenant', 'Not_A_Label', 'provision'], env);
+
+    expect(outcome.code).to.equal(1);
+    expect(outcome.stderr).to.match(/^error \[INVALID_TENANT_SLUG\]: invalid tenant slug/);
+    expect(outcome.stderr).to.not.match(/\n\s+at /);
+  });
+
+  it('runs roles, platform, provision, verify and tenants up, each exiting 0', async () => {
+    const steps = [
+      ['roles', 'ensure'],
+      ['platform', 'up'],
+      ['tenant', 'acme', 'provision'],
+      ['tenant', 'acme', 'verify'],
+      ['tenants', 'up', '--all', '--concurrency', '2'],
+    ];
+    const outcomes: Outcome[] = [];
+    for (const args of steps) outcomes.push(await cli(args, env));
+    const status = await cli(['tenant', 'acme', 'status'], env);
+
+    outcomes.forEach((o, i) => expect(o.code, `${steps[i]?.join(' ')}: ${o.stderr}`).to.equal(0));
+    expect(JSON.parse(outcomes[3]?.stdout ?? '')).to.include({ clean: true, status: 'active' });
+    expect(JSON.parse(status.stdout)).to.deep.include({ pending: [] });
+  });
+
+  it('when verify finds drift, it prints the report and exits non-zero', async () => {
+    const { sequelize } = plane.db;
+    await sequelize.query('ALTER TABLE tenant_acme.organizations NO FORCE ROW LEVEL SECURITY');
+
+    const outcome = await cli(['tenant', 'acme', 'verify'], env);
+
+    expect(outcome.code).to.equal(1);
+    expect(JSON.parse(outcome.stdout)).to.include({ clean: false });
+    expect(outcome.stderr).to.contain('RLS_NOT_FORCED');
+  });
+});

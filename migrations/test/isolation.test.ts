@@ -1,0 +1,266 @@
+import { setImmediate as tick } from 'node:timers/promises';
+import { expect } from 'chai';
+import { DataTypes, Model, QueryTypes, Sequelize, type ModelStatic } from 'sequelize';
+// NOTE: Imported by path until services/shared/src/index.ts re-exports the tenancy module.
+import {
+  TenancyErrorCode,
+  assertSafeLoginRole,
+  currentTenant,
+  withTenantTransaction,
+  type TenancyError,
+  type TenantContext,
+} from '../../services/shared/src/tenancy/index.js';
+import { deprovision, provision } from '../src/index.js';
+import { createPlane, loginUrl, type TestPlane } from './support/plane.js';
+
+class Organization extends Model {
+  declare id: string;
+  declare code: string;
+  declare displayName: string;
+}
+
+/** The organizations model as a service would define it: no schema, no tenant_id attribute. */
+function defineOrganization(sequelize: Sequelize): ModelStatic<Organization> {
+  return Organization.init(
+    {
+      id: { type: DataTypes.UUID, primaryKey: true, defaultValue: DataTypes.UUIDV4 },
+      code: { type: DataTypes.TEXT, allowNull: false },
+      legalName: { type: DataTypes.TEXT, allowNull: false },
+      displayName: { type: DataTypes.TEXT, allowNull: false },
+      country: { type: DataTypes.CHAR(2), allowNull: false },
+      currency: { type: DataTypes.CHAR(3), allowNull: false },
+      timeZone: { type: DataTypes.TEXT, allowNull: false },
+    },
+    { sequelize, tableName: 'organizations', underscored: true },
+  );
+}
+
+function organization(code: string): Record<string, string> {
+  return {
+    code,
+    legalName: `${code} Ltd`,
+    displayName: code,
+    country: 'BD',
+    currency: 'BDT',
+    timeZone: 'Asia/Dhaka',
+  };
+}
+
+async function failure(promise: Promise<unknown>): Promise<Error & { code?: string }> {
+  return promise.then(
+    () => {
+      throw new Error('expected a failure');
+    },
+    (err: Error) => err,
+  );
+}
+
+/** The tenant ids of the rows a query returned. */
+async function tenantIds(sequelize: Sequelize, table = 'organizations'): Promise<string[]> {
+  const rows = await sequelize.query<{ tenant_id: string }>(`SELECT tenant_id FROM ${table}`, {
+    type: QueryTypes.SELECT,
+  });
+  return [...new Set(rows.map((row) => row.tenant_id))];
+}
+
+describe('tenant isolation', function () {
+  this.timeout(30_000);
+  let plane: TestPlane;
+  let app: Sequelize;
+  let a: TenantContext;
+  let b: TenantContext;
+  let bIds: string[];
+
+  before(async () => {
+    plane = await createPlane('isolation');
+    const [ra, rb] = [await provision(plane.db, 'alpha'), await provision(plane.db, 'bravo')];
+    a = { tenantId: ra.tenantId, schema: ra.schema, role: ra.role };
+    b = { tenantId: rb.tenantId, schema: rb.schema, role: rb.role };
+    app = new Sequelize(plane.appUrl, { logging: false, pool: { max: 10 } });
+    defineOrganization(app);
+    await withTenantTransaction(app, a, () =>
+      Organization.bulkCreate([organization('A1'), organization('A2')]),
+    );
+    const created = await withTenantTransaction(app, b, () =>
+      Organization.bulkCreate([organization('B1'), organization('B2')]),
+    );
+    bIds = created.map((row) => row.id);
+  });
+  after(async () => {
+    await app.close();
+    await plane.close();
+  });
+
+  it('in tenant A’s context, model and raw reads see only A’s rows', async () => {
+    const [rows, ids] = await withTenantTransaction(app, a, async () => [
+      await Organization.findAll({ order: [['code', 'ASC']] }),
+      await tenantIds(app),
+    ]);
+
+    expect(rows.map((row) => row.code)).to.deep.equal(['A1', 'A2']);
+    expect(ids).to.deep.equal([a.tenantId]);
+  });
+
+  it('in tenant A’s context, updates and deletes of B’s rows touch nothing', async () => {
+    const [updated, deleted, widest] = await withTenantTransaction(app, a, async () => [
+      (await Organization.update({ displayName: 'hijacked' }, { where: { id: bIds } }))[0],
+      await Organization.destroy({ where: { id: bIds } }),
+      (await app.query(`UPDATE organizations SET display_name = display_name`))[1],
+    ]);
+    const bRows = await withTenantTransaction(app, b, () => Organization.findAll());
+
+    expect(updated).to.equal(0);
+    expect(deleted).to.equal(0);
+    expect((widest as { rowCount: number }).rowCount).to.equal(2);
+    expect(bRows.map((row) => row.displayName).sort()).to.deep.equal(['B1', 'B2']);
+  });
+
+  it('in tenant A’s context, a row claiming to be B’s cannot be written', async () => {
+    const error = await failure(
+      withTenantTransaction(app, a, () =>
+        app.query(
+          `INSERT INTO organizations (tenant_id, code, legal_name, display_name, country,
+             currency, time_zone) VALUES ($1, 'X', 'X', 'X', 'BD', 'BDT', 'UTC')`,
+          { bind: [b.tenantId] },
+        ),
+      ),
+    );
+
+    expect(error.message).to.match(/row-level security/);
+  });
+
+  it('when there is no tenant context, reads return no rows and inserts fail', async () => {
+    const rows = await app.query('SELECT * FROM tenant_alpha.organizations', {
+      type: QueryTypes.SELECT,
+    });
+    const error = await failure(
+      app.query(`INSERT INTO tenant_alpha.organizations (code, legal_name, display_name, country,
+                   currency, time_zone) VALUES ('X', 'X', 'X', 'BD', 'BDT', 'UTC')`),
+    );
+
+    expect(rows).to.deep.equal([]);
+    expect(error.message).to.match(/null value in column "tenant_id"|row-level security/);
+  });
+
+  it('with a pool of one connection, A’s request leaves nothing behind for B’s', async () => {
+    const single = new Sequelize(plane.appUrl, { logging: false, pool: { max: 1 } });
+    try {
+      await withTenantTransaction(single, a, () => single.query('SELECT 1'));
+      await failure(
+        withTenantTransaction(single, a, async () => {
+          await single.query('SELECT 1');
+          throw new Error('request failed');
+        }),
+      );
+      const seenByB = await withTenantTransaction(single, b, () => tenantIds(single));
+      const [leftover] = await single.query<Record<string, string | null>>(
+        `SELECT current_setting('app.tenant_id', true) AS tenant, current_user AS "user",
+                current_setting('search_path') AS path`,
+        { type: QueryTypes.SELECT },
+      );
+
+      expect(seenByB).to.deep.equal([b.tenantId]);
+      expect(leftover?.tenant ?? '').to.equal('');
+      expect(leftover?.user).to.equal(plane.db.roles.app);
+      expect(leftover?.path).to.not.contain('tenant_');
+    } finally {
+      await single.close();
+    }
+  });
+
+  it('200 interleaved concurrent requests of A and B each see only their own rows', async () => {
+    const requests = Array.from({ length: 200 }, (_, i) => (i % 2 === 0 ? a : b));
+
+    const results = await Promise.all(
+      requests.map((tenant) =>
+        withTenantTransaction(app, tenant, async () => {
+          await tick();
+          const rows = await Organization.findAll();
+          await tick();
+          const ids = await tenantIds(app);
+          return { tenant, context: currentTenant(), codes: rows.map((r) => r.code[0]), ids };
+        }),
+      ),
+    );
+
+    for (const { tenant, context, codes, ids } of results) {
+      const letter = tenant === a ? 'A' : 'B';
+      expect(context?.tenantId).to.equal(tenant.tenantId);
+      expect(ids).to.deep.equal([tenant.tenantId]);
+      expect(codes).to.deep.equal([letter, letter]);
+    }
+  });
+
+  it('the application role cannot disable or alter RLS, nor drop the policy', async () => {
+    for (const statement of [
+      'ALTER TABLE tenant_alpha.organizations DISABLE ROW LEVEL SECURITY',
+      'ALTER TABLE tenant_alpha.organizations NO FORCE ROW LEVEL SECURITY',
+      'DROP POLICY tenant_isolation ON tenant_alpha.organizations',
+      'CREATE POLICY open_door ON tenant_alpha.organizations USING (true)',
+    ]) {
+      const error = await failure(app.query(statement));
+      expect(error.message, statement).to.match(/must be owner/);
+    }
+  });
+
+  it('the application role cannot SET ROLE to the owner', async () => {
+    const error = await failure(
+      withTenantTransaction(app, a, () => app.query(`SET LOCAL ROLE ${plane.db.roles.owner}`)),
+    );
+
+    expect(error.message).to.match(/permission denied to set role/);
+  });
+
+  it('in tenant A’s context, B’s schema cannot be read directly', async () => {
+    const denied = await failure(
+      withTenantTransaction(app, a, () => app.query('SELECT * FROM tenant_bravo.organizations')),
+    );
+    const withoutRole = { tenantId: a.tenantId, schema: a.schema };
+    const filtered = await withTenantTransaction(app, withoutRole, () =>
+      app.query('SELECT * FROM tenant_bravo.organizations', { type: QueryTypes.SELECT }),
+    );
+
+    expect(denied.message).to.match(/permission denied for schema tenant_bravo/);
+    expect(filtered).to.deep.equal([]);
+  });
+
+  it('a tenant transaction inside another tenant’s is refused', async () => {
+    const error = await failure(
+      withTenantTransaction(app, a, () => withTenantTransaction(app, b, () => tenantIds(app))),
+    );
+
+    expect(error.code).to.equal(TenancyErrorCode.NestedContext);
+  });
+
+  it('when a tenant is retained, the application role cannot reach its data', async () => {
+    const charlie = await provision(plane.db, 'charlie');
+    await deprovision(plane.db, 'charlie', 'retain');
+
+    const context = { tenantId: charlie.tenantId, schema: charlie.schema };
+    const error = await failure(
+      withTenantTransaction(app, context, () =>
+        app.query('SELECT * FROM tenant_charlie.organizations'),
+      ),
+    );
+
+    expect(error.message).to.match(/permission denied/);
+  });
+
+  it('the start-up check accepts the application role, refuses superuser and owner', async () => {
+    const owner = new Sequelize(
+      loginUrl(plane.database.url, plane.db.roles.owner, plane.ownerPassword),
+      { logging: false },
+    );
+    try {
+      await assertSafeLoginRole(app);
+      const asSuperuser = (await failure(assertSafeLoginRole(plane.db.sequelize))) as TenancyError;
+      const asOwner = (await failure(assertSafeLoginRole(owner))) as TenancyError;
+
+      expect(asSuperuser.code).to.equal(TenancyErrorCode.UnsafeLoginRole);
+      expect(asSuperuser.message).to.contain('superuser');
+      expect(asOwner.message).to.contain('owns tenant tables (tenant_alpha.organizations');
+    } finally {
+      await owner.close();
+    }
+  });
+});
