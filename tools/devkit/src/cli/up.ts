@@ -127,7 +127,9 @@ try {
     });
   }
 } catch (err) {
-  console.error(`\nThe platform did not start: ${err instanceof Error ? err.message : String(err)}`);
+  console.error(
+    `\nThe platform did not start: ${err instanceof Error ? err.message : String(err)}`,
+  );
   await down(platform);
   process.exit(1);
 }
