@@ -20,3 +20,5 @@ export type {
   RunningService,
   StartOptions,
 } from './runtime/service.js';
+export * from './tenancy/index.js';
+export * from './auth/index.js';

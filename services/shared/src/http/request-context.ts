@@ -41,6 +41,7 @@ export function requestContext(logger: Logger, metrics: HttpMetrics): RequestHan
       else if (QUIET_PATHS.has(req.path)) logger.debug(fields, 'request completed');
       else logger.info(fields, 'request completed');
     });
-    runWithRequestContext({ reqId }, next);
+    const userAgent = req.get('user-agent')?.slice(0, 256);
+    runWithRequestContext({ reqId, clientIp: req.ip, userAgent }, next);
   };
 }

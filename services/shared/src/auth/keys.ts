@@ -1,0 +1,82 @@
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+
+/** The one signature algorithm of the platform's access tokens (ECDSA P-256 with SHA-256). */
+export const TOKEN_ALGORITHM = 'ES256';
+
+/** Finds the public key for a token's `kid`. */
+export interface KeySource {
+  key(kid: string): Promise<KeyObject | undefined>;
+}
+
+export interface PublicJwk extends JsonWebKey {
+  kid: string;
+  alg?: string;
+  use?: string;
+}
+
+function importKeys(keys: readonly PublicJwk[]): Map<string, KeyObject> {
+  const imported = new Map<string, KeyObject>();
+  for (const jwk of keys) {
+    if (jwk.kty !== 'EC' || jwk.crv !== 'P-256' || (jwk.alg && jwk.alg !== TOKEN_ALGORITHM))
+      continue;
+    if (jwk.use && jwk.use !== 'sig') continue;
+    imported.set(jwk.kid, createPublicKey({ key: jwk, format: 'jwk' }));
+  }
+  return imported;
+}
+
+/** Keys known in this process (the auth service's own, or a test's). */
+export function staticKeySource(keys: readonly PublicJwk[]): KeySource {
+  const imported = importKeys(keys);
+  return { key: (kid) => Promise.resolve(imported.get(kid)) };
+}
+
+export interface RemoteJwksOptions {
+  url: string;
+  /** Keys are fetched again after this long. */
+  maxAgeMs?: number;
+  /** An unknown kid fetches again at most this often (so junk tokens cannot flood the issuer). */
+  cooldownMs?: number;
+  fetchTimeoutMs?: number;
+}
+
+/**
+ * Public keys from the auth service's JWKS, cached; an unknown kid refreshes the cache (rate
+ * limited), so a newly rotated key is picked up without a restart.
+ */
+export function remoteKeySource(options: RemoteJwksOptions): KeySource {
+  const maxAge = options.maxAgeMs ?? 10 * 60_000;
+  const cooldown = options.cooldownMs ?? 10_000;
+  let keys = new Map<string, KeyObject>();
+  let fetchedAt = 0;
+  let inflight: Promise<void> | undefined;
+
+  const refresh = (): Promise<void> => {
+    inflight ??= (async () => {
+      try {
+        const response = await fetch(options.url, {
+          signal: AbortSignal.timeout(options.fetchTimeoutMs ?? 5_000),
+        });
+        if (!response.ok) throw new Error(`GET ${options.url} answered ${response.status}`);
+        const body = (await response.json()) as { keys?: PublicJwk[] };
+        keys = importKeys(body.keys ?? []);
+        fetchedAt = Date.now();
+      } finally {
+        inflight = undefined;
+      }
+    })();
+    return inflight;
+  };
+
+  return {
+    async key(kid) {
+      const age = Date.now() - fetchedAt;
+      if (fetchedAt === 0 || age > maxAge || (!keys.has(kid) && age > cooldown)) {
+        await refresh().catch((err: unknown) => {
+          if (keys.size === 0) throw err;
+        });
+      }
+      return keys.get(kid);
+    },
+  };
+}

@@ -1,0 +1,98 @@
+import type { RequestHandler } from 'express';
+import { Passport } from 'passport';
+import {
+  ExtractJwt,
+  Strategy as JwtStrategy,
+  type StrategyOptionsWithoutRequest,
+} from 'passport-jwt';
+import { commonErrors } from '../http/errors.js';
+import { currentRequestContext } from '../observability/context.js';
+import type { Principal, Role } from './principal.js';
+import { principalFromClaims, tokenKeyId, verifyOptions, type TokenVerifier } from './verifier.js';
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace -- Express's own augmentation point.
+  namespace Express {
+    // eslint-disable-next-line @typescript-eslint/no-empty-object-type -- filled by Principal.
+    interface User extends Principal {}
+  }
+}
+
+const CHALLENGE = 'Bearer realm="vextrus", error="invalid_token"';
+
+/**
+ * Guards routes with passport-jwt: a Bearer access token verified with the verifier's keys,
+ * algorithm, issuer and audience pinned, and the platform's claims required. Sets `req.user` and
+ * puts the user and tenant into the request's logging context. Any failure is one generic 401
+ * (the reason goes to the debug log), so a client learns nothing about why.
+ */
+export function authenticate(verifier: TokenVerifier): RequestHandler {
+  const passport = new Passport();
+  const options = verifyOptions(verifier.policy);
+  const strategyOptions: StrategyOptionsWithoutRequest = {
+    jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
+    secretOrKeyProvider: (_req, rawToken: string, done) => {
+      let kid: string;
+      try {
+        kid = tokenKeyId(rawToken);
+      } catch (err) {
+        return done(err);
+      }
+      verifier.keys.key(kid).then(
+        (key) => (key ? done(null, key as never) : done(new Error('unknown signing key'))),
+        (err: unknown) => done(err as Error),
+      );
+    },
+    algorithms: options.algorithms,
+    issuer: options.issuer as string,
+    audience: options.audience as string,
+    jsonWebTokenOptions: { clockTolerance: options.clockTolerance },
+  };
+  passport.use(
+    new JwtStrategy(strategyOptions, (payload: object, done) => {
+      try {
+        done(null, principalFromClaims(payload));
+      } catch (err) {
+        done(null, false, { message: (err as Error).message });
+      }
+    }),
+  );
+  return (req, res, next) => {
+    const handler = passport.authenticate(
+      'jwt',
+      { session: false },
+      (err: unknown, user: unknown) => {
+        if (!user) {
+          const reason = err instanceof Error ? err.message : 'no valid bearer token';
+          res.locals.authFailure = reason;
+          return next(
+            commonErrors.UNAUTHENTICATED(
+              undefined,
+              {},
+              { headers: { 'WWW-Authenticate': CHALLENGE } },
+            ),
+          );
+        }
+        const principal = user as Principal;
+        req.user = principal;
+        const context = currentRequestContext();
+        if (context) {
+          context.userId = principal.userId;
+          context.tenant = principal.tenant;
+          context.roles = principal.roles;
+        }
+        next();
+      },
+    ) as RequestHandler;
+    handler(req, res, next);
+  };
+}
+
+/** Allows the request only when the caller holds one of `roles`. */
+export function requireRole(...roles: Role[]): RequestHandler {
+  return (req, _res, next) => {
+    const held = req.user?.roles ?? [];
+    if (held.some((role) => roles.includes(role))) return next();
+    next(commonErrors.FORBIDDEN(`This needs one of the roles ${roles.join(', ')}`));
+  };
+}

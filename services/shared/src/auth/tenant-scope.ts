@@ -1,0 +1,115 @@
+import type { Request, RequestHandler, Response } from 'express';
+import { QueryTypes, type Sequelize } from 'sequelize';
+import { defineErrors } from '../http/errors.js';
+import { withTenantTransaction, type TenantContext } from '../tenancy/context.js';
+
+/** A tenant as the services see it in platform.tenants. */
+export interface TenantEntry extends TenantContext {
+  slug: string;
+  status: string;
+}
+
+export interface TenantDirectory {
+  lookup(slug: string): Promise<TenantEntry | undefined>;
+}
+
+/** Reads platform.tenants (the application role may only SELECT it), caching each answer briefly. */
+export function createTenantDirectory(sequelize: Sequelize, ttlMs = 15_000): TenantDirectory {
+  const cache = new Map<string, { entry: TenantEntry | undefined; until: number }>();
+  return {
+    async lookup(slug) {
+      const hit = cache.get(slug);
+      if (hit && hit.until > Date.now()) return hit.entry;
+      const [row] = await sequelize.query<{
+        id: string;
+        schema_name: string;
+        role_name: string;
+        status: string;
+      }>('SELECT id, schema_name, role_name, status FROM platform.tenants WHERE slug = $1', {
+        bind: [slug],
+        type: QueryTypes.SELECT,
+        transaction: null,
+      });
+      const entry = row && {
+        slug,
+        tenantId: row.id,
+        schema: row.schema_name,
+        role: row.role_name,
+        status: row.status,
+      };
+      cache.set(slug, { entry, until: Date.now() + ttlMs });
+      return entry;
+    },
+  };
+}
+
+export const tenantErrors = defineErrors({
+  TENANT_MISMATCH: {
+    status: 403,
+    title: 'The token belongs to another tenant than the one addressed',
+  },
+  TENANT_UNAVAILABLE: { status: 403, title: 'The tenant is not active' },
+});
+
+export interface RequireTenantOptions {
+  /** Called for every refused request (the audit log records them). */
+  onRefused?: (req: Request, code: string, detail: string) => Promise<void> | void;
+}
+
+/**
+ * Binds an authenticated request to its tenant. The tenant is the verified token's; the gateway's
+ * X-Tenant-ID (stamped from the tenant's host) must name the same tenant, else 403. The tenant
+ * must be active. The resolved tenant goes to `res.locals.tenant` for tenantRoute().
+ */
+export function requireTenant(
+  directory: TenantDirectory,
+  options: RequireTenantOptions = {},
+): RequestHandler {
+  return async (req, res, next) => {
+    const principal = req.user;
+    if (!principal) throw new Error('requireTenant() must come after authenticate()');
+    const addressed = req.get('x-tenant-id');
+    const refuse = async (error: ReturnType<typeof tenantErrors.TENANT_MISMATCH>) => {
+      await options.onRefused?.(req, error.code, error.message);
+      next(error);
+    };
+    if (addressed !== undefined && addressed !== principal.tenant) {
+      return refuse(
+        tenantErrors.TENANT_MISMATCH('X-Tenant-ID does not name the tenant of the access token'),
+      );
+    }
+    const tenant = await directory.lookup(principal.tenant);
+    if (!tenant || tenant.tenantId !== principal.tenantId || tenant.status !== 'active') {
+      return refuse(tenantErrors.TENANT_UNAVAILABLE(`Tenant ${principal.tenant} is not active`));
+    }
+    res.locals.tenant = tenant;
+    next();
+  };
+}
+
+/** What a tenant route answers; it is sent only after the transaction has committed. */
+export interface Reply {
+  status?: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+/**
+ * A route handler that runs in the request's tenant transaction: the tenant setting, search path
+ * and role are set first, every Sequelize query inside uses the transaction, a thrown error rolls
+ * it back, and the reply goes out only once the commit succeeded.
+ */
+export function tenantRoute(
+  sequelize: Sequelize,
+  handler: (req: Request, res: Response) => Promise<Reply>,
+): RequestHandler {
+  return async (req, res) => {
+    const tenant = res.locals.tenant as TenantEntry | undefined;
+    if (!tenant) throw new Error('tenantRoute() needs requireTenant() before it');
+    const reply = await withTenantTransaction(sequelize, tenant, () => handler(req, res));
+    for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
+    res.status(reply.status ?? 200);
+    if (reply.body === undefined) res.end();
+    else res.json(reply.body);
+  };
+}
