@@ -1,19 +1,27 @@
+import { ConfigError, EnvReader, readDatabaseConfig } from '@vextrus/shared';
 import { MigrationError, MigrationErrorCode } from './errors.js';
 
 /**
- * Where the migrations connect: a PostgreSQL URL read from DATABASE_URL.
- *
- * NOTE: This reads one environment variable on purpose. The shared configuration loader of
- * services/shared (which also accepts DATABASE_HOST, PORT, USERNAME, PASSWORD and NAME) will
- * replace this body once it exists, so that the services and the migrations read one format.
+ * Where the migrations connect, read like the services read it: DATABASE_HOST, DATABASE_PORT,
+ * DATABASE_USERNAME, DATABASE_PASSWORD and DATABASE_NAME, or DATABASE_URL (each explicit variable
+ * overriding its part of the URL), any of them also from NAME_FILE.
  */
 export function databaseUrl(env: NodeJS.ProcessEnv = process.env): string {
-  const url = env.DATABASE_URL?.trim();
-  if (!url) {
+  const reader = new EnvReader(env);
+  const config = readDatabaseConfig(reader);
+  if (!config || reader.problems.length > 0) {
+    const problems = new ConfigError(reader.problems).message;
     throw new MigrationError(
       MigrationErrorCode.Configuration,
-      'cannot connect to PostgreSQL: DATABASE_URL is not set (postgres://user:password@host/db)',
+      `cannot connect to PostgreSQL: ${problems}`,
     );
   }
-  return url;
+  const url = new URL('postgres://localhost');
+  url.hostname = config.host;
+  url.port = String(config.port);
+  url.username = encodeURIComponent(config.username);
+  url.password = encodeURIComponent(config.password);
+  url.pathname = `/${encodeURIComponent(config.database)}`;
+  if (config.sslMode !== 'disable') url.searchParams.set('sslmode', config.sslMode);
+  return url.toString();
 }

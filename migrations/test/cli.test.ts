@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { createPlane, type TestPlane } from './support/plane.js';
+import { createPlane, type TestPlane } from '@vextrus/devkit';
 
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
 
@@ -43,12 +43,23 @@ describe('migrations CLI', function () {
   });
   after(async () => plane.close());
 
-  it('without DATABASE_URL, it exits non-zero with one line naming the variable', async () => {
+  it('without a database configured, it exits non-zero with one line saying what to set', async () => {
     const outcome = await cli(['platform', 'status'], {});
 
     expect(outcome.code).to.equal(1);
     expect(outcome.stderr.trim().split('\n')).to.have.length(1);
-    expect(outcome.stderr).to.contain('DATABASE_URL is not set');
+    expect(outcome.stderr).to.contain('set DATABASE_URL, or DATABASE_HOST');
+  });
+
+  it('with DATABASE_HOST but no password, it names DATABASE_PASSWORD', async () => {
+    const outcome = await cli(['platform', 'status'], {
+      DATABASE_HOST: '127.0.0.1',
+      DATABASE_USERNAME: 'x',
+      DATABASE_NAME: 'y',
+    });
+
+    expect(outcome.code).to.equal(1);
+    expect(outcome.stderr).to.contain('DATABASE_PASSWORD is missing');
   });
 
   it('with an invalid slug, it exits non-zero saying why, without a stack trace', async () => {

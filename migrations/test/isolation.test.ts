@@ -1,7 +1,6 @@
 import { setImmediate as tick } from 'node:timers/promises';
 import { expect } from 'chai';
 import { DataTypes, Model, QueryTypes, Sequelize, type ModelStatic } from 'sequelize';
-// NOTE: Imported by path until services/shared/src/index.ts re-exports the tenancy module.
 import {
   TenancyErrorCode,
   assertSafeLoginRole,
@@ -9,9 +8,9 @@ import {
   withTenantTransaction,
   type TenancyError,
   type TenantContext,
-} from '../../services/shared/src/tenancy/index.js';
+} from '@vextrus/shared';
 import { deprovision, provision } from '../src/index.js';
-import { createPlane, loginUrl, type TestPlane } from './support/plane.js';
+import { createPlane, loginUrl, type TestPlane } from '@vextrus/devkit';
 
 class Organization extends Model {
   declare id: string;

@@ -15,7 +15,7 @@ import {
 import { platformMigrations } from '../src/platform/index.js';
 import { tenantMigrations } from '../src/tenant/index.js';
 import { catalogDump } from './support/catalog.js';
-import { createPlane, type TestPlane } from './support/plane.js';
+import { createPlane, type TestPlane } from '@vextrus/devkit';
 
 async function relationsOf(url: string, schema: string): Promise<string[]> {
   const client = new pg.Client({ connectionString: url });

@@ -13,7 +13,7 @@ import {
   type MigrationError,
 } from '../src/index.js';
 import { catalogDump } from './support/catalog.js';
-import { createPlane, type TestPlane } from './support/plane.js';
+import { createPlane, type TestPlane } from '@vextrus/devkit';
 
 const CHILD = fileURLToPath(new URL('./support/provision-child.ts', import.meta.url));
 

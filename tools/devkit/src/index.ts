@@ -14,3 +14,5 @@ export { LocalNode } from './kube/local-node.js';
 export { imageName, PLATFORM_IMAGES } from './kube/images.js';
 export type { LocalImage } from './kube/images.js';
 export { toolPath, cachedToolPath } from './kube/binaries.js';
+export { createPlane, loginUrl, silent } from './testing/plane.js';
+export type { TestPlane } from './testing/plane.js';

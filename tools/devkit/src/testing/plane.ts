@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createTestDatabase, type TestDatabase } from '@vextrus/devkit';
+import { createTestDatabase, type TestDatabase } from './database.js';
 import { pino } from 'pino';
 import {
   ensureRoles,
@@ -7,9 +7,13 @@ import {
   openDatabase,
   type Database,
   type OpenDatabaseOptions,
-} from '../../src/index.js';
+} from '@vextrus/migrations';
 
-/** A test database with the platform roles (uniquely named: roles are cluster-wide). */
+/**
+ * A test database with the platform roles (uniquely named: roles are cluster-wide) and, unless
+ * told otherwise, the platform migrations applied. Provision tenants on it with `provision(db, …)`
+ * and connect services with `appUrl`, which logs in as the application role.
+ */
 export interface TestPlane {
   database: TestDatabase;
   /** Connected as the cluster superuser, acting as operator. */
