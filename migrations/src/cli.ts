@@ -4,6 +4,7 @@
  *
  *   platform up|down|status
  *   tenant <slug> up|down|status|provision|verify|repair|deprovision --retain|--delete
+ *   tenant <slug> seed-admin --email E --name N
  *   tenants up --all [--concurrency N]
  *   roles ensure
  *
@@ -22,6 +23,7 @@ import { createLogger } from './logger.js';
 import { openDatabase, type Database } from './database.js';
 import { ensureRoles, type RoleNames } from './roles.js';
 import { migratePlatform, platformStatus } from './platform.js';
+import { seedAdmin } from './seed/admin.js';
 import {
   deprovision,
   migrateAllTenants,
@@ -36,6 +38,7 @@ const USAGE = `usage:
   vextrus-migrate platform up|down|status
   vextrus-migrate tenant <slug> up|down|status|provision|verify|repair
   vextrus-migrate tenant <slug> deprovision --retain|--delete
+  vextrus-migrate tenant <slug> seed-admin --email E --name N
   vextrus-migrate tenants up --all [--concurrency N]
   vextrus-migrate roles ensure`;
 
@@ -56,6 +59,9 @@ function roleNamesFromEnv(env: NodeJS.ProcessEnv): Partial<RoleNames> {
   return names;
 }
 
+/** Options that take a value. */
+const VALUED_FLAGS = new Set(['concurrency', 'email', 'name']);
+
 /** Splits `--name value` and `--flag` options from positional arguments. */
 function parse(args: string[]): { positional: string[]; flags: Map<string, string | true> } {
   const positional: string[] = [];
@@ -68,7 +74,7 @@ function parse(args: string[]): { positional: string[]; flags: Map<string, strin
     }
     const name = arg.slice(2);
     const next = args[i + 1];
-    if (name === 'concurrency' && next !== undefined && !next.startsWith('--')) {
+    if (VALUED_FLAGS.has(name) && next !== undefined && !next.startsWith('--')) {
       flags.set(name, next);
       i++;
     } else flags.set(name, true);
@@ -127,6 +133,15 @@ async function runTenant(
       if (retain === flags.has('delete')) throw usage('deprovision needs --retain or --delete');
       await deprovision(db, slug, retain ? 'retain' : 'delete');
       print({ tenant: slug, deprovisioned: retain ? 'retain' : 'delete' });
+      return;
+    }
+    case 'seed-admin': {
+      const email = flags.get('email');
+      const name = flags.get('name');
+      if (typeof email !== 'string' || typeof name !== 'string') {
+        throw usage('seed-admin needs --email E and --name N');
+      }
+      print(await seedAdmin(db, slug, { email, name }));
       return;
     }
     default:

@@ -26,6 +26,7 @@ export {
   MIGRATION_TABLE,
   TENANT_ID_COLUMN,
 } from './tenant/conventions.js';
+export { seedAdmin, type SeedAdminOptions, type SeedAdminResult } from './seed/admin.js';
 export type { DriftIssue, TenantNames } from './tenant-state.js';
 export {
   PROVISION_STEPS,

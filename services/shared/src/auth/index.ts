@@ -1,6 +1,6 @@
 export { ROLES, CLAIMS, isRole } from './principal.js';
 export type { Principal, Role } from './principal.js';
-export { TOKEN_ALGORITHM, staticKeySource, remoteKeySource } from './keys.js';
+export { TOKEN_ALGORITHM, KeysUnavailable, staticKeySource, remoteKeySource } from './keys.js';
 export type { KeySource, PublicJwk, RemoteJwksOptions } from './keys.js';
 export {
   createTokenVerifier,
@@ -13,3 +13,6 @@ export type { TokenPolicy, TokenVerifier } from './verifier.js';
 export { authenticate, requireRole } from './middleware.js';
 export { createTenantDirectory, requireTenant, tenantRoute, tenantErrors } from './tenant-scope.js';
 export type { TenantDirectory, TenantEntry, Reply, RequireTenantOptions } from './tenant-scope.js';
+export { DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_JWKS_URL, readTokenSettings } from './config.js';
+export type { TokenSettings } from './config.js';
+export { hashOpaqueToken, newOpaqueToken } from './opaque-token.js';

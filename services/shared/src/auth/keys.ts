@@ -14,13 +14,24 @@ export interface PublicJwk extends JsonWebKey {
   use?: string;
 }
 
+/** The public keys could not be had at all (the JWKS is unreachable and nothing is cached). */
+export class KeysUnavailable extends Error {
+  override readonly name = 'KeysUnavailable';
+}
+
+/** Imports the usable keys; a key of another type or a malformed one is skipped, not fatal. */
 function importKeys(keys: readonly PublicJwk[]): Map<string, KeyObject> {
   const imported = new Map<string, KeyObject>();
   for (const jwk of keys) {
+    if (typeof jwk.kid !== 'string' || jwk.kid.length === 0) continue;
     if (jwk.kty !== 'EC' || jwk.crv !== 'P-256' || (jwk.alg && jwk.alg !== TOKEN_ALGORITHM))
       continue;
     if (jwk.use && jwk.use !== 'sig') continue;
-    imported.set(jwk.kid, createPublicKey({ key: jwk, format: 'jwk' }));
+    try {
+      imported.set(jwk.kid, createPublicKey({ key: jwk, format: 'jwk' }));
+    } catch {
+      continue;
+    }
   }
   return imported;
 }
@@ -49,17 +60,21 @@ export function remoteKeySource(options: RemoteJwksOptions): KeySource {
   const cooldown = options.cooldownMs ?? 10_000;
   let keys = new Map<string, KeyObject>();
   let fetchedAt = 0;
+  // Failed fetches count too, so an unreachable issuer is not asked again on every request.
+  let attemptedAt = 0;
   let inflight: Promise<void> | undefined;
 
   const refresh = (): Promise<void> => {
     inflight ??= (async () => {
+      attemptedAt = Date.now();
       try {
         const response = await fetch(options.url, {
           signal: AbortSignal.timeout(options.fetchTimeoutMs ?? 5_000),
         });
         if (!response.ok) throw new Error(`GET ${options.url} answered ${response.status}`);
-        const body = (await response.json()) as { keys?: PublicJwk[] };
-        keys = importKeys(body.keys ?? []);
+        const body = (await response.json()) as { keys?: unknown };
+        if (!Array.isArray(body.keys)) throw new Error(`GET ${options.url} gave no keys array`);
+        keys = importKeys(body.keys as PublicJwk[]);
         fetchedAt = Date.now();
       } finally {
         inflight = undefined;
@@ -70,11 +85,19 @@ export function remoteKeySource(options: RemoteJwksOptions): KeySource {
 
   return {
     async key(kid) {
-      const age = Date.now() - fetchedAt;
-      if (fetchedAt === 0 || age > maxAge || (!keys.has(kid) && age > cooldown)) {
+      const now = Date.now();
+      const stale = fetchedAt === 0 || now - fetchedAt > maxAge || !keys.has(kid);
+      if (stale && (inflight || now - attemptedAt > cooldown)) {
         await refresh().catch((err: unknown) => {
-          if (keys.size === 0) throw err;
+          // Known keys keep verifying while the issuer is briefly unreachable.
+          if (keys.size === 0) {
+            throw new KeysUnavailable(`cannot read the signing keys from ${options.url}`, {
+              cause: err,
+            });
+          }
         });
+      } else if (keys.size === 0) {
+        throw new KeysUnavailable(`the signing keys from ${options.url} are not available yet`);
       }
       return keys.get(kid);
     },

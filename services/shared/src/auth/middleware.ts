@@ -1,4 +1,5 @@
 import type { RequestHandler } from 'express';
+import type { Logger } from 'pino';
 import { Passport } from 'passport';
 import {
   ExtractJwt,
@@ -7,6 +8,7 @@ import {
 } from 'passport-jwt';
 import { commonErrors } from '../http/errors.js';
 import { currentRequestContext } from '../observability/context.js';
+import { KeysUnavailable } from './keys.js';
 import type { Principal, Role } from './principal.js';
 import { principalFromClaims, tokenKeyId, verifyOptions, type TokenVerifier } from './verifier.js';
 
@@ -24,11 +26,15 @@ const CHALLENGE = 'Bearer realm="vextrus", error="invalid_token"';
  * Guards routes with passport-jwt: a Bearer access token verified with the verifier's keys,
  * algorithm, issuer and audience pinned, and the platform's claims required. Sets `req.user` and
  * puts the user and tenant into the request's logging context. Any failure is one generic 401
- * (the reason goes to the debug log), so a client learns nothing about why.
+ * (the reason goes to the debug log), so a client learns nothing about why; when the signing
+ * keys cannot be read at all the answer is 503, so that clients do not drop valid tokens.
  */
-export function authenticate(verifier: TokenVerifier): RequestHandler {
+export function authenticate(
+  verifier: TokenVerifier,
+  options: { logger?: Logger } = {},
+): RequestHandler {
   const passport = new Passport();
-  const options = verifyOptions(verifier.policy);
+  const verify = verifyOptions(verifier.policy);
   const strategyOptions: StrategyOptionsWithoutRequest = {
     jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
     secretOrKeyProvider: (_req, rawToken: string, done) => {
@@ -43,15 +49,15 @@ export function authenticate(verifier: TokenVerifier): RequestHandler {
         (err: unknown) => done(err as Error),
       );
     },
-    algorithms: options.algorithms,
-    issuer: options.issuer as string,
-    audience: options.audience as string,
-    jsonWebTokenOptions: { clockTolerance: options.clockTolerance },
+    algorithms: verify.algorithms,
+    issuer: verify.issuer as string,
+    audience: verify.audience as string,
+    jsonWebTokenOptions: { clockTolerance: verify.clockTolerance },
   };
   passport.use(
     new JwtStrategy(strategyOptions, (payload: object, done) => {
       try {
-        done(null, principalFromClaims(payload));
+        done(null, principalFromClaims(payload, verify.clockTolerance));
       } catch (err) {
         done(null, false, { message: (err as Error).message });
       }
@@ -61,10 +67,22 @@ export function authenticate(verifier: TokenVerifier): RequestHandler {
     const handler = passport.authenticate(
       'jwt',
       { session: false },
-      (err: unknown, user: unknown) => {
+      (err: unknown, user: unknown, info: unknown) => {
         if (!user) {
-          const reason = err instanceof Error ? err.message : 'no valid bearer token';
+          // passport-jwt reports most failures as `info` (an Error or { message }), not `err`.
+          const cause = err ?? info;
+          if (cause instanceof KeysUnavailable) {
+            options.logger?.error({ err: cause }, 'cannot verify tokens: no signing keys');
+            return next(commonErrors.UNAVAILABLE('Access tokens cannot be verified right now'));
+          }
+          const reason =
+            cause instanceof Error
+              ? cause.message
+              : typeof (cause as { message?: unknown } | undefined)?.message === 'string'
+                ? (cause as { message: string }).message
+                : 'no valid bearer token';
           res.locals.authFailure = reason;
+          options.logger?.debug({ reason }, 'access token refused');
           return next(
             commonErrors.UNAUTHENTICATED(
               undefined,

@@ -1,4 +1,5 @@
 import type { Request, RequestHandler, Response } from 'express';
+import type { Logger } from 'pino';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import { defineErrors } from '../http/errors.js';
 import { withTenantTransaction, type TenantContext } from '../tenancy/context.js';
@@ -54,6 +55,8 @@ export const tenantErrors = defineErrors({
 export interface RequireTenantOptions {
   /** Called for every refused request (the audit log records them). */
   onRefused?: (req: Request, code: string, detail: string) => Promise<void> | void;
+  /** Where a failure of onRefused is logged. */
+  logger?: Logger;
 }
 
 /**
@@ -70,7 +73,12 @@ export function requireTenant(
     if (!principal) throw new Error('requireTenant() must come after authenticate()');
     const addressed = req.get('x-tenant-id');
     const refuse = async (error: ReturnType<typeof tenantErrors.TENANT_MISMATCH>) => {
-      await options.onRefused?.(req, error.code, error.message);
+      try {
+        await options.onRefused?.(req, error.code, error.message);
+      } catch (err) {
+        // The refusal stands even when recording it failed: the caller still gets its 403.
+        options.logger?.error({ err, code: error.code }, 'cannot record a refused tenant request');
+      }
       next(error);
     };
     if (addressed !== undefined && addressed !== principal.tenant) {

@@ -30,13 +30,21 @@ export function verifyOptions(policy: TokenPolicy): VerifyOptions & { complete: 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SLUG = /^[a-z]([a-z0-9-]*[a-z0-9])?$/;
 
-/** Turns verified claims into a Principal, refusing tokens that lack what the platform needs. */
-export function principalFromClaims(payload: JwtPayload): Principal {
+/**
+ * Turns verified claims into a Principal, refusing tokens that lack what the platform needs:
+ * `exp` (jsonwebtoken accepts tokens without one), an `iat` that is not in the future, and the
+ * platform's claims. `clockToleranceSeconds` is the same tolerance as for `exp` and `nbf`.
+ */
+export function principalFromClaims(payload: JwtPayload, clockToleranceSeconds = 5): Principal {
   const tenantId: unknown = payload[CLAIMS.tenantId];
   const tenant: unknown = payload[CLAIMS.tenant];
   const roles: unknown = payload[CLAIMS.roles];
   if (typeof payload.exp !== 'number') throw new TokenRejected('token has no exp');
   if (typeof payload.iat !== 'number') throw new TokenRejected('token has no iat');
+  if (payload.iat > Date.now() / 1000 + clockToleranceSeconds) {
+    throw new TokenRejected('token was issued in the future');
+  }
+  if (payload.exp <= payload.iat) throw new TokenRejected('token expires before it was issued');
   if (typeof payload.sub !== 'string' || !UUID.test(payload.sub)) {
     throw new TokenRejected('token has no valid sub');
   }
@@ -64,9 +72,16 @@ export function principalFromClaims(payload: JwtPayload): Principal {
 
 /** Reads the `kid` of a token's header without trusting anything else in it. */
 export function tokenKeyId(token: string): string {
-  const decoded = jwt.decode(token, { complete: true });
-  const kid = decoded?.header.kid;
-  if (!kid) throw new TokenRejected('token header has no kid');
+  let decoded: jwt.Jwt | null;
+  try {
+    decoded = jwt.decode(token, { complete: true });
+  } catch (err) {
+    throw new TokenRejected('token cannot be decoded', { cause: err });
+  }
+  const kid: unknown = decoded?.header.kid;
+  if (!decoded || typeof kid !== 'string' || kid.length === 0) {
+    throw new TokenRejected('token header has no kid');
+  }
   if (decoded.header.alg !== TOKEN_ALGORITHM) {
     throw new TokenRejected(`token algorithm ${decoded.header.alg} is not accepted`);
   }
@@ -95,7 +110,7 @@ export function createTokenVerifier(policy: TokenPolicy, keys: KeySource): Token
         throw new TokenRejected(`token is invalid: ${(err as Error).message}`, { cause: err });
       }
       if (typeof payload === 'string') throw new TokenRejected('token payload is not JSON');
-      return principalFromClaims(payload);
+      return principalFromClaims(payload, options.clockTolerance);
     },
   };
 }

@@ -1,0 +1,142 @@
+import { hashOpaqueToken, newOpaqueToken } from '@vextrus/shared';
+import type { Transaction } from 'sequelize';
+import { execute, inTransaction, select, type Database } from '../database.js';
+import { MigrationError, MigrationErrorCode, wrap } from '../errors.js';
+import { quoteIdent, validateSlug } from '../identifiers.js';
+import { findTenant } from '../registry.js';
+
+export interface SeedAdminOptions {
+  email: string;
+  /** The administrator's display name. */
+  name: string;
+  /** How long the setup token stays valid; 72 hours by default. */
+  ttlHours?: number;
+}
+
+export interface SeedAdminResult {
+  tenant: string;
+  /**
+   * `issued`: a new administrator and its setup token; `reissued`: the administrator had not
+   * completed setup, its older setup tokens are revoked and a new one issued; `complete`: the
+   * tenant already has an active administrator, nothing was issued.
+   */
+  outcome: 'issued' | 'reissued' | 'complete';
+  userId?: string;
+  email?: string;
+  /** The one-time setup token; stored only as a hash, so this is the only copy. */
+  setupToken?: string;
+  expiresAt?: string;
+}
+
+const EMAIL = /^[^\s@]+@[^\s@]+$/;
+
+function invalid(problem: string): MigrationError {
+  return new MigrationError(MigrationErrorCode.InvalidArguments, problem);
+}
+
+/** Acts as the tenant's role with its tenant id and schema, so row-level security applies. */
+async function actAsTenant(
+  db: Database,
+  transaction: Transaction,
+  tenant: { id: string; schemaName: string; roleName: string },
+): Promise<void> {
+  await execute(db, `SET LOCAL ROLE ${quoteIdent(tenant.roleName)}`, [], transaction);
+  await execute(
+    db,
+    "SELECT set_config('app.tenant_id', $1, true), set_config('search_path', $2, true)",
+    [tenant.id, `${quoteIdent(tenant.schemaName)}, pg_catalog`],
+    transaction,
+  );
+}
+
+/**
+ * Creates the tenant's first administrator (status pending) with a one-time setup token that the
+ * auth service's POST /auth/setup exchanges for a password. Running it again before setup is
+ * complete revokes the older tokens and issues a new one (for when the delivered Secret was
+ * lost); once the tenant has an active administrator it issues nothing.
+ */
+export async function seedAdmin(
+  db: Database,
+  slug: string,
+  options: SeedAdminOptions,
+): Promise<SeedAdminResult> {
+  validateSlug(slug);
+  const email = options.email.trim().toLowerCase();
+  const name = options.name.trim();
+  if (!EMAIL.test(email) || email.length > 254) throw invalid(`invalid email ${options.email}`);
+  if (name.length === 0 || name.length > 200)
+    throw invalid('the name must have 1 to 200 characters');
+  const ttlHours = options.ttlHours ?? 72;
+  try {
+    const tenant = await findTenant(db, slug);
+    if (!tenant) {
+      throw new MigrationError(
+        MigrationErrorCode.TenantNotProvisioned,
+        `tenant ${slug} is not registered`,
+      );
+    }
+    if (tenant.status !== 'active') {
+      throw new MigrationError(
+        MigrationErrorCode.TenantNotActive,
+        `tenant ${slug} is ${tenant.status}, not active`,
+      );
+    }
+    return await inTransaction(db, async (transaction) => {
+      await actAsTenant(db, transaction, tenant);
+      const q = <T extends object>(sql: string, bind: unknown[] = []): Promise<T[]> =>
+        select<T>(db, sql, bind, transaction);
+
+      // One seeding at a time per tenant: a second run waits here for the first to commit.
+      await q('SELECT pg_advisory_xact_lock(hashtext($1))', [`seed-admin:${slug}`]);
+      const [active] = await q<{ id: string }>(
+        "SELECT id FROM users WHERE role = 'tenant_admin' AND status = 'active' LIMIT 1",
+      );
+      if (active) return { tenant: slug, outcome: 'complete' as const };
+
+      const [existing] = await q<{ id: string; status: string }>(
+        'SELECT id, status FROM users WHERE email = $1',
+        [email],
+      );
+      if (existing && existing.status !== 'pending') {
+        throw invalid(`${email} is already a ${existing.status} user of tenant ${slug}`);
+      }
+      const [user] = existing
+        ? await q<{ id: string }>(
+            `UPDATE users SET role = 'tenant_admin', display_name = $2, updated_at = now(),
+                    version = version + 1
+              WHERE id = $1 RETURNING id`,
+            [existing.id, name],
+          )
+        : await q<{ id: string }>(
+            `INSERT INTO users (email, display_name, role, status)
+             VALUES ($1, $2, 'tenant_admin', 'pending') RETURNING id`,
+            [email, name],
+          );
+      if (!user) throw new Error('the administrator row was not written');
+      const revoked = await q<{ user_id: string }>(
+        `UPDATE one_time_tokens SET revoked_at = now()
+          WHERE purpose = 'setup' AND used_at IS NULL AND revoked_at IS NULL
+          RETURNING user_id`,
+      );
+
+      const setupToken = newOpaqueToken();
+      const [token] = await q<{ expires_at: Date }>(
+        `INSERT INTO one_time_tokens (token_hash, purpose, user_id, expires_at)
+         VALUES ($1, 'setup', $2, now() + make_interval(hours => $3)) RETURNING expires_at`,
+        [hashOpaqueToken(setupToken), user.id, ttlHours],
+      );
+      db.logger.info({ tenant: slug, userId: user.id }, 'setup token issued');
+      return {
+        tenant: slug,
+        outcome: existing || revoked.length > 0 ? ('reissued' as const) : ('issued' as const),
+        userId: user.id,
+        email,
+        setupToken,
+        expiresAt: token?.expires_at.toISOString(),
+      };
+    });
+  } catch (err) {
+    if (err instanceof MigrationError) throw err;
+    throw wrap(MigrationErrorCode.ProvisioningFailed, `seed the administrator of ${slug}`, err);
+  }
+}
