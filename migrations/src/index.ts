@@ -35,6 +35,7 @@ export {
   migrateTenant,
   provision,
   repair,
+  setSuspended,
   tenantNames,
   tenantStatus,
   verify,

@@ -3,7 +3,7 @@ import type { Database } from './database.js';
 import { select } from './database.js';
 import { MigrationError, MigrationErrorCode } from './errors.js';
 
-export type TenantStatus = 'provisioning' | 'active' | 'retained' | 'deleting';
+export type TenantStatus = 'provisioning' | 'active' | 'suspended' | 'retained' | 'deleting';
 
 /** A row of platform.tenants. */
 export interface TenantRecord {

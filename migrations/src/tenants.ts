@@ -46,6 +46,13 @@ export interface ProvisionOptions {
   displayName?: string;
   /** Called after each step has committed; a test seam for interruptions. */
   afterStep?: (step: ProvisionStep) => void | Promise<void>;
+  /**
+   * false: skip the tenant migrations (the operator runs them in a Job) and leave the tenant
+   * unactivated; provision again once they ran to isolate the new tables and activate.
+   */
+  migrations?: boolean;
+  /** false: a tenant that is not active yet stays so (a suspended tenant is never activated). */
+  activate?: boolean;
 }
 
 export interface ProvisionResult {
@@ -171,6 +178,7 @@ async function reconcile(
   names: TenantNames,
   access: Access,
   afterStep: (step: ProvisionStep) => Promise<void>,
+  migrations = true,
 ): Promise<string[]> {
   await ensureRole(db, names, 'unchanged');
   await afterStep('role');
@@ -178,7 +186,7 @@ async function reconcile(
   await ensureSchema(db, names);
   await afterStep('schema');
 
-  const applied = await runTrack(db, tenantTrack(names), { direction: 'up' });
+  const applied = migrations ? await runTrack(db, tenantTrack(names), { direction: 'up' }) : [];
   await afterStep('migrations');
 
   await ensureTables(db, names);
@@ -212,9 +220,14 @@ export async function provision(
       const tenantId = await ensureRegistry(db, names, options.displayName ?? slug);
       await afterStep('registry');
 
-      const applied = await reconcile(db, names, 'granted', afterStep);
+      const applied = await reconcile(db, names, 'granted', afterStep, options.migrations);
 
-      await setStatus(db, names, 'active');
+      const current = await findTenant(db, slug);
+      const activate =
+        options.migrations !== false &&
+        options.activate !== false &&
+        current?.status !== 'suspended';
+      if (activate) await setStatus(db, names, 'active');
       await afterStep('activate');
       log.info({ applied, ms: Date.now() - started }, 'tenant provisioned');
       return { tenantId, ...names, applied };
@@ -234,7 +247,7 @@ export async function verify(db: Database, slug: string): Promise<DriftReport> {
       issues.push({ code, object, detail, repairable });
     };
     if (!tenant) issue('NOT_REGISTERED', `tenant ${slug}`, 'not in platform.tenants', false);
-    else if (tenant.status !== 'active' && tenant.status !== 'retained') {
+    else if (!['active', 'suspended', 'retained'].includes(tenant.status)) {
       issue('UNFINISHED', `tenant ${slug}`, `status is ${tenant.status}; run it again`, false);
     }
     const access: Access = tenant?.status === 'retained' ? 'revoked' : 'granted';
@@ -296,7 +309,7 @@ export async function repair(db: Database, slug: string): Promise<DriftReport> {
           `tenant ${slug} is not provisioned: run provision`,
         );
       }
-      if (tenant.status !== 'active' && tenant.status !== 'retained') {
+      if (!['active', 'suspended', 'retained'].includes(tenant.status)) {
         const again = tenant.status === 'deleting' ? 'deprovision --delete' : 'provision';
         throw new MigrationError(
           MigrationErrorCode.TenantNotActive,
@@ -471,4 +484,18 @@ export async function migrateAllTenants(
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, tenants.length) }, worker));
   return result;
+}
+
+/**
+ * Suspends or resumes an active tenant: the services refuse a suspended tenant's requests and
+ * logins (they serve only active tenants); schema, data and access stay as they are.
+ */
+export async function setSuspended(db: Database, slug: string, suspended: boolean): Promise<void> {
+  const from = suspended ? 'active' : 'suspended';
+  const to = suspended ? 'suspended' : 'active';
+  await execute(
+    db,
+    'UPDATE platform.tenants SET status = $2, updated_at = now() WHERE slug = $1 AND status = $3',
+    [slug, to, from],
+  );
 }
