@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Builds the pinned control-plane tools that local runs and tests use, from the Go module
+# proxy only, and caches each binary in a folder keyed by tool and version:
+#
+#   ${VEXTRUS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vextrus/tools}/<tool>-<version>/<binary>
+#
+# A binary already present there is reused without building. Versions are pinned in the
+# wrapper modules under tools/go/ (go.mod + go.sum); change them there (see the gen-*.sh
+# scripts) and the cache key changes with them.
+#
+# Usage: tools/build-tools.sh [options] [tool...]        (no tool: all of them)
+#   tools:  etcd kube-apiserver kube-controller-manager kubectl helm traefik
+#   --path            print each tool's absolute binary path on stdout (building if needed)
+#   --print-dir, --bin-dir
+#                     print each tool's absolute folder on stdout (building if needed)
+#   --no-build        with --path/--print-dir: only print; exit 1 if a binary is missing
+#   --versions        print "<tool> <version>" for each tool and exit
+#   --traefik-crds    print the absolute path of Traefik's CRD definitions file
+#                     (all traefik.io/v1alpha1 CRDs: IngressRoute, Middleware, ...) inside
+#                     the Go module cache, downloading the module if needed
+#   --traefik-optional
+#                     same as VEXTRUS_TRAEFIK_OPTIONAL=1, see below
+#
+# Traefik is optional, by choice: it is only needed for real routing of IngressRoutes in
+# local runs, and some of its dependency versions may be missing from the module proxy.
+# A failed Traefik build is reported on stderr and skipped (exit 0) only when BOTH the
+# tool list is the default "all" (no tool named) AND Traefik is marked optional with
+# --traefik-optional or VEXTRUS_TRAEFIK_OPTIONAL=1. Naming traefik explicitly, or not
+# marking it optional, makes its failure fatal like any other tool's.
+#
+# Progress ("building <tool> <version> ... done in Ns") goes to stderr; stdout carries only
+# the paths asked for. A failure exits non-zero naming the tool, with the tail of go's
+# output. Builds use GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 -trimpath -mod=readonly,
+# and write to a temporary name renamed into place, so an interrupted build leaves no
+# binary behind to be reused. The first (cold) build of everything takes several minutes
+# on 2 cores, most of it kube-apiserver; see tools/go/README.md.
+set -euo pipefail
+
+tools_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+mods="$tools_root/go"
+cache_root="${VEXTRUS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vextrus/tools}"
+all_tools=(etcd kube-apiserver kube-controller-manager kubectl helm traefik)
+
+# Same settings for every go command: the local toolchain, no workspace, no user GOFLAGS.
+export GOTOOLCHAIN=local GOWORK=off GOFLAGS=
+
+die() { echo "build-tools: $*" >&2; exit 1; }
+
+# tool_info TOOL: sets mod (wrapper module folder), pin (module whose version is the
+# tool's version) and pkg (package to build). The binary is named like the tool.
+tool_info() {
+  case "$1" in
+    kube-apiserver | kube-controller-manager | kubectl)
+      mod=kube pin=k8s.io/kubernetes pkg="k8s.io/kubernetes/cmd/$1" ;;
+    etcd) mod=etcd pin=go.etcd.io/etcd/server/v3 pkg=vextrus.local/tools/etcd ;;
+    helm) mod=helm pin=helm.sh/helm/v4 pkg=helm.sh/helm/v4/cmd/helm ;;
+    traefik) mod=traefik pin=github.com/traefik/traefik/v3 pkg="$pin/cmd/traefik" ;;
+    *) die "unknown tool '$1' (known: ${all_tools[*]})" ;;
+  esac
+  mod="$mods/$mod"
+}
+
+# pinned_version GO_MOD MODULE: the version MODULE is required at in GO_MOD.
+pinned_version() {
+  awk -v m="$2" '
+    $1 == "require" && $2 == m && $3 ~ /^v/ { print $3; exit }
+    $1 == m && $2 ~ /^v/ { print $2; exit }' "$1"
+}
+
+tool_version() {
+  tool_info "$1"
+  local v
+  v="$(pinned_version "$mod/go.mod" "$pin")"
+  [[ -n "$v" ]] || die "$1: no version of $pin in $mod/go.mod"
+  echo "$v"
+}
+
+# ldflags TOOL VERSION: linker flags, including the version stamps each tool reports.
+ldflags() {
+  local ld="-s -w" p
+  case "$1" in
+    kube-*)
+      [[ "$2" =~ ^v([0-9]+)\.([0-9]+)\. ]] || die "$1: cannot parse version $2"
+      for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ld+=" -X $p.gitVersion=$2 -X $p.gitMajor=${BASH_REMATCH[1]}"
+        ld+=" -X $p.gitMinor=${BASH_REMATCH[2]} -X $p.gitTreeState=clean"
+      done ;;
+    kubectl) ldflags kube-apiserver "$2"; return ;;
+    helm)
+      ld+=" -X helm.sh/helm/v4/internal/version.version=$2"
+      ld+=" -X helm.sh/helm/v4/internal/version.gitTreeState=clean" ;;
+    traefik) ld+=" -X github.com/traefik/traefik/v3/pkg/version.Version=$2" ;;
+  esac
+  echo "$ld"
+}
+
+tool_dir() { echo "$cache_root/$1-$(tool_version "$1")"; }
+
+tmp_bin="" log=""
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+cleanup() { [[ -z "$tmp_bin" ]] || rm -f "$tmp_bin"; [[ -z "$log" ]] || rm -f "$log"; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# build TOOL: builds TOOL into its cache folder unless present. A failure exits 1, except
+# for an optional Traefik (see the top), which is reported and skipped.
+build() {
+  local tool="$1" version dir ld start rc=0
+  version="$(tool_version "$tool")"
+  dir="$cache_root/$tool-$version"
+  [[ -x "$dir/$tool" ]] && return 0
+  command -v go >/dev/null || die "go is not on PATH"
+  tool_info "$tool"
+  ld="$(ldflags "$tool" "$version")"
+  mkdir -p "$dir"
+  tmp_bin="$(mktemp "$dir/.$tool.partial.XXXXXX")"
+  log="$(mktemp "${TMPDIR:-/tmp}/build-tools-$tool.XXXXXX")"
+  printf 'building %s %s ... ' "$tool" "$version" >&2
+  start=$SECONDS
+  (cd "$mod" && CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false \
+    -ldflags "$ld" -o "$tmp_bin" "$pkg") >"$log" 2>&1 || rc=$?
+  if ((rc != 0)); then
+    echo "FAILED after $((SECONDS - start))s" >&2
+    echo "build-tools: $tool $version failed to build, in tools/${mod#"$tools_root/"}:" \
+      "go build $pkg" >&2
+    tail -n 25 "$log" | sed 's/^/  | /' >&2
+    rm -f "$tmp_bin" "$log"
+    tmp_bin="" log=""
+    if [[ "$tool" == traefik ]] && ((!explicit)) && [[ "$traefik_optional" == 1 ]]; then
+      echo "build-tools: traefik is marked optional; skipped it, continuing" >&2
+      skipped+=("$tool")
+      return 0
+    fi
+    exit 1
+  fi
+  chmod 0755 "$tmp_bin"
+  mv -f "$tmp_bin" "$dir/$tool"
+  rm -f "$log"
+  tmp_bin="" log=""
+  echo "done in $((SECONDS - start))s" >&2
+}
+
+traefik_crds() {
+  local version tmp dir file
+  command -v go >/dev/null || die "go is not on PATH"
+  version="$(tool_version traefik)"
+  tmp="$(mktemp -d)"
+  # From an empty folder, so that no go.mod is read or changed.
+  dir="$(cd "$tmp" && go mod download -json "github.com/traefik/traefik/v3@$version" \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')" || true
+  rmdir "$tmp"
+  [[ -n "$dir" ]] || die "traefik: go mod download of $version failed"
+  file="$dir/docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml"
+  [[ -f "$file" ]] || die "traefik $version: no CRD definitions at $file"
+  echo "$file"
+}
+
+mode=build no_build=0 traefik_optional="${VEXTRUS_TRAEFIK_OPTIONAL:-0}" tools=() skipped=()
+while (($#)); do
+  case "$1" in
+    --path) mode=path ;;
+    --print-dir | --bin-dir) mode=dir ;;
+    --no-build) no_build=1 ;;
+    --versions) mode=versions ;;
+    --traefik-crds) mode=crds ;;
+    --traefik-optional) traefik_optional=1 ;;
+    -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    -*) die "unknown option '$1' (see --help)" ;;
+    *) tool_info "$1"; tools+=("$1") ;;
+  esac
+  shift
+done
+explicit=$((${#tools[@]} > 0))
+((explicit)) || tools=("${all_tools[@]}")
+
+case "$mode" in
+  crds) traefik_crds; exit ;;
+  versions) for t in "${tools[@]}"; do echo "$t $(tool_version "$t")"; done; exit ;;
+esac
+
+missing=0
+for t in "${tools[@]}"; do
+  dir="$(tool_dir "$t")"
+  if ((no_build)); then
+    [[ -x "$dir/$t" ]] || { echo "build-tools: $t is not built ($dir)" >&2; missing=1; }
+  else
+    build "$t"
+    [[ " ${skipped[*]} " != *" $t "* ]] || continue
+  fi
+  case "$mode" in
+    path) echo "$dir/$t" ;;
+    dir) echo "$dir" ;;
+  esac
+done
+exit "$missing"
