@@ -3,7 +3,9 @@ import { TENANT_ID_COLUMN } from './conventions.js';
 
 /**
  * Organizations: the companies of the tenant's group. Every key and index leads with tenant_id,
- * so a duplicate code in one tenant reveals nothing about another.
+ * so a duplicate code in one tenant reveals nothing about another. `archive_root` names the row
+ * whose archiving archived this one (itself, or an ancestor when the archive cascaded), so that a
+ * restore brings back exactly what its archive took away.
  */
 export async function up({ sql }: MigrationContext): Promise<void> {
   await sql(`
@@ -21,6 +23,7 @@ export async function up({ sql }: MigrationContext): Promise<void> {
       fiscal_year_start_month smallint NOT NULL DEFAULT 1,
       address jsonb NOT NULL DEFAULT '{}'::jsonb,
       status text NOT NULL DEFAULT 'active',
+      archive_root uuid,
       version integer NOT NULL DEFAULT 0,
       created_at timestamptz NOT NULL DEFAULT now(),
       updated_at timestamptz NOT NULL DEFAULT now(),
@@ -41,6 +44,8 @@ export async function up({ sql }: MigrationContext): Promise<void> {
         CHECK (fiscal_year_start_month BETWEEN 1 AND 12),
       CONSTRAINT organizations_address_check CHECK (jsonb_typeof(address) = 'object'),
       CONSTRAINT organizations_status_check CHECK (status IN ('active', 'archived')),
+      CONSTRAINT organizations_archive_root_check
+        CHECK ((status = 'archived') = (archive_root IS NOT NULL)),
       CONSTRAINT organizations_version_check CHECK (version >= 0),
       CONSTRAINT organizations_updated_at_check CHECK (updated_at >= created_at)
     );

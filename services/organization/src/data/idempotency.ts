@@ -1,0 +1,60 @@
+import { createHash } from 'node:crypto';
+import type { Reply } from '@vextrus/shared';
+import { errors } from '../errors.js';
+import type { Sql } from './sql.js';
+
+interface StoredKey {
+  fingerprint: string;
+  status: number | null;
+  body: unknown;
+  headers: Record<string, string>;
+}
+
+/** A hash of what makes two requests the same: route, caller and (validated) body. */
+export function fingerprint(parts: readonly unknown[]): string {
+  return createHash('sha256').update(JSON.stringify(parts)).digest('base64url');
+}
+
+/**
+ * Claims an Idempotency-Key in the current transaction. Undefined means the key is new and now
+ * held by this request until it commits; a concurrent request with the same key waits on the
+ * key's unique index and, once this one commits, gets the stored reply. A reply stored for a
+ * different request is refused.
+ */
+export async function claimKey(sql: Sql, key: string, print: string): Promise<Reply | undefined> {
+  const claimed = await sql.rows(
+    `INSERT INTO idempotency_keys (key, fingerprint) VALUES ($1, $2)
+     ON CONFLICT (tenant_id, key) DO NOTHING RETURNING key`,
+    [key, print],
+  );
+  if (claimed.length > 0) return undefined;
+  const stored = await sql.row<StoredKey>(
+    `SELECT fingerprint, response_status AS status, response_body AS body,
+            response_headers AS headers
+       FROM idempotency_keys WHERE key = $1`,
+    [key],
+  );
+  if (!stored || stored.status === null) {
+    throw new Error(`cannot replay Idempotency-Key ${key}: no stored response`);
+  }
+  if (stored.fingerprint !== print) {
+    throw errors.IDEMPOTENCY_KEY_REUSED(
+      'This Idempotency-Key was first used for another request; send a new key for a new request',
+    );
+  }
+  return {
+    status: stored.status,
+    body: stored.body,
+    headers: { ...stored.headers, 'Idempotent-Replayed': 'true' },
+  };
+}
+
+/** Keeps the reply of the request that claimed `key`, for its retries. */
+export async function storeReply(sql: Sql, key: string, reply: Reply): Promise<void> {
+  await sql.rows(
+    `UPDATE idempotency_keys
+        SET response_status = $2, response_body = $3::jsonb, response_headers = $4::jsonb
+      WHERE key = $1 RETURNING key`,
+    [key, reply.status ?? 200, JSON.stringify(reply.body ?? null), JSON.stringify(reply.headers)],
+  );
+}

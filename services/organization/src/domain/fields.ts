@@ -1,0 +1,83 @@
+import { z } from 'zod';
+
+/**
+ * The building blocks of the request and response schemas. Bounds match the CHECK constraints
+ * of the tenant tables, so anything the validators accept the database accepts too.
+ */
+
+export const id = z.uuid({ error: 'must be a UUID' });
+
+export const code = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/, {
+    error: 'must be 1-32 letters, digits, "_", "." or "-", starting with a letter or digit',
+  })
+  .meta({ example: 'HQ-01' });
+
+export const name = z.string().trim().min(1).max(200);
+
+const line = z.string().trim().min(1).max(200);
+
+export const address = z
+  .strictObject({
+    line1: line.optional(),
+    line2: line.optional(),
+    city: z.string().trim().min(1).max(100).optional(),
+    region: z.string().trim().min(1).max(100).optional(),
+    postalCode: z.string().trim().min(1).max(20).optional(),
+    country: z
+      .string()
+      .regex(/^[A-Z]{2}$/, { error: 'must be an ISO 3166-1 alpha-2 code such as BD' })
+      .optional(),
+  })
+  .meta({ description: 'Postal address; every part is optional' });
+
+export const country = z
+  .string()
+  .regex(/^[A-Z]{2}$/, { error: 'must be an ISO 3166-1 alpha-2 code such as BD' });
+
+const CURRENCIES = new Set(Intl.supportedValuesOf('currency'));
+
+export const currency = z
+  .string()
+  .regex(/^[A-Z]{3}$/, { error: 'must be an ISO 4217 code such as BDT' })
+  .refine((value) => CURRENCIES.has(value), { error: 'is not an ISO 4217 currency code' });
+
+function isTimeZone(value: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: value });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const timeZone = z
+  .string()
+  .regex(/^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+){0,2}$/, {
+    error: 'must be an IANA time zone such as Asia/Dhaka',
+  })
+  .max(64)
+  .refine(isTimeZone, { error: 'is not a known IANA time zone' });
+
+export const identifier = z.string().trim().min(1).max(64);
+
+export const phone = z
+  .string()
+  .regex(/^\+?[0-9 ()-]{3,32}$/, { error: 'must be 3-32 digits, spaces, "(", ")" or "-"' });
+
+export const date = z.iso.date({ error: 'must be a date as YYYY-MM-DD' });
+
+export const latitude = z.number().min(-90).max(90);
+export const longitude = z.number().min(-180).max(180);
+
+export const timestamp = z.iso.datetime({ offset: true });
+export const version = z.int().min(0);
+
+/** Two optional dates of which the second, when both are set, is not before the first. */
+export function datesInOrder(value: {
+  startDate?: string | null;
+  endDate?: string | null;
+}): boolean {
+  return !value.startDate || !value.endDate || value.endDate >= value.startDate;
+}

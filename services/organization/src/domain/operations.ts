@@ -1,0 +1,396 @@
+import type { Reply } from '@vextrus/shared';
+import { DatabaseError, ForeignKeyConstraintError, UniqueConstraintError } from 'sequelize';
+import { diffFields, recordAudit } from '../audit.js';
+import { claimKey, fingerprint, storeReply } from '../data/idempotency.js';
+import { Records, type Row } from '../data/records.js';
+import type { Sql } from '../data/sql.js';
+import { errors } from '../errors.js';
+import { decodeCursor, cursorValueFits } from './cursor.js';
+import { assertPlacement, lockTree } from './divisions.js';
+import { ENTITIES, apiName, type Entity } from './entities.js';
+
+/** What every operation works with: the tenant transaction's SQL and the caller. */
+export interface OperationContext {
+  sql: Sql;
+  userId: string;
+  /** X-Project-ID and X-Site-ID, when given. */
+  projectId?: string;
+  siteId?: string;
+}
+
+/** The entity tag of a record: its version, as a strong ETag. */
+export function etag(row: Row): string {
+  return `"${row.version}"`;
+}
+
+/** The version named by an If-Match header (already validated as `"<digits>"`). */
+export function versionOf(ifMatch: string): number {
+  return Number(ifMatch.slice(1, -1));
+}
+
+function location(entity: Entity, row: Row): string {
+  return `/org/${entity.plural}/${row.id}`;
+}
+
+function notFound(entity: Entity, id: string): Error {
+  return errors.NOT_FOUND(`No ${entity.name} ${id} exists`);
+}
+
+function checkVersion(row: Row, ifMatch: string | undefined): void {
+  if (ifMatch !== undefined && versionOf(ifMatch) !== row.version) {
+    throw errors.PRECONDITION_FAILED(
+      `The ${row.id} record is at version ${row.version}, not ${versionOf(ifMatch)}; ` +
+        'read it again and reapply your change',
+      {},
+      { headers: { ETag: etag(row) } },
+    );
+  }
+}
+
+/** Turns database refusals that a client can cause into problems with stable codes. */
+export function translateDatabaseError(err: unknown, deleting = false): unknown {
+  if (err instanceof UniqueConstraintError) {
+    return errors.CODE_TAKEN('Another record of the same parent already uses this code', {
+      field: 'code',
+    });
+  }
+  if (err instanceof ForeignKeyConstraintError) {
+    return deleting
+      ? errors.DEPENDENTS_EXIST('Records were added beneath this one meanwhile; list them first')
+      : errors.NOT_FOUND('A record this request refers to no longer exists');
+  }
+  if (err instanceof DatabaseError) {
+    const code = (err.parent as { code?: string } | undefined)?.code ?? '';
+    if (code === '23514' || code.startsWith('22')) {
+      return errors.VALIDATION_FAILED('The values are inconsistent with the stored record', {
+        errors: [],
+      });
+    }
+  }
+  return err;
+}
+
+// Reading
+
+/** Checks X-Project-ID and X-Site-ID: each must name a record the caller can see, else 404. */
+export async function checkContext(context: OperationContext): Promise<void> {
+  const records = new Records(context.sql);
+  if (context.projectId !== undefined) {
+    const project = await records.find(ENTITIES.project, context.projectId);
+    if (!project) throw notFound(ENTITIES.project, context.projectId);
+  }
+  if (context.siteId !== undefined) {
+    const site = await records.find(ENTITIES.site, context.siteId);
+    const outside = site && context.projectId !== undefined && site.projectId !== context.projectId;
+    if (!site || outside) throw notFound(ENTITIES.site, context.siteId);
+  }
+}
+
+export async function getRecord(
+  context: OperationContext,
+  entity: Entity,
+  id: string,
+): Promise<Reply> {
+  const row = await new Records(context.sql).find(entity, id);
+  if (!row) throw notFound(entity, id);
+  return { body: row, headers: { ETag: etag(row) } };
+}
+
+export interface ListInput {
+  limit?: number;
+  cursor?: string;
+  sort?: string;
+  status?: string;
+  code?: string;
+  name?: string;
+  [idFilter: string]: unknown;
+}
+
+/** The X-Project-ID / X-Site-ID scope of a list: columns the rows must match. */
+function contextScope(context: OperationContext, entity: Entity): Record<string, string> {
+  const scope: Record<string, string> = {};
+  if (entity.name === 'project' && context.projectId) scope.id = context.projectId;
+  if (entity.name === 'site') {
+    if (context.projectId) scope.project_id = context.projectId;
+    if (context.siteId) scope.id = context.siteId;
+  }
+  return scope;
+}
+
+export async function listRecords(
+  context: OperationContext,
+  entity: Entity,
+  input: ListInput,
+  parentId?: string,
+): Promise<Reply> {
+  const records = new Records(context.sql);
+  if (parentId !== undefined && entity.parent) {
+    const parent = ENTITIES[entity.parent.entity];
+    if (!(await records.find(parent, parentId))) throw notFound(parent, parentId);
+  }
+  const sortText = input.sort ?? 'code';
+  const descending = sortText.startsWith('-');
+  const sort = descending ? sortText.slice(1) : sortText;
+  const after = input.cursor === undefined ? undefined : decodeCursor(input.cursor);
+  const key = entity.sorts[sort];
+  if (
+    input.cursor !== undefined &&
+    (!after || after.sort !== sort || !key || !cursorValueFits(key, after.value))
+  ) {
+    throw errors.VALIDATION_FAILED('The cursor does not belong to this list and sort', {
+      errors: [
+        {
+          in: 'query',
+          field: 'cursor',
+          code: 'invalid_cursor',
+          message: 'is not a cursor of this list; pass nextCursor of a page with the same sort',
+        },
+      ],
+    });
+  }
+  const equals: Record<string, string> = {};
+  for (const [filter, column] of Object.entries(entity.idFilters)) {
+    const value = input[filter];
+    if (typeof value === 'string') equals[column] = value;
+  }
+  if (parentId !== undefined && entity.parent) equals[entity.parent.column] = parentId;
+  const page = await records.list(entity, {
+    sort,
+    descending,
+    limit: input.limit ?? 25,
+    after,
+    status: input.status,
+    code: input.code,
+    name: input.name,
+    equals: { ...equals, ...contextScope(context, entity) },
+  });
+  return { body: page };
+}
+
+// Writing
+
+/**
+ * Locks the records a write relies on (FOR SHARE, so they cannot be archived or deleted until
+ * this transaction ends) and checks that they exist, are active and belong to the same
+ * organization.
+ */
+async function lockReferences(
+  records: Records,
+  entity: Entity,
+  values: Record<string, unknown>,
+  organizationId: string | undefined,
+): Promise<void> {
+  for (const [field, target] of Object.entries(entity.references)) {
+    const id = values[field];
+    if (typeof id !== 'string') continue;
+    const referenced = ENTITIES[target];
+    const row = await records.find(referenced, id, 'share');
+    if (!row || (organizationId !== undefined && row.organizationId !== organizationId)) {
+      throw errors.NOT_FOUND(`No ${referenced.name} ${id} exists in this organization`, { field });
+    }
+    if (row.status === 'archived') {
+      throw errors.PARENT_ARCHIVED(`The ${referenced.name} ${id} is archived`, { field });
+    }
+  }
+}
+
+async function lockParent(records: Records, entity: Entity, parentId: string): Promise<Row> {
+  const parentEntity = ENTITIES[entity.parent?.entity ?? 'organization'];
+  const parent = await records.find(parentEntity, parentId, 'share');
+  if (!parent) throw notFound(parentEntity, parentId);
+  if (parent.status === 'archived') {
+    throw errors.PARENT_ARCHIVED(`The ${parentEntity.name} ${parentId} is archived`);
+  }
+  return parent;
+}
+
+/** The organization a record belongs to (organizations are their own). */
+function organizationOf(entity: Entity, row: Row): string | undefined {
+  if (entity.name === 'organization') return row.id;
+  return typeof row.organizationId === 'string' ? row.organizationId : undefined;
+}
+
+export interface CreateInput {
+  parentId?: string;
+  values: Record<string, unknown>;
+  idempotencyKey?: string;
+}
+
+export async function createRecord(
+  context: OperationContext,
+  entity: Entity,
+  input: CreateInput,
+): Promise<Reply> {
+  const { sql } = context;
+  const records = new Records(sql);
+  if (input.idempotencyKey !== undefined) {
+    const print = fingerprint([entity.name, input.parentId ?? null, context.userId, input.values]);
+    const replay = await claimKey(sql, input.idempotencyKey, print);
+    if (replay) return replay;
+  }
+
+  if (entity.name === 'division' && input.parentId) await lockTree(sql, input.parentId);
+  const values = { ...input.values };
+  let organizationId: string | undefined;
+  if (entity.parent && input.parentId !== undefined) {
+    const parent = await lockParent(records, entity, input.parentId);
+    values[apiName(entity, entity.parent.column)] = input.parentId;
+    organizationId = organizationOf(ENTITIES[entity.parent.entity], parent);
+  }
+  await lockReferences(records, entity, values, organizationId);
+  if (entity.name === 'division' && typeof values.parentId === 'string') {
+    await assertPlacement(sql, undefined, values.parentId);
+  }
+
+  const row = await records.insert(entity, values);
+  await recordAudit({
+    action: `${entity.name}.created`,
+    outcome: 'success',
+    resourceType: entity.name,
+    resourceId: row.id,
+    changes: diffFields({}, row),
+  });
+  const reply: Reply = {
+    status: 201,
+    body: row,
+    headers: { ETag: etag(row), Location: location(entity, row) },
+  };
+  if (input.idempotencyKey !== undefined) await storeReply(sql, input.idempotencyKey, reply);
+  return reply;
+}
+
+export async function updateRecord(
+  context: OperationContext,
+  entity: Entity,
+  id: string,
+  ifMatch: string | undefined,
+  changes: Record<string, unknown>,
+): Promise<Reply> {
+  if (ifMatch === undefined) {
+    throw errors.PRECONDITION_REQUIRED(
+      'Send If-Match with the ETag you read, so that no other change is overwritten',
+    );
+  }
+  const { sql } = context;
+  const records = new Records(sql);
+  const before = await records.find(entity, id);
+  if (!before) throw notFound(entity, id);
+  const organizationId = organizationOf(entity, before);
+  const moving = entity.name === 'division' && typeof changes.parentId === 'string';
+  if (moving && organizationId) await lockTree(sql, organizationId);
+  checkVersion(before, ifMatch);
+  if (before.status === 'archived') {
+    throw errors.ARCHIVED(`The ${entity.name} ${id} is archived; restore it before changing it`);
+  }
+  await lockReferences(records, entity, changes, organizationId);
+  if (moving) await assertPlacement(sql, id, changes.parentId as string);
+
+  const after = await records.update(entity, id, versionOf(ifMatch), changes);
+  if (!after) {
+    const current = await records.find(entity, id);
+    if (!current) throw notFound(entity, id);
+    checkVersion(current, ifMatch);
+    throw new Error(`cannot update ${entity.name} ${id}: the version matched but no row changed`);
+  }
+  await recordAudit({
+    action: `${entity.name}.updated`,
+    outcome: 'success',
+    resourceType: entity.name,
+    resourceId: id,
+    changes: diffFields(before, after),
+  });
+  return { body: after, headers: { ETag: etag(after) } };
+}
+
+export async function archiveRecord(
+  context: OperationContext,
+  entity: Entity,
+  id: string,
+  ifMatch: string | undefined,
+): Promise<Reply> {
+  const records = new Records(context.sql);
+  const before = await records.find(entity, id, 'update');
+  if (!before) throw notFound(entity, id);
+  checkVersion(before, ifMatch);
+  if (before.status === 'archived') {
+    throw errors.ALREADY_ARCHIVED(`The ${entity.name} ${id} is already archived`);
+  }
+  const { row, cascaded } = await records.archive(entity, id);
+  await recordAudit({
+    action: `${entity.name}.archived`,
+    outcome: 'success',
+    resourceType: entity.name,
+    resourceId: id,
+    changes: diffFields(before, row),
+    details: { cascaded },
+  });
+  return { body: { item: row, cascaded }, headers: { ETag: etag(row) } };
+}
+
+export async function restoreRecord(
+  context: OperationContext,
+  entity: Entity,
+  id: string,
+  ifMatch: string | undefined,
+): Promise<Reply> {
+  const records = new Records(context.sql);
+  const seen = await records.find(entity, id);
+  if (!seen) throw notFound(entity, id);
+  // Owners are locked before the record, in the order an archive of the owner takes them.
+  for (const owner of entity.owners) {
+    const ownerId = seen[apiName(entity, owner.column)];
+    if (typeof ownerId !== 'string') continue;
+    const ownerEntity = ENTITIES[owner.entity];
+    const ownerRow = await records.find(ownerEntity, ownerId, 'share');
+    if (ownerRow?.status === 'archived') {
+      throw errors.PARENT_ARCHIVED(
+        `The ${ownerEntity.name} ${ownerId} is archived; restore it first`,
+      );
+    }
+  }
+  const before = await records.find(entity, id, 'update');
+  if (!before) throw notFound(entity, id);
+  checkVersion(before, ifMatch);
+  if (before.status !== 'archived') {
+    throw errors.NOT_ARCHIVED(`The ${entity.name} ${id} is not archived`);
+  }
+  const { row, cascaded } = await records.restore(entity, id);
+  await recordAudit({
+    action: `${entity.name}.restored`,
+    outcome: 'success',
+    resourceType: entity.name,
+    resourceId: id,
+    changes: diffFields(before, row),
+    details: { cascaded },
+  });
+  return { body: { item: row, cascaded }, headers: { ETag: etag(row) } };
+}
+
+export async function deleteRecord(
+  context: OperationContext,
+  entity: Entity,
+  id: string,
+  ifMatch: string | undefined,
+): Promise<Reply> {
+  const records = new Records(context.sql);
+  const before = await records.find(entity, id, 'update');
+  if (!before) throw notFound(entity, id);
+  checkVersion(before, ifMatch);
+  const dependents = await records.dependents(entity, id);
+  if (Object.keys(dependents).length > 0) {
+    const named = Object.entries(dependents).map(([kind, count]) => `${count} ${kind}`);
+    throw errors.DEPENDENTS_EXIST(
+      `The ${entity.name} ${id} still has ${named.join(', ')}; delete or move them first`,
+      { dependents },
+    );
+  }
+  await records.delete(entity, id);
+  await recordAudit({
+    action: `${entity.name}.deleted`,
+    outcome: 'success',
+    resourceType: entity.name,
+    resourceId: id,
+    changes: diffFields(before, {}),
+  });
+  return { status: 204 };
+}
