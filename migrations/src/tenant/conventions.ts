@@ -20,6 +20,6 @@ export const MIGRATION_TABLE = 'schema_migrations';
 
 /**
  * Tables of audit records: the tenant role may read and append, only the retention role may
- * delete. Empty until the audit log exists; listed here by table name.
+ * delete. Listed here by table name.
  */
-export const AUDIT_TABLES: ReadonlySet<string> = new Set<string>();
+export const AUDIT_TABLES: ReadonlySet<string> = new Set<string>(['audit_events', 'audit_chain']);

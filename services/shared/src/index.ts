@@ -22,3 +22,4 @@ export type {
 } from './runtime/service.js';
 export * from './tenancy/index.js';
 export * from './auth/index.js';
+export * from './audit/index.js';

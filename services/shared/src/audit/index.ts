@@ -1,0 +1,12 @@
+/**
+ * The audit facility: one record per audited change, written in the change's own tenant
+ * transaction, append-only, hash-chained per tenant (by the database), verifiable and kept for
+ * a retention window.
+ */
+export { diffFields, AUDIT_OUTCOMES, REDACTED } from './event.js';
+export type { AuditEvent, AuditOutcome } from './event.js';
+export { recordAudit, recordAuditSeparately } from './record.js';
+export type { RecordOptions } from './record.js';
+export { verifyAuditChain } from './verify.js';
+export type { ChainProblem, ChainProblemCode, ChainReport, VerifyOptions } from './verify.js';
+export { AuditError, AuditErrorCode } from './errors.js';

@@ -1,0 +1,68 @@
+import { Transaction, type Sequelize } from 'sequelize';
+import type { TenantContext } from '../tenancy/context.js';
+import { AuditError, AuditErrorCode } from './errors.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const TENANT_SCHEMA = /^tenant_[a-z][a-z0-9_]{0,62}$/;
+const ROLE = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** The checks of withTenantTransaction (the schema is quoted into SQL text below). */
+function validateTenantContext(tenant: TenantContext): void {
+  if (
+    !UUID.test(tenant.tenantId) ||
+    !TENANT_SCHEMA.test(tenant.schema) ||
+    (tenant.role !== undefined && !ROLE.test(tenant.role))
+  ) {
+    throw new AuditError(
+      AuditErrorCode.InvalidTenant,
+      `cannot open an audit transaction: tenant ${JSON.stringify(tenant.schema)} is malformed`,
+    );
+  }
+}
+
+export interface TenantTransactionOptions {
+  /** A consistent snapshot for long reads (verify, export). */
+  snapshot?: boolean;
+  readOnly?: boolean;
+  lockTimeoutMs?: number;
+}
+
+/**
+ * An unmanaged transaction bound to the tenant like withTenantTransaction binds one (tenant
+ * setting, search path, tenant role, all transaction-local), but never joined to the caller's
+ * CLS transaction: every query must pass it explicitly. The caller commits or rolls back.
+ */
+export async function openTenantTransaction(
+  sequelize: Sequelize,
+  tenant: TenantContext,
+  options: TenantTransactionOptions = {},
+): Promise<Transaction> {
+  validateTenantContext(tenant);
+  const transaction = await sequelize.transaction({
+    isolationLevel: options.snapshot
+      ? Transaction.ISOLATION_LEVELS.REPEATABLE_READ
+      : Transaction.ISOLATION_LEVELS.READ_COMMITTED,
+    readOnly: options.readOnly,
+  });
+  try {
+    const settings = [
+      `set_config('app.tenant_id', $1, true)`,
+      `set_config('search_path', $2, true)`,
+      `set_config('lock_timeout', $3, true)`,
+      ...(tenant.role === undefined ? [] : [`set_config('role', $4, true)`]),
+    ];
+    await sequelize.query(`SELECT ${settings.join(', ')}`, {
+      transaction,
+      bind: [
+        tenant.tenantId,
+        `"${tenant.schema}"`,
+        `${options.lockTimeoutMs ?? 0}ms`,
+        ...(tenant.role === undefined ? [] : [tenant.role]),
+      ],
+    });
+  } catch (err) {
+    await transaction.rollback().catch(() => undefined);
+    throw err;
+  }
+  return transaction;
+}

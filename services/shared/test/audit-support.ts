@@ -1,0 +1,62 @@
+import pg from 'pg';
+import { Sequelize } from 'sequelize';
+import { provision } from '@vextrus/migrations';
+import { createPlane, type TestPlane } from '@vextrus/devkit';
+import type { TenantContext } from '@vextrus/shared';
+
+/** A plane with provisioned tenants and a pool that logs in as the application role. */
+export interface AuditPlane {
+  plane: TestPlane;
+  app: Sequelize;
+  tenants: Record<string, TenantContext & { slug: string }>;
+  /** Runs SQL as the cluster superuser (the owner's powers and more: bypassing the app). */
+  superuser(text: string, values?: unknown[]): Promise<pg.QueryResult>;
+  close(): Promise<void>;
+}
+
+export async function createAuditPlane(prefix: string, slugs: string[]): Promise<AuditPlane> {
+  const plane = await createPlane(prefix);
+  const tenants: AuditPlane['tenants'] = {};
+  for (const slug of slugs) {
+    const result = await provision(plane.db, slug);
+    tenants[slug] = { slug, tenantId: result.tenantId, schema: result.schema, role: result.role };
+  }
+  const app = new Sequelize(plane.appUrl, { logging: false, pool: { max: 20 } });
+  return {
+    plane,
+    app,
+    tenants,
+    async superuser(text, values) {
+      const client = new pg.Client({ connectionString: plane.database.url });
+      await client.connect();
+      try {
+        return await client.query(text, values);
+      } finally {
+        await client.end();
+      }
+    },
+    async close() {
+      await app.close();
+      await plane.close();
+    },
+  };
+}
+
+/** The error a promise rejects with; fails when it resolves. */
+export async function failure(promise: Promise<unknown>): Promise<Error & { code?: string }> {
+  return promise.then(
+    () => {
+      throw new Error('expected a failure');
+    },
+    (err: Error) => err,
+  );
+}
+
+/** The PostgreSQL error under Sequelize's (and the audit module's) wrappers. */
+export function pgError(err: unknown): { code?: string; message: string } {
+  let current = err as { original?: unknown; cause?: unknown; code?: string; message: string };
+  while (current.original ?? current.cause) {
+    current = (current.original ?? current.cause) as typeof current;
+  }
+  return current;
+}
