@@ -14,7 +14,8 @@ export async function up({ sql }: MigrationContext): Promise<void> {
       attempts integer NOT NULL DEFAULT 0,
       window_started_at timestamptz NOT NULL DEFAULT now(),
       CONSTRAINT login_throttle_pkey PRIMARY KEY (tenant_id, key),
-      CONSTRAINT login_throttle_key_check CHECK (key ~ '^(account|address):.{1,300}$'),
+      CONSTRAINT login_throttle_key_check
+        CHECK (key ~ '^(account|address):.' AND length(key) <= 300),
       CONSTRAINT login_throttle_attempts_check CHECK (attempts >= 0)
     );
   `);

@@ -1,8 +1,106 @@
-import type { ServiceDefinition } from '@vextrus/shared';
+import type { Express, Request, RequestHandler } from 'express';
+import {
+  assertSafeLoginRole,
+  authenticate,
+  createTenantDirectory,
+  createTokenVerifier,
+  requireTenant,
+  staticKeySource,
+  type ServiceDefinition,
+  type ServiceRuntime,
+} from '@vextrus/shared';
+import { createAudit } from './audit.js';
+import { readAuthConfig, type AuthConfig } from './config.js';
+import type { AuthContext } from './context.js';
+import { createAuthMetrics } from './metrics.js';
+import { createPasswordVerifier } from './passwords.js';
+import { onboardingRoutes } from './routes/onboarding-routes.js';
+import { sessionRoutes } from './routes/session-routes.js';
+import { userRoutes } from './routes/user-routes.js';
+import { createSessions } from './sessions.js';
+import { loadKeyRing } from './signing-keys.js';
+import { createThrottle } from './throttle.js';
+import { createAccessTokenIssuer } from './tokens.js';
 
-/** The auth service: health and metrics for now; its API arrives with its own issue. */
-export const authService: ServiceDefinition = {
+/** Contexts by runtime: one process may run several instances (tests, key rotation). */
+const contexts = new WeakMap<ServiceRuntime<AuthConfig>, AuthContext>();
+
+async function buildContext(runtime: ServiceRuntime<AuthConfig>): Promise<AuthContext> {
+  const settings = runtime.config.auth;
+  const { sequelize, logger } = runtime;
+  const keys = await loadKeyRing(settings);
+  const issueAccess = createAccessTokenIssuer(keys, {
+    issuer: settings.tokens.issuer,
+    audience: settings.tokens.audience,
+    ttlSeconds: settings.accessTokenTtlSeconds,
+  });
+  logger.info(
+    { signingKey: keys.current.kid, publishedKeys: keys.all.length },
+    'signing keys loaded',
+  );
+  return {
+    settings,
+    sequelize,
+    logger,
+    keys,
+    verifier: createTokenVerifier(
+      { issuer: settings.tokens.issuer, audience: settings.tokens.audience },
+      staticKeySource(keys.all.map((key) => key.publicJwk)),
+    ),
+    directory: createTenantDirectory(sequelize),
+    passwords: await createPasswordVerifier(),
+    sessions: createSessions(sequelize, issueAccess, {
+      idleSeconds: settings.refreshIdleSeconds,
+      absoluteSeconds: settings.refreshAbsoluteSeconds,
+    }),
+    throttle: createThrottle(sequelize, settings.throttle),
+    audit: createAudit(sequelize, logger),
+    metrics: createAuthMetrics(runtime.metrics.registry),
+  };
+}
+
+/** authenticate + tenant agreement; a refused tenant is audited in the token's own tenant. */
+function guard(ctx: AuthContext): RequestHandler[] {
+  const onRefused = async (req: Request, code: string, detail: string): Promise<void> => {
+    const principal = req.user;
+    const own = principal && (await ctx.directory.lookup(principal.tenant));
+    if (!principal || !own) return;
+    await ctx.audit.recordSeparately(own, {
+      action: 'auth.tenant.refused',
+      outcome: 'denied',
+      actor: { userId: principal.userId, roles: principal.roles },
+      details: { code, detail, addressed: req.get('x-tenant-id') ?? null, path: req.path },
+    });
+  };
+  return [
+    authenticate(ctx.verifier, { logger: ctx.logger }),
+    requireTenant(ctx.directory, { onRefused, logger: ctx.logger }),
+  ];
+}
+
+function routes(app: Express, ctx: AuthContext): void {
+  app.get('/.well-known/jwks.json', (_req, res) => {
+    res.setHeader('Cache-Control', 'public, max-age=300');
+    res.json({ keys: ctx.keys.all.map((key) => key.publicJwk) });
+  });
+  const guarded = guard(ctx);
+  sessionRoutes(app, ctx);
+  onboardingRoutes(app, ctx, guarded);
+  userRoutes(app, ctx, guarded);
+}
+
+/** The auth service: tenant users, their passwords, access and refresh tokens. */
+export const authService: ServiceDefinition<AuthConfig> = {
   name: 'auth',
   defaultPort: 3001,
-  routes: () => {},
+  config: readAuthConfig,
+  preflight: async (runtime) => {
+    await assertSafeLoginRole(runtime.sequelize);
+    contexts.set(runtime, await buildContext(runtime));
+  },
+  routes: (app, runtime) => {
+    const ctx = contexts.get(runtime);
+    if (!ctx) throw new Error('the auth service routes need its preflight to have run');
+    routes(app, ctx);
+  },
 };

@@ -1,0 +1,192 @@
+import type { Express, Request, Response } from 'express';
+import { withTenantTransaction, type TenantEntry } from '@vextrus/shared';
+import { z } from 'zod';
+import type { AuthContext } from '../context.js';
+import { row, rows } from '../db.js';
+import { errors } from '../errors.js';
+import { USER_COLUMNS, normalizeEmail, userView, type UserRow } from '../users.js';
+import { addressedTenant, clientAddress, parseBody } from '../validation.js';
+
+const LoginBody = z.object({
+  email: z.string().min(1).max(254),
+  password: z.string().min(1).max(1024),
+});
+
+const RefreshBody = z.object({ refreshToken: z.string().min(1).max(200) });
+
+/** Sets the headers every answer carrying tokens needs. */
+function noStore(res: Response): void {
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Pragma', 'no-cache');
+}
+
+/** An active tenant by the addressed slug, or undefined (unknown and inactive look the same). */
+async function activeTenant(ctx: AuthContext, slug: string): Promise<TenantEntry | undefined> {
+  const tenant = await ctx.directory.lookup(slug);
+  return tenant?.status === 'active' ? tenant : undefined;
+}
+
+/**
+ * POST /auth/login. An unknown tenant, an unknown email, a wrong password, a user without a
+ * password yet and a disabled user all get the same answer after the same work (one argon2
+ * verification), so neither status, body nor timing tells them apart.
+ */
+async function login(ctx: AuthContext, req: Request, res: Response): Promise<void> {
+  const slug = addressedTenant(req);
+  const body = parseBody(LoginBody, req);
+  const email = normalizeEmail(body.email);
+  const address = clientAddress(req);
+  const refuse = () => {
+    ctx.metrics.logins.inc({ outcome: 'failure' });
+    return errors.INVALID_CREDENTIALS();
+  };
+
+  const tenant = await activeTenant(ctx, slug);
+  if (!tenant) {
+    await ctx.passwords.verifyNothing(body.password);
+    throw refuse();
+  }
+
+  const verdict = await ctx.throttle.attempt(tenant, email, address);
+  for (const scope of verdict.newlyLocked) {
+    ctx.metrics.lockouts.inc({ scope });
+    await ctx.audit.recordSeparately(tenant, {
+      action: 'auth.login.locked',
+      outcome: 'denied',
+      details: { email, address, scope },
+    });
+  }
+  if (!verdict.allowed) {
+    ctx.metrics.logins.inc({ outcome: 'throttled' });
+    throw errors.TOO_MANY_ATTEMPTS(undefined, undefined, {
+      headers: { 'Retry-After': String(verdict.retryAfterSeconds) },
+    });
+  }
+
+  const found = await withTenantTransaction(ctx.sequelize, tenant, () =>
+    row<UserRow & { password_hash: string | null }>(
+      ctx.sequelize,
+      `SELECT ${USER_COLUMNS.split(', ')
+        .map((c) => `u.${c}`)
+        .join(', ')}, c.password_hash
+         FROM users u LEFT JOIN credentials c ON c.tenant_id = u.tenant_id AND c.user_id = u.id
+        WHERE u.email = $1`,
+      [email],
+    ),
+  );
+  const passwordOk = found?.password_hash
+    ? await ctx.passwords.verify(found.password_hash, body.password)
+    : await ctx.passwords.verifyNothing(body.password);
+  if (!found || !passwordOk || found.status !== 'active') {
+    const reason = !found
+      ? 'unknown_email'
+      : !passwordOk
+        ? 'wrong_password'
+        : `user_${found.status}`;
+    await ctx.audit.recordSeparately(tenant, {
+      action: 'auth.login.failed',
+      outcome: 'failure',
+      resourceType: 'user',
+      resourceId: found?.id,
+      actor: found ? { userId: found.id } : {},
+      details: { email, address, reason },
+    });
+    throw refuse();
+  }
+
+  await ctx.throttle.succeeded(tenant, email, address);
+  const session = await withTenantTransaction(ctx.sequelize, tenant, async () => {
+    await rows(ctx.sequelize, 'UPDATE users SET last_login_at = now() WHERE id = $1 RETURNING id', [
+      found.id,
+    ]);
+    const started = await ctx.sessions.start(found, tenant);
+    await ctx.audit.record({
+      action: 'auth.login.succeeded',
+      outcome: 'success',
+      resourceType: 'user',
+      resourceId: found.id,
+      actor: { userId: found.id, roles: [found.role] },
+      details: { address },
+    });
+    return started;
+  });
+  ctx.metrics.logins.inc({ outcome: 'success' });
+  ctx.metrics.tokensIssued.inc({ kind: 'access' });
+  ctx.metrics.tokensIssued.inc({ kind: 'refresh' });
+  const { familyId: _familyId, ...tokens } = session;
+  noStore(res);
+  res.status(200).json({ ...tokens, user: userView(found) });
+}
+
+/** POST /auth/refresh: rotates the refresh token; a replayed one revokes its family. */
+async function refresh(ctx: AuthContext, req: Request, res: Response): Promise<void> {
+  const slug = addressedTenant(req);
+  const body = parseBody(RefreshBody, req);
+  const tenant = await activeTenant(ctx, slug);
+  if (!tenant) throw errors.INVALID_REFRESH_TOKEN();
+
+  const outcome = await withTenantTransaction(ctx.sequelize, tenant, async () => {
+    const result = await ctx.sessions.rotate(body.refreshToken, tenant);
+    if (result.kind === 'rotated') {
+      await ctx.audit.record({
+        action: 'auth.token.refreshed',
+        outcome: 'success',
+        resourceType: 'user',
+        resourceId: result.user.id,
+        actor: { userId: result.user.id, roles: [result.user.role] },
+        details: { family: result.familyId },
+      });
+    } else if (result.kind === 'reused') {
+      await ctx.audit.record({
+        action: 'auth.token.reuse_detected',
+        outcome: 'denied',
+        resourceType: 'user',
+        resourceId: result.userId,
+        actor: { userId: result.userId },
+        details: { family: result.familyId, address: clientAddress(req) },
+      });
+    }
+    return result;
+  });
+  if (outcome.kind === 'reused') {
+    ctx.metrics.refreshReuse.inc();
+    ctx.logger.warn({ userId: outcome.userId }, 'refresh token reused; family revoked');
+    throw errors.INVALID_REFRESH_TOKEN();
+  }
+  if (outcome.kind === 'invalid') {
+    ctx.logger.debug({ reason: outcome.reason }, 'refresh refused');
+    throw errors.INVALID_REFRESH_TOKEN();
+  }
+  ctx.metrics.tokensIssued.inc({ kind: 'access' });
+  ctx.metrics.tokensIssued.inc({ kind: 'refresh' });
+  noStore(res);
+  res.status(200).json(outcome.session);
+}
+
+/** POST /auth/logout: revokes the refresh token's family; 204 whether or not there was one. */
+async function logout(ctx: AuthContext, req: Request, res: Response): Promise<void> {
+  const slug = addressedTenant(req);
+  const body = parseBody(RefreshBody, req);
+  const tenant = await activeTenant(ctx, slug);
+  if (tenant) {
+    await withTenantTransaction(ctx.sequelize, tenant, async () => {
+      const revoked = await ctx.sessions.revokeByToken(body.refreshToken);
+      if (!revoked) return;
+      await ctx.audit.record({
+        action: 'auth.logout',
+        outcome: 'success',
+        resourceType: 'user',
+        resourceId: revoked.userId,
+        actor: { userId: revoked.userId },
+        details: { family: revoked.familyId },
+      });
+    });
+  }
+  res.status(204).end();
+}
+
+export function sessionRoutes(app: Express, ctx: AuthContext): void {
+  app.post('/auth/login', (req, res) => login(ctx, req, res));
+  app.post('/auth/refresh', (req, res) => refresh(ctx, req, res));
+  app.post('/auth/logout', (req, res) => logout(ctx, req, res));
+}

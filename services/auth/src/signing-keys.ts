@@ -1,0 +1,97 @@
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TOKEN_ALGORITHM, type PublicJwk } from '@vextrus/shared';
+
+export interface SigningKey {
+  kid: string;
+  privateKey: KeyObject;
+  publicJwk: PublicJwk;
+}
+
+/** The keys of this process: the newest signs, all of them publish (and so keep verifying). */
+export interface KeyRing {
+  current: SigningKey;
+  all: SigningKey[];
+}
+
+/** The RFC 7638 thumbprint of a P-256 public key, base64url: the key's `kid`. */
+export function jwkThumbprint(jwk: { crv?: string; kty?: string; x?: string; y?: string }): string {
+  const canonical = JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
+  return createHash('sha256').update(canonical).digest('base64url');
+}
+
+function signingKey(file: string, pem: string): SigningKey {
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(pem);
+  } catch (err) {
+    throw new Error(`cannot read signing key ${file}: it is not a PEM private key`, { cause: err });
+  }
+  if (
+    privateKey.asymmetricKeyType !== 'ec' ||
+    privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1'
+  ) {
+    throw new Error(`cannot use signing key ${file}: ${TOKEN_ALGORITHM} needs an EC P-256 key`);
+  }
+  const jwk = createPublicKey(privateKey).export({ format: 'jwk' });
+  const kid = jwkThumbprint(jwk);
+  return {
+    kid,
+    privateKey,
+    publicJwk: {
+      kty: 'EC',
+      crv: 'P-256',
+      x: jwk.x,
+      y: jwk.y,
+      kid,
+      alg: TOKEN_ALGORITHM,
+      use: 'sig',
+    },
+  };
+}
+
+/** PEM files of a folder, by name; dot files (a Secret volume's `..data` links) are skipped. */
+async function pemFiles(dir: string): Promise<string[]> {
+  const names = await readdir(dir);
+  return names.filter((name) => name.endsWith('.pem') && !name.startsWith('.')).sort();
+}
+
+/** Writes a new P-256 key named by the time, so that names sort by age. */
+async function generateLocalKey(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const pem = privateKey.export({ format: 'pem', type: 'pkcs8' });
+  const name = `${new Date().toISOString().replace(/[:.]/g, '-')}.pem`;
+  await writeFile(join(dir, name), pem, { mode: 0o600, flag: 'wx' });
+}
+
+/**
+ * Loads the signing keys: from the mounted Secret folder when given, else from the local folder
+ * (generating one key there the first time). Keys are named so that they sort by age (a date):
+ * the last signs, and every key publishes, so tokens of an older key verify until the operator
+ * removes it (after its last token expired).
+ */
+export async function loadKeyRing(options: {
+  signingKeysDir?: string;
+  localKeysDir?: string;
+}): Promise<KeyRing> {
+  const dir = options.signingKeysDir ?? options.localKeysDir;
+  if (!dir) throw new Error('cannot load signing keys: no key folder is configured');
+  if (!options.signingKeysDir && (await pemFiles(dir).catch(() => [])).length === 0) {
+    await generateLocalKey(dir);
+  }
+  let files: string[];
+  try {
+    files = await pemFiles(dir);
+  } catch (err) {
+    throw new Error(`cannot read the signing key folder ${dir}`, { cause: err });
+  }
+  const all = await Promise.all(
+    files.map(async (file) => signingKey(file, await readFile(join(dir, file), 'utf8'))),
+  );
+  const current = all.at(-1);
+  if (!current) throw new Error(`cannot sign tokens: ${dir} holds no .pem key`);
+  return { current, all };
+}
