@@ -7,6 +7,8 @@
  *   tenant <slug> seed-admin --email E --name N
  *   tenants up --all [--concurrency N]
  *   roles ensure
+ *   audit verify <slug>
+ *   audit retention --tenant <slug>|--all [--batch-size N]
  *
  * Connects with DATABASE_URL. Role names come from VEXTRUS_OWNER_ROLE, VEXTRUS_APP_ROLE,
  * VEXTRUS_RETENTION_ROLE and VEXTRUS_TENANT_ROLE_PREFIX (defaults vextrus_owner, vextrus_app,
@@ -24,6 +26,7 @@ import { openDatabase, type Database } from './database.js';
 import { ensureRoles, type RoleNames } from './roles.js';
 import { migratePlatform, platformStatus } from './platform.js';
 import { seedAdmin } from './seed/admin.js';
+import { AUDIT_USAGE, runAudit } from './audit/index.js';
 import {
   deprovision,
   migrateAllTenants,
@@ -40,7 +43,8 @@ const USAGE = `usage:
   vextrus-migrate tenant <slug> deprovision --retain|--delete
   vextrus-migrate tenant <slug> seed-admin --email E --name N
   vextrus-migrate tenants up --all [--concurrency N]
-  vextrus-migrate roles ensure`;
+  vextrus-migrate roles ensure
+${AUDIT_USAGE}`;
 
 function usage(problem: string): MigrationError {
   return new MigrationError(MigrationErrorCode.InvalidArguments, `${problem}\n${USAGE}`);
@@ -60,7 +64,7 @@ function roleNamesFromEnv(env: NodeJS.ProcessEnv): Partial<RoleNames> {
 }
 
 /** Options that take a value. */
-const VALUED_FLAGS = new Set(['concurrency', 'email', 'name']);
+const VALUED_FLAGS = new Set(['concurrency', 'email', 'name', 'tenant', 'batch-size']);
 
 /** Splits `--name value` and `--flag` options from positional arguments. */
 function parse(args: string[]): { positional: string[]; flags: Map<string, string | true> } {
@@ -197,6 +201,9 @@ export async function main(args: string[], env: NodeJS.ProcessEnv = process.env)
         break;
       case 'tenants':
         await runTenants(db, first, flags);
+        break;
+      case 'audit':
+        await runAudit(db, positional.slice(1), flags, print, USAGE);
         break;
       case 'roles':
         if (first !== 'ensure') throw usage('expected: roles ensure');

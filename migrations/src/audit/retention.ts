@@ -1,0 +1,173 @@
+import type { Transaction } from 'sequelize';
+import { execute, inTransaction, select, type Database } from '../database.js';
+import { MigrationError, MigrationErrorCode, describe } from '../errors.js';
+import { validateSlug } from '../identifiers.js';
+import { auditTenant, liveAuditTenants, type AuditTenant } from './registry.js';
+
+/** The bounds of platform.tenants.audit_retention_days (its check constraint). */
+export const MIN_RETENTION_DAYS = 1;
+export const MAX_RETENTION_DAYS = 36_500;
+export const DEFAULT_BATCH_SIZE = 5_000;
+
+/**
+ * Sets how many days of audit records a tenant keeps; the operator calls it with the value of
+ * the Tenant's spec. Takes effect at the next retention run.
+ */
+export async function setAuditRetention(db: Database, slug: string, days: number): Promise<void> {
+  validateSlug(slug);
+  if (!Number.isInteger(days) || days < MIN_RETENTION_DAYS || days > MAX_RETENTION_DAYS) {
+    throw new MigrationError(
+      MigrationErrorCode.InvalidArguments,
+      `cannot set the audit retention of ${slug}: ${String(days)} is not a whole number of ` +
+        `days from ${MIN_RETENTION_DAYS} to ${MAX_RETENTION_DAYS}`,
+    );
+  }
+  const rows = await select<{ slug: string }>(
+    db,
+    `UPDATE platform.tenants SET audit_retention_days = $2, updated_at = now()
+      WHERE slug = $1 RETURNING slug`,
+    [slug, days],
+  ).catch((err: unknown) => {
+    throw new MigrationError(
+      MigrationErrorCode.MigrationFailed,
+      `cannot set the audit retention of ${slug}: ${describe(err)}`,
+      { cause: err },
+    );
+  });
+  if (rows.length === 0) {
+    throw new MigrationError(
+      MigrationErrorCode.TenantNotProvisioned,
+      `cannot set the audit retention of ${slug}: the tenant is not in the registry`,
+    );
+  }
+}
+
+export interface RetentionOptions {
+  /** Records deleted per transaction: each batch holds the chain row only briefly. */
+  batchSize?: number;
+}
+
+export interface RetentionResult {
+  tenant: string;
+  retentionDays: number;
+  /** Records older than this (ISO 8601) were deleted. */
+  cutoff: string;
+  deleted: number;
+  /** The retention checkpoint after the run: the last deleted record, ever. */
+  checkpoint: { sequence: number; hash: string };
+}
+
+interface Checkpoint {
+  sequence: string;
+  hash: string;
+}
+
+/**
+ * Deletes the tenant's audit records older than its retention window, oldest first, in
+ * batches of their own transactions. The database keeps the checkpoint (sequence and hash of
+ * the last deleted record), so the chain still verifies from the oldest kept record. Runs as
+ * whatever role the database connection logs in as: the retention role in production, the only
+ * one besides the owner with DELETE on audit_events. Row-level security applies to it, so each
+ * transaction names the tenant.
+ */
+export async function enforceTenantRetention(
+  db: Database,
+  tenant: AuditTenant,
+  options: RetentionOptions = {},
+): Promise<RetentionResult> {
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+  const bindTenant = async (transaction: Transaction): Promise<void> =>
+    execute(
+      db,
+      `SELECT set_config('app.tenant_id', $1, true), set_config('search_path', $2, true)`,
+      [tenant.id, `"${tenant.schema}"`],
+      transaction,
+    );
+  try {
+    const [{ cutoff } = { cutoff: '' }] = await select<{ cutoff: string }>(
+      db,
+      `SELECT to_char((now() - make_interval(days => $1)) AT TIME ZONE 'UTC',
+                      'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cutoff`,
+      [tenant.retentionDays],
+    );
+    let deleted = 0;
+    for (;;) {
+      const count = await inTransaction(db, async (transaction) => {
+        await bindTenant(transaction);
+        const [row] = await select<{ deleted: string }>(
+          db,
+          `WITH doomed AS (
+             SELECT sequence FROM audit_events
+              WHERE tenant_id = platform.current_tenant_id() AND occurred_at < $1
+              ORDER BY sequence LIMIT $2
+           ), gone AS (
+             DELETE FROM audit_events e USING doomed
+              WHERE e.tenant_id = platform.current_tenant_id() AND e.sequence = doomed.sequence
+             RETURNING 1
+           )
+           SELECT count(*) AS deleted FROM gone`,
+          [cutoff, batchSize],
+          transaction,
+        );
+        return Number(row?.deleted ?? 0);
+      });
+      deleted += count;
+      if (count < batchSize) break;
+    }
+    const [checkpoint] = await inTransaction(db, async (transaction) => {
+      await bindTenant(transaction);
+      return select<Checkpoint>(
+        db,
+        `SELECT checkpoint_sequence AS sequence, encode(checkpoint_hash, 'hex') AS hash
+           FROM audit_chain WHERE tenant_id = platform.current_tenant_id()`,
+        [],
+        transaction,
+      );
+    });
+    db.logger.info({ tenant: tenant.slug, deleted, cutoff }, 'audit retention enforced');
+    return {
+      tenant: tenant.slug,
+      retentionDays: tenant.retentionDays,
+      cutoff,
+      deleted,
+      checkpoint: {
+        sequence: Number(checkpoint?.sequence ?? 0),
+        hash: checkpoint?.hash ?? '0'.repeat(64),
+      },
+    };
+  } catch (err) {
+    throw new MigrationError(
+      MigrationErrorCode.MigrationFailed,
+      `cannot enforce the audit retention of ${tenant.slug}: ${describe(err)}`,
+      { cause: err },
+    );
+  }
+}
+
+export interface RetentionRun {
+  done: RetentionResult[];
+  failed: { tenant: string; error: string }[];
+}
+
+/**
+ * Enforces retention for one tenant (by slug) or for every live tenant. One tenant's failure
+ * does not stop the others; the run reports it, and the caller exits non-zero.
+ */
+export async function enforceAuditRetention(
+  db: Database,
+  scope: { slug: string } | { all: true },
+  options: RetentionOptions = {},
+): Promise<RetentionRun> {
+  const tenants =
+    'slug' in scope ? [await auditTenant(db, scope.slug)] : await liveAuditTenants(db);
+  const run: RetentionRun = { done: [], failed: [] };
+  for (const tenant of tenants) {
+    try {
+      run.done.push(await enforceTenantRetention(db, tenant, options));
+    } catch (err) {
+      db.logger.error({ tenant: tenant.slug, err }, 'audit retention failed');
+      run.failed.push({ tenant: tenant.slug, error: describe(err) });
+    }
+  }
+  return run;
+}
