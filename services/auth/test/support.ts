@@ -5,6 +5,7 @@ import { Writable } from 'node:stream';
 import { provision, seedAdmin, type ProvisionResult } from '@vextrus/migrations';
 import { createPlane, type TestPlane } from '@vextrus/devkit';
 import { startService, type RunningService } from '@vextrus/shared';
+import { QueryTypes } from 'sequelize';
 import { authService } from '../src/index.js';
 import type { AuthConfig } from '../src/config.js';
 
@@ -20,12 +21,6 @@ export class LogCapture extends Writable {
       if (line.trim()) this.lines.push(JSON.parse(line) as Record<string, unknown>);
     }
     done();
-  }
-
-  audits(action: string): Record<string, unknown>[] {
-    return this.lines
-      .map((line) => line.audit as Record<string, unknown> | undefined)
-      .filter((audit): audit is Record<string, unknown> => audit?.action === action);
   }
 }
 
@@ -78,7 +73,17 @@ export interface AuthHarness {
     base: string,
     email?: string,
   ): Promise<{ tenant: ProvisionResult; session: Record<string, unknown> }>;
+  /** The audit records of a tenant with this action, read as the superuser. */
+  audits(schema: string, action: string): Promise<AuditRow[]>;
   close(): Promise<void>;
+}
+
+export interface AuditRow {
+  action: string;
+  outcome: string;
+  actor_user_id: string | null;
+  resource_id: string | null;
+  details: Record<string, unknown> | null;
 }
 
 export async function createAuthHarness(prefix: string): Promise<AuthHarness> {
@@ -113,6 +118,13 @@ export async function createAuthHarness(prefix: string): Promise<AuthHarness> {
       });
       if (answer.status !== 200) throw new Error(`setup failed: ${JSON.stringify(answer.body)}`);
       return { tenant, session: answer.body };
+    },
+    async audits(schema, action) {
+      return plane.db.sequelize.query<AuditRow>(
+        `SELECT action, outcome, actor_user_id, resource_id, details
+           FROM "${schema}".audit_events WHERE action = $1 ORDER BY sequence`,
+        { bind: [action], type: QueryTypes.SELECT },
+      );
     },
     async close() {
       await Promise.all(running.map((service) => service.stop()));
