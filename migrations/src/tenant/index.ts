@@ -6,6 +6,11 @@ import * as credentials from './2026120411-credentials.js';
 import * as refreshTokens from './2026120412-refresh-tokens.js';
 import * as oneTimeTokens from './2026120413-one-time-tokens.js';
 import * as loginThrottle from './2026120414-login-throttle.js';
+import * as branches from './2026120420-branches.js';
+import * as divisions from './2026120421-divisions.js';
+import * as projects from './2026120422-projects.js';
+import * as sites from './2026120423-sites.js';
+import * as idempotencyKeys from './2026120424-idempotency-keys.js';
 
 /**
  * The tenant track, in order; each runs inside one tenant's schema. To add a tenant table,
@@ -19,4 +24,9 @@ export const tenantMigrations: readonly NamedMigration[] = [
   { name: '2026120412-refresh-tokens', module: refreshTokens },
   { name: '2026120413-one-time-tokens', module: oneTimeTokens },
   { name: '2026120414-login-throttle', module: loginThrottle },
+  { name: '2026120420-branches', module: branches },
+  { name: '2026120421-divisions', module: divisions },
+  { name: '2026120422-projects', module: projects },
+  { name: '2026120423-sites', module: sites },
+  { name: '2026120424-idempotency-keys', module: idempotencyKeys },
 ];

@@ -2,7 +2,12 @@ import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { provision } from '@vextrus/migrations';
 import { createPlane, type TestPlane } from '@vextrus/devkit';
-import { startService, staticKeySource, type PublicJwk, type RunningService } from '@vextrus/shared';
+import {
+  startService,
+  staticKeySource,
+  type PublicJwk,
+  type RunningService,
+} from '@vextrus/shared';
 import { createOrganizationService, type OrganizationConfig } from '../src/index.js';
 
 export interface TestTenant {
@@ -58,8 +63,16 @@ export async function startHarness(prefix: string): Promise<Harness> {
       },
     },
   );
+  // One user per tenant, so that retries with an Idempotency-Key come from the same caller.
+  const users = new Map([alpha, bravo].map((t) => [t.slug, randomUUID()]));
   const token = (tenant: TestTenant, roles = ['tenant_admin'], claims = {}): string =>
-    sign(privateKey, { tid: tenant.tenantId, tenant: tenant.slug, roles, ...claims });
+    sign(privateKey, {
+      sub: users.get(tenant.slug),
+      tid: tenant.tenantId,
+      tenant: tenant.slug,
+      roles,
+      ...claims,
+    });
 
   const call = async (method: string, path: string, options: CallOptions = {}) => {
     const tenant = options.tenant ?? alpha;
@@ -99,7 +112,6 @@ function sign(key: KeyObject, claims: Record<string, unknown>): string {
     keyid: KID,
     issuer: 'vextrus-auth',
     audience: 'vextrus-api',
-    subject: randomUUID(),
     jwtid: randomUUID(),
     expiresIn: 300,
   });
@@ -116,4 +128,53 @@ export function organizationBody(code: string, extra: Record<string, unknown> = 
     timeZone: 'Asia/Dhaka',
     ...extra,
   };
+}
+
+/** A valid create body for each kind of record. */
+export function createBody(entity: string, code: string): Record<string, unknown> {
+  return entity === 'organization' ? organizationBody(code) : { code, name: `${code} name` };
+}
+
+/** A valid PATCH body for each kind of record. */
+export function patchBody(entity: string, text = 'Renamed'): Record<string, unknown> {
+  return entity === 'organization' ? { displayName: text } : { name: text };
+}
+
+/** One record of each kind, created through the API in one tenant. */
+export interface Tree {
+  organization: string;
+  branch: string;
+  division: string;
+  project: string;
+  site: string;
+}
+
+export async function createTree(h: Harness, tenant: TestTenant, prefix: string): Promise<Tree> {
+  const post = async (path: string, body: unknown): Promise<string> => {
+    const response = await h.call('POST', path, { tenant, body });
+    if (response.status !== 201) {
+      throw new Error(`POST ${path} answered ${response.status}: ${JSON.stringify(response.body)}`);
+    }
+    return (response.body as { id: string }).id;
+  };
+  const organization = await post('/org/organizations', organizationBody(`${prefix}-ORG`));
+  const branch = await post(`/org/organizations/${organization}/branches`, {
+    code: `${prefix}-BR`,
+    name: 'Branch',
+  });
+  const division = await post(`/org/organizations/${organization}/divisions`, {
+    code: `${prefix}-DIV`,
+    name: 'Division',
+    branchId: branch,
+  });
+  const project = await post(`/org/organizations/${organization}/projects`, {
+    code: `${prefix}-PRJ`,
+    name: 'Project',
+    branchId: branch,
+  });
+  const site = await post(`/org/projects/${project}/sites`, {
+    code: `${prefix}-SITE`,
+    name: 'Site',
+  });
+  return { organization, branch, division, project, site };
 }

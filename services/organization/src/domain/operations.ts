@@ -5,6 +5,7 @@ import { claimKey, fingerprint, storeReply } from '../data/idempotency.js';
 import { Records, type Row } from '../data/records.js';
 import type { Sql } from '../data/sql.js';
 import { errors } from '../errors.js';
+import { validationProblem } from '../http/validation.js';
 import { decodeCursor, cursorValueFits } from './cursor.js';
 import { assertPlacement, lockTree } from './divisions.js';
 import { ENTITIES, apiName, type Entity } from './entities.js';
@@ -259,6 +260,21 @@ export async function createRecord(
   return reply;
 }
 
+/**
+ * Checks the rules that span fields (dates in order, coordinates in pairs) on the record as the
+ * change would leave it, so that a PATCH of one field is judged with the stored others.
+ */
+function assertConsistent(entity: Entity, before: Row, changes: Record<string, unknown>): void {
+  const shape = (entity.create as { shape?: Record<string, unknown> }).shape ?? {};
+  const merged: Record<string, unknown> = {};
+  for (const name of Object.keys(shape)) {
+    const value = name in changes ? changes[name] : before[name];
+    if (value !== undefined) merged[name] = value;
+  }
+  const result = entity.create.safeParse(merged);
+  if (!result.success) throw validationProblem('body', result.error);
+}
+
 export async function updateRecord(
   context: OperationContext,
   entity: Entity,
@@ -282,6 +298,7 @@ export async function updateRecord(
   if (before.status === 'archived') {
     throw errors.ARCHIVED(`The ${entity.name} ${id} is archived; restore it before changing it`);
   }
+  assertConsistent(entity, before, changes);
   await lockReferences(records, entity, changes, organizationId);
   if (moving) await assertPlacement(sql, id, changes.parentId as string);
 

@@ -55,6 +55,15 @@ function fieldErrors(location: Location, error: z.ZodError): FieldError[] {
     .flat();
 }
 
+/** The VALIDATION_FAILED problem for the issues of one location. */
+export function validationProblem(location: Location, error: z.ZodError): Error {
+  const problems = fieldErrors(location, error);
+  return errors.VALIDATION_FAILED(
+    `${problems.length} field(s) are invalid: ${problems.map((p) => p.field).join(', ')}`,
+    { errors: problems },
+  );
+}
+
 /** The headers a schema names, by lowercase name, as strings (repeated ones joined by Node). */
 function pickHeaders(req: Request, schema: z.ZodType | undefined): Record<string, unknown> {
   const shape = (schema as { shape?: Record<string, unknown> } | undefined)?.shape ?? {};

@@ -1,0 +1,100 @@
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-call --
+   response bodies are untyped JSON, and the assertions are what check their shape. */
+import { expect } from 'chai';
+import { ENTITIES, ROUTES } from '../src/index.js';
+import {
+  createBody,
+  createTree,
+  patchBody,
+  startHarness,
+  type Harness,
+  type Tree,
+} from './support.js';
+
+describe('organization service: tenant isolation', function () {
+  this.timeout(60_000);
+  let h: Harness;
+  let bravo: Tree;
+
+  before(async () => {
+    h = await startHarness('org_isolation');
+    await createTree(h, h.alpha, 'A');
+    bravo = await createTree(h, h.bravo, 'B');
+  });
+  after(async () => {
+    await h?.close();
+  });
+
+  it('when tenant A names an id of tenant B, every route with an id answers 404', async () => {
+    const withIds = ROUTES.filter((route) => route.path.includes(':'));
+    expect(withIds.length).to.be.greaterThan(30);
+
+    const answers: string[] = [];
+    for (const route of withIds) {
+      const entity = Object.values(ENTITIES).find((e) =>
+        route.path.startsWith(`/org/${e.plural}/`),
+      );
+      if (!entity) throw new Error(`no entity for ${route.path}`);
+      const path = route.path
+        .replace(':id', bravo[entity.name])
+        .replace(':parentId', bravo[entity.name]);
+      const child = Object.values(ENTITIES).find((e) => route.path.endsWith(`/${e.plural}`));
+      const body =
+        route.method === 'post' && child && route.path.includes(':parentId')
+          ? createBody(child.name, 'NEW')
+          : route.method === 'patch'
+            ? patchBody(entity.name)
+            : undefined;
+      const response = await h.call(route.method.toUpperCase(), path, {
+        tenant: h.alpha,
+        body,
+        headers: { 'If-Match': '"0"' },
+      });
+      answers.push(`${route.method} ${route.path} → ${response.status} ${response.body?.code}`);
+      expect(response.status, answers.at(-1)).to.equal(404);
+      expect(response.body.code).to.equal('NOT_FOUND');
+    }
+
+    const untouched = await h.call('GET', `/org/organizations/${bravo.organization}`, {
+      tenant: h.bravo,
+    });
+    expect(untouched.body.version).to.equal(0);
+    expect(untouched.body.status).to.equal('active');
+  });
+
+  it("when tenant A's body refers to a branch of tenant B, it answers 404 and creates nothing", async () => {
+    const own = await h.call('GET', '/org/organizations', { tenant: h.alpha });
+    const organization = own.body.items[0].id as string;
+
+    const response = await h.call('POST', `/org/organizations/${organization}/projects`, {
+      body: { code: 'X1', name: 'X', branchId: bravo.branch },
+    });
+
+    expect(response.status).to.equal(404);
+    expect(response.body.field).to.equal('branchId');
+    const projects = await h.call('GET', `/org/projects?code=X1`);
+    expect(projects.body.items).to.have.length(0);
+  });
+
+  it('when X-Project-ID or X-Site-ID names a record of tenant B, a list answers 404 as for a missing id', async () => {
+    const project = await h.call('GET', '/org/sites', {
+      headers: { 'X-Project-ID': bravo.project },
+    });
+    const site = await h.call('GET', '/org/sites', { headers: { 'X-Site-ID': bravo.site } });
+    const missing = await h.call('GET', '/org/sites', {
+      headers: { 'X-Project-ID': '6f1d3f9c-1111-4e2a-9c3e-0a1b2c3d4e5f' },
+    });
+
+    expect([project.status, site.status]).to.deep.equal([404, 404]);
+    expect(project.body.code).to.equal(missing.body.code);
+    expect(project.body.title).to.equal(missing.body.title);
+  });
+
+  it('when tenant A lists, it sees only its own records', async () => {
+    for (const entity of Object.values(ENTITIES)) {
+      const list = await h.call('GET', `/org/${entity.plural}`, { tenant: h.alpha });
+      expect(list.status).to.equal(200);
+      expect(list.body.items.map((item: { code: string }) => item.code[0])).to.deep.equal(['A']);
+    }
+  });
+});
