@@ -1,1 +1,10 @@
-export {};
+export { startOperator } from './operator.js';
+export type { OperatorOptions, RunningOperator } from './operator.js';
+export { readOperatorSettings } from './settings.js';
+export { WorkQueue } from './runtime/queue.js';
+export { Informer } from './runtime/informer.js';
+export { LeaderElector } from './runtime/leader.js';
+export { Controller, TerminalError } from './runtime/controller.js';
+export * from './tenant/types.js';
+export { setupSecretName } from './tenant/reconciler.js';
+export { migrationJobName, MIGRATION_SET, LATEST_MIGRATION } from './tenant/migration-job.js';

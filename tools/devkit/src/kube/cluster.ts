@@ -1,4 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -10,10 +12,13 @@ import {
   type V1CustomResourceDefinition,
 } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from './control-plane.js';
+import { toolPath } from './binaries.js';
 import type { LocalImage } from './images.js';
 import { LocalNode } from './local-node.js';
 
 /** A control plane with its local node and API clients: what tests and the local platform use. */
+const run = promisify(execFile);
+
 export interface Cluster {
   plane: ControlPlane;
   node: LocalNode;
@@ -79,22 +84,25 @@ export async function waitUntil<T>(
   throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${why}`);
 }
 
-/** Installs CRDs and waits until the API server serves them. */
+/**
+ * Installs CRDs with `kubectl apply --server-side` (the typed client would drop schema keys such
+ * as x-kubernetes-int-or-string) and waits until the API server serves them.
+ */
 export async function installCrds(
   kubeConfig: KubeConfig,
   crds: V1CustomResourceDefinition[],
 ): Promise<void> {
   const api = kubeConfig.makeApiClient(ApiextensionsV1Api);
   const custom = kubeConfig.makeApiClient(CustomObjectsApi);
-  for (const crd of crds) {
-    const name = crd.metadata?.name ?? '';
-    const existing = await api.readCustomResourceDefinition({ name }).catch(() => undefined);
-    if (existing) {
-      crd.metadata = { ...crd.metadata, resourceVersion: existing.metadata?.resourceVersion };
-      await api.replaceCustomResourceDefinition({ name, body: crd });
-    } else {
-      await api.createCustomResourceDefinition({ body: crd });
-    }
+  const kubectl = await toolPath('kubectl');
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'vextrus-crds-')), 'crds.json');
+  writeFileSync(file, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: crds }));
+  try {
+    const kubeconfigFile = path.join(path.dirname(file), 'kubeconfig');
+    writeFileSync(kubeconfigFile, kubeConfig.exportConfig());
+    await run(kubectl, ['--kubeconfig', kubeconfigFile, 'apply', '--server-side', '-f', file]);
+  } finally {
+    rmSync(path.dirname(file), { recursive: true, force: true });
   }
   for (const crd of crds) {
     const name = crd.metadata?.name ?? '';

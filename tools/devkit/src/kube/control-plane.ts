@@ -54,6 +54,7 @@ function httpsGet(url: string, certs: Certificates): Promise<{ status: number; b
       new Promise((resolve, reject) => {
         const req = request(url, { ca, cert, key, timeout: 5000 }, (res) => {
           let body = '';
+          res.on('error', reject);
           res.on('data', (chunk: Buffer) => (body += chunk.toString()));
           res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
         });

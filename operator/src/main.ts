@@ -1,0 +1,56 @@
+/**
+ * The tenant operator's process: reads its configuration, connects to the Kubernetes API (the
+ * in-cluster service account, or KUBECONFIG) and to PostgreSQL with the owner's credentials
+ * (DATABASE_* or DATABASE_URL, as the services read them), and runs until SIGTERM.
+ */
+import { hostname } from 'node:os';
+import { KubeConfig } from '@kubernetes/client-node';
+import { ConfigError, createLogger, EnvReader } from '@vextrus/shared';
+import { databaseUrl, openDatabase } from '@vextrus/migrations';
+import { startOperator } from './operator.js';
+import { readOperatorSettings } from './settings.js';
+
+const logger = createLogger({ service: 'operator', level: process.env.LOG_LEVEL ?? 'info' });
+
+function fail(message: string, problems?: readonly string[]): never {
+  logger.fatal({ problems }, message);
+  process.exit(78);
+}
+
+const reader = new EnvReader(process.env);
+const settings = readOperatorSettings(reader);
+let url: string;
+try {
+  url = databaseUrl(process.env);
+} catch (err) {
+  fail(err instanceof Error ? err.message : String(err));
+}
+if (reader.problems.length > 0) fail(new ConfigError(reader.problems).message, reader.problems);
+
+const kubeConfig = new KubeConfig();
+kubeConfig.loadFromDefault();
+const db = openDatabase({ url, logger, roles: settings.roles });
+const operator = await startOperator({
+  kubeConfig,
+  db,
+  logger,
+  settings: settings.operator,
+  identity: process.env.POD_NAME ?? `${hostname()}-${process.pid}`,
+  probePort: settings.probePort,
+  leaderElection: settings.leaderElection,
+  workers: settings.workers,
+});
+logger.info(
+  { namespace: settings.operator.namespace, probePort: operator.probePort },
+  'operator started',
+);
+
+const shutdown = (signal: string): void => {
+  logger.info({ signal }, 'shutting down');
+  void operator
+    .stop()
+    .then(() => db.close())
+    .then(() => process.exit(0));
+};
+process.once('SIGTERM', () => shutdown('SIGTERM'));
+process.once('SIGINT', () => shutdown('SIGINT'));

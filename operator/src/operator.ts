@@ -1,0 +1,178 @@
+import type { Server } from 'node:http';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, type KubernetesObject, type V1Job } from '@kubernetes/client-node';
+import type { Database } from '@vextrus/migrations';
+import type { Logger } from 'pino';
+import { Controller } from './runtime/controller.js';
+import { EventRecorder } from './runtime/events.js';
+import { startProbeServer } from './runtime/health.js';
+import { Informer } from './runtime/informer.js';
+import { LeaderElector } from './runtime/leader.js';
+import { createControllerMetrics, type ControllerMetrics } from './runtime/metrics.js';
+import { COMPONENT_LABEL, MIGRATION_COMPONENT } from './tenant/migration-job.js';
+import { reconcileTenant, type OperatorSettings } from './tenant/reconciler.js';
+import { TENANT_LABEL, TENANTS_PATH, type Tenant } from './tenant/types.js';
+
+export interface OperatorOptions {
+  kubeConfig: KubeConfig;
+  db: Database;
+  logger: Logger;
+  settings: OperatorSettings;
+  /** This replica's name, for leader election and Events. */
+  identity: string;
+  /** Port of /healthz, /readyz and /metrics; 0 picks a free one, undefined serves none. */
+  probePort?: number;
+  leaderElection?: boolean;
+  workers?: number;
+  /** Restart a watch that brought nothing, not even a bookmark, for this long. */
+  watchSilenceMs?: number;
+}
+
+export interface RunningOperator {
+  metrics: ControllerMetrics;
+  controller: Controller;
+  leader?: LeaderElector;
+  probePort?: number;
+  /** Resolves once this replica leads and reconciles. */
+  leading: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Wires the tenant controller: informers on Tenants and on what the operator owns (migration
+ * Jobs, Secrets, Traefik Middlewares and IngressRoutes, mapped back to their Tenant by label),
+ * a work queue with backoff, leader election on a Lease, and the probe server. Caches warm up
+ * on every replica; only the leader reconciles.
+ */
+export async function startOperator(options: OperatorOptions): Promise<RunningOperator> {
+  const { kubeConfig, logger, settings } = options;
+  const metrics = createControllerMetrics();
+  const namespace = settings.namespace;
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const events = new EventRecorder(
+    kubeConfig,
+    namespace,
+    'vextrus-operator',
+    options.identity,
+    logger,
+  );
+  const informer = <T extends KubernetesObject>(
+    name: string,
+    path: string,
+    labelSelector?: string,
+  ) =>
+    new Informer<T>({
+      name,
+      kubeConfig,
+      path,
+      labelSelector,
+      logger,
+      silenceTimeoutMs: options.watchSilenceMs,
+      onRequest: (verb) => metrics.apiRequests.inc({ verb, resource: name }),
+    });
+  const tenants = informer<Tenant>('tenants', TENANTS_PATH);
+  const jobs = informer<V1Job>(
+    'jobs',
+    `/apis/batch/v1/namespaces/${namespace}/jobs`,
+    `${COMPONENT_LABEL}=${MIGRATION_COMPONENT}`,
+  );
+  const owned = [
+    informer<KubernetesObject>('secrets', `/api/v1/namespaces/${namespace}/secrets`, TENANT_LABEL),
+    informer<KubernetesObject>(
+      'middlewares',
+      `/apis/traefik.io/v1alpha1/namespaces/${namespace}/middlewares`,
+      TENANT_LABEL,
+    ),
+    informer<KubernetesObject>(
+      'ingressroutes',
+      `/apis/traefik.io/v1alpha1/namespaces/${namespace}/ingressroutes`,
+      TENANT_LABEL,
+    ),
+  ];
+
+  const controller = new Controller({
+    name: 'tenant',
+    logger,
+    metrics,
+    workers: options.workers ?? 4,
+    reconcile: (key) =>
+      reconcileTenant(
+        { kubeConfig, core, db: options.db, logger, events, tenants, jobs, settings },
+        key,
+      ),
+  });
+
+  tenants.on((type, tenant, previous) => {
+    controller.queue.add(tenant.metadata?.name ?? '');
+    // Another tenant may wait for one of these hosts: let it look again.
+    if (type === 'delete' || type === 'update') {
+      const hosts = new Set([...(tenant.spec?.hosts ?? []), ...(previous?.spec?.hosts ?? [])]);
+      for (const other of tenants.list()) {
+        if (other.spec.hosts.some((host) => hosts.has(host))) {
+          controller.queue.add(other.metadata?.name ?? '');
+        }
+      }
+    }
+  });
+  for (const source of [jobs, ...owned] as Informer<KubernetesObject>[]) {
+    source.on((_type, object) => {
+      const slug = object.metadata?.labels?.[TENANT_LABEL];
+      if (slug) controller.queue.add(slug);
+    });
+  }
+
+  let synced = false;
+  const caches = [tenants, jobs, ...owned];
+  const warm = Promise.all([tenants.start(), jobs.start()]).then(() => {
+    synced = true;
+  });
+  for (const cache of owned) void cache.start();
+
+  let probe: Server | undefined;
+  if (options.probePort !== undefined) {
+    probe = await startProbeServer({
+      port: options.probePort,
+      registry: metrics.registry,
+      live: () => true,
+      ready: () => synced,
+    });
+  }
+
+  let leader: LeaderElector | undefined;
+  let stopping = false;
+  const leading = (async () => {
+    await warm;
+    if (options.leaderElection !== false) {
+      leader = new LeaderElector({
+        kubeConfig,
+        namespace,
+        name: 'vextrus-operator-leader',
+        identity: options.identity,
+        logger,
+        metrics,
+      });
+      await leader.run(() => {
+        // Like controller-runtime: a replica that lost the Lease stops reconciling at once.
+        if (!stopping) void controller.stop();
+      });
+    }
+    if (!stopping) controller.start();
+  })();
+
+  return {
+    metrics,
+    controller,
+    get leader() {
+      return leader;
+    },
+    probePort: probe ? (probe.address() as { port: number }).port : undefined,
+    leading,
+    async stop() {
+      stopping = true;
+      await controller.stop();
+      await leader?.stop();
+      for (const cache of caches) cache.stop();
+      await new Promise<void>((resolve) => (probe ? probe.close(() => resolve()) : resolve()));
+    },
+  };
+}

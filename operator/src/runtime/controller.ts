@@ -1,0 +1,89 @@
+import type { Logger } from 'pino';
+import type { ControllerMetrics } from './metrics.js';
+import { WorkQueue, type BackoffOptions } from './queue.js';
+
+/** What a reconcile asks for next; an error is not a result (it is retried with backoff). */
+export interface Result {
+  /** Reconcile this key again after this long (periodic resync, waiting on a Job, …). */
+  requeueAfterMs?: number;
+}
+
+/** An error that retrying cannot fix (invalid spec): logged and reported, not requeued. */
+export class TerminalError extends Error {
+  override readonly name = 'TerminalError';
+}
+
+export type Reconcile = (key: string) => Promise<Result>;
+
+export interface ControllerOptions {
+  name: string;
+  reconcile: Reconcile;
+  logger: Logger;
+  metrics?: ControllerMetrics;
+  /** How many keys are reconciled at once (each key by one worker at a time). */
+  workers?: number;
+  backoff?: BackoffOptions;
+}
+
+/**
+ * Runs reconcile for the keys in its queue with a bounded number of workers: success forgets
+ * the key's failures and honours requeueAfter; an error requeues it with per-key exponential
+ * backoff; a TerminalError does not requeue.
+ */
+export class Controller {
+  readonly queue: WorkQueue;
+  private running: Promise<void>[] = [];
+
+  constructor(private readonly options: ControllerOptions) {
+    this.queue = new WorkQueue(options.name, options.metrics, options.backoff);
+  }
+
+  start(): void {
+    const workers = this.options.workers ?? 4;
+    for (let i = 0; i < workers; i++) this.running.push(this.work());
+  }
+
+  /** Stops taking keys and waits for the reconciles in progress to finish. */
+  async stop(): Promise<void> {
+    this.queue.shutDown();
+    await Promise.all(this.running);
+  }
+
+  private async work(): Promise<void> {
+    for (;;) {
+      const key = await this.queue.get();
+      if (key === undefined) return;
+      await this.process(key);
+      this.queue.done(key);
+    }
+  }
+
+  private async process(key: string): Promise<void> {
+    const { metrics, name, logger } = this.options;
+    const started = process.hrtime.bigint();
+    let result = 'success';
+    try {
+      const outcome = await this.options.reconcile(key);
+      this.queue.forget(key);
+      if (outcome.requeueAfterMs !== undefined) {
+        result = 'requeue_after';
+        this.queue.addAfter(key, outcome.requeueAfterMs);
+      }
+    } catch (err) {
+      metrics?.reconcileErrors.inc({ controller: name });
+      if (err instanceof TerminalError) {
+        result = 'error';
+        logger.error({ key, err }, 'reconcile failed permanently');
+      } else {
+        result = 'error';
+        const retryInMs = this.queue.addRateLimited(key);
+        logger.warn({ key, err, retryInMs }, 'reconcile failed; retrying');
+      }
+    } finally {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics?.reconcileTime.observe({ controller: name }, seconds);
+      metrics?.queueWorkDuration.observe({ name }, seconds);
+      metrics?.reconcileTotal.inc({ controller: name, result });
+    }
+  }
+}

@@ -1,0 +1,57 @@
+import type { EnvReader } from '@vextrus/shared';
+import type { RoleNames } from '@vextrus/migrations';
+import type { OperatorSettings } from './tenant/reconciler.js';
+
+export interface Settings {
+  operator: OperatorSettings;
+  roles: Partial<RoleNames>;
+  probePort: number;
+  leaderElection: boolean;
+  workers: number;
+}
+
+function service(
+  reader: EnvReader,
+  name: string,
+  fallback: string,
+): { name: string; port: number } {
+  const value = reader.string(name, fallback);
+  const match = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?):(\d{1,5})$/.exec(value);
+  if (!match) {
+    reader.report(name, `${name} must be <service-name>:<port>, got "${value}"`);
+    return { name: 'invalid', port: 1 };
+  }
+  return { name: match[1] ?? '', port: Number(match[3]) };
+}
+
+/** The operator's variables (see the README's configuration reference). */
+export function readOperatorSettings(reader: EnvReader): Settings {
+  const roles: Partial<RoleNames> = {};
+  const owner = reader.string('VEXTRUS_OWNER_ROLE');
+  const app = reader.string('VEXTRUS_APP_ROLE');
+  if (owner) roles.owner = owner;
+  if (app) roles.app = app;
+  return {
+    operator: {
+      namespace: reader.string('OPERATOR_NAMESPACE', 'vextrus'),
+      migrations: {
+        namespace: reader.string('OPERATOR_NAMESPACE', 'vextrus'),
+        image: reader.string('MIGRATIONS_IMAGE', 'vextrus/migrations:latest'),
+        databaseSecret: reader.string('MIGRATIONS_DATABASE_SECRET', 'vextrus-database-owner'),
+        concurrency: reader.integer('MIGRATION_CONCURRENCY', 4, 1, 100),
+      },
+      routes: {
+        namespace: reader.string('OPERATOR_NAMESPACE', 'vextrus'),
+        auth: service(reader, 'AUTH_SERVICE', 'vextrus-auth:3001'),
+        organization: service(reader, 'ORGANIZATION_SERVICE', 'vextrus-organization:3002'),
+        entryPoints: reader.string('GATEWAY_ENTRYPOINTS', 'web').split(','),
+      },
+      resyncMs: reader.integer('RESYNC_SECONDS', 60, 1, 86_400) * 1000,
+      urlScheme: reader.oneOf('TENANT_URL_SCHEME', ['http', 'https'] as const, 'http'),
+    },
+    roles,
+    probePort: reader.integer('PROBE_PORT', 8081, 0, 65535),
+    leaderElection: reader.oneOf('LEADER_ELECTION', ['true', 'false'] as const, 'true') === 'true',
+    workers: reader.integer('WORKERS', 4, 1, 64),
+  };
+}

@@ -1,0 +1,371 @@
+import type { CoreV1Api, KubeConfig, V1Job, V1Secret } from '@kubernetes/client-node';
+import {
+  deprovision,
+  provision,
+  seedAdmin,
+  setSuspended,
+  tenantSchema,
+  verify,
+  type Database,
+} from '@vextrus/migrations';
+import type { Logger } from 'pino';
+import type { Result } from '../runtime/controller.js';
+import type { EventRecorder } from '../runtime/events.js';
+import { ApiError, kubeRequest } from '../runtime/http.js';
+import type { Informer } from '../runtime/informer.js';
+import { optionalSeeds } from './seeds.js';
+import {
+  ensureMigrationJob,
+  LATEST_MIGRATION,
+  type MigrationJobSettings,
+} from './migration-job.js';
+import { applyRoutes, removeRoutes, routesExist, type RouteTargets } from './routes.js';
+import { StatusBuilder, writeStatus } from './status.js';
+import { CONDITIONS, FINALIZER, TENANT_LABEL, TENANTS_PATH, type Tenant } from './types.js';
+
+export interface OperatorSettings {
+  namespace: string;
+  migrations: MigrationJobSettings;
+  routes: RouteTargets;
+  /** Every tenant is reconciled again this often: drift is found and repaired within it. */
+  resyncMs: number;
+  /** Scheme of the URLs in status.urls. */
+  urlScheme: 'http' | 'https';
+}
+
+export interface OperatorContext {
+  kubeConfig: KubeConfig;
+  core: CoreV1Api;
+  db: Database;
+  logger: Logger;
+  events: EventRecorder;
+  tenants: Informer<Tenant>;
+  jobs: Informer<V1Job>;
+  settings: OperatorSettings;
+}
+
+/** A step that cannot finish now; the reconcile stops here, writes status and retries. */
+class Pending extends Error {
+  constructor(readonly requeueAfterMs: number) {
+    super('pending');
+  }
+}
+
+export function setupSecretName(slug: string): string {
+  return `tenant-${slug}-setup-token`;
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Brings one Tenant to what its spec asks for, as a flat list of steps. Each step records its
+ * condition; a step that must wait throws Pending, an unexpected error is reported and retried
+ * with backoff; the status is written in every case.
+ */
+export async function reconcileTenant(ctx: OperatorContext, name: string): Promise<Result> {
+  const tenant = ctx.tenants.get(name);
+  if (!tenant) return {};
+  const log = ctx.logger.child({ tenant: name, generation: tenant.metadata?.generation });
+  if (tenant.metadata?.deletionTimestamp) return finalizeTenant(ctx, tenant, log);
+  const status = new StatusBuilder(tenant);
+
+  try {
+    if (!(await ensureFinalizer(ctx, tenant))) return {};
+
+    const hosts = claimHosts(ctx, tenant, status);
+
+    await ensureSchema(ctx, tenant, status);
+
+    await ensureMigrations(ctx, tenant, status);
+
+    await ensureRowLevelSecurity(ctx, tenant, status);
+
+    await ensureFirstAdministrator(ctx, tenant, status);
+
+    await optionalSeeds(ctx.db, tenant, log);
+
+    await ensureRoutes(ctx, tenant, status, hosts);
+  } catch (err) {
+    if (err instanceof Pending) {
+      await writeStatus(ctx.kubeConfig, tenant, status.finish());
+      return { requeueAfterMs: err.requeueAfterMs };
+    }
+    await writeStatus(ctx.kubeConfig, tenant, status.finish()).catch((writeErr: unknown) => {
+      log.warn({ err: writeErr }, 'cannot write status');
+    });
+    throw err;
+  }
+
+  await writeStatus(ctx.kubeConfig, tenant, status.finish());
+  return { requeueAfterMs: ctx.settings.resyncMs };
+}
+
+async function patchFinalizers(ctx: OperatorContext, tenant: Tenant, finalizers: string[]) {
+  await kubeRequest(
+    ctx.kubeConfig,
+    'PATCH',
+    `${TENANTS_PATH}/${tenant.metadata?.name}`,
+    { metadata: { finalizers, resourceVersion: tenant.metadata?.resourceVersion } },
+    'application/merge-patch+json',
+  );
+}
+
+/** Returns false when it just added the finalizer (the update event brings the tenant back). */
+async function ensureFinalizer(ctx: OperatorContext, tenant: Tenant): Promise<boolean> {
+  const finalizers = tenant.metadata?.finalizers ?? [];
+  if (finalizers.includes(FINALIZER)) return true;
+  await patchFinalizers(ctx, tenant, [...finalizers, FINALIZER]);
+  return false;
+}
+
+function claimedEarlier(other: Tenant, tenant: Tenant): boolean {
+  const a = Date.parse(other.metadata?.creationTimestamp?.toString() ?? '');
+  const b = Date.parse(tenant.metadata?.creationTimestamp?.toString() ?? '');
+  if (a !== b) return a < b;
+  return (other.metadata?.name ?? '') < (tenant.metadata?.name ?? '');
+}
+
+/** The tenant's hosts, or undefined when another tenant claimed one of them first. */
+function claimHosts(ctx: OperatorContext, tenant: Tenant, status: StatusBuilder) {
+  const conflicts: string[] = [];
+  for (const other of ctx.tenants.list()) {
+    if (other.metadata?.name === tenant.metadata?.name) continue;
+    if (other.metadata?.deletionTimestamp || !claimedEarlier(other, tenant)) continue;
+    for (const host of tenant.spec.hosts) {
+      if (other.spec.hosts.includes(host))
+        conflicts.push(`${host} (tenant ${other.metadata?.name})`);
+    }
+  }
+  if (conflicts.length === 0) {
+    status.remove(CONDITIONS.hostConflict);
+    return tenant.spec.hosts;
+  }
+  const message = `Hosts already claimed by another tenant: ${conflicts.join(', ')}`;
+  if (!status.isTrue(CONDITIONS.hostConflict)) {
+    void ctx.events.record(tenant, 'Warning', 'HostConflict', message);
+  }
+  status.set(CONDITIONS.hostConflict, true, 'HostClaimed', message);
+  return undefined;
+}
+
+async function ensureSchema(ctx: OperatorContext, tenant: Tenant, status: StatusBuilder) {
+  const slug = tenant.spec.slug;
+  try {
+    await provision(ctx.db, slug, { displayName: tenant.spec.displayName, migrations: false });
+  } catch (err) {
+    const message = `Cannot provision schema ${tenantSchema(slug)}: ${errorMessage(err)}`;
+    status.set(CONDITIONS.schema, false, 'ProvisioningFailed', message);
+    await ctx.events.record(tenant, 'Warning', 'ProvisioningFailed', message);
+    throw err;
+  }
+  status.status.schema = tenantSchema(slug);
+  status.set(
+    CONDITIONS.schema,
+    true,
+    'SchemaProvisioned',
+    `Schema ${tenantSchema(slug)} and its role exist`,
+  );
+}
+
+async function ensureMigrations(ctx: OperatorContext, tenant: Tenant, status: StatusBuilder) {
+  const outcome = await ensureMigrationJob(
+    ctx.kubeConfig,
+    ctx.core,
+    ctx.jobs,
+    tenant,
+    ctx.settings.migrations,
+  );
+  switch (outcome.state) {
+    case 'done':
+      status.status.migrationVersion = LATEST_MIGRATION;
+      status.set(
+        CONDITIONS.migrations,
+        true,
+        'MigrationsApplied',
+        `Applied up to ${LATEST_MIGRATION}`,
+      );
+      return;
+    case 'running':
+      status.set(CONDITIONS.migrations, false, 'MigrationRunning', `Job ${outcome.job} is running`);
+      throw new Pending(ctx.settings.resyncMs);
+    case 'waiting':
+      status.set(CONDITIONS.migrations, false, 'WaitingForMigrationSlot', outcome.message);
+      throw new Pending(5_000);
+    case 'failed':
+      if (status.get(CONDITIONS.migrations)?.reason !== 'MigrationJobFailed') {
+        await ctx.events.record(tenant, 'Warning', 'MigrationJobFailed', outcome.message);
+      }
+      status.set(CONDITIONS.migrations, false, 'MigrationJobFailed', outcome.message);
+      throw new Pending(outcome.retryInMs);
+  }
+}
+
+/**
+ * Provisions again now that the migrations ran: every table gets forced RLS, the policy and its
+ * grants, and the tenant is activated (unless suspended). Drift found before is repaired and
+ * reported as an Event.
+ */
+async function ensureRowLevelSecurity(ctx: OperatorContext, tenant: Tenant, status: StatusBuilder) {
+  const slug = tenant.spec.slug;
+  const wasEnforced = status.isTrue(CONDITIONS.rls);
+  const before = await verify(ctx.db, slug);
+  await provision(ctx.db, slug, {
+    displayName: tenant.spec.displayName,
+    activate: tenant.spec.suspended !== true,
+  });
+  await setSuspended(ctx.db, slug, tenant.spec.suspended === true);
+  const after = await verify(ctx.db, slug);
+  if (wasEnforced && !before.clean) {
+    const found = before.issues.map((i) => `${i.code} ${i.object}`).join('; ');
+    await ctx.events.record(tenant, 'Warning', 'DriftRepaired', `Repaired: ${found}`);
+  }
+  if (!after.clean) {
+    const left = after.issues.map((i) => `${i.code} ${i.object}: ${i.detail}`).join('; ');
+    status.set(CONDITIONS.rls, false, 'DriftNotRepaired', left);
+    throw new Pending(ctx.settings.resyncMs);
+  }
+  status.set(
+    CONDITIONS.rls,
+    true,
+    'Enforced',
+    'Every table has forced RLS and the isolation policy',
+  );
+}
+
+async function readSecret(ctx: OperatorContext, name: string): Promise<V1Secret | undefined> {
+  try {
+    return await ctx.core.readNamespacedSecret({ name, namespace: ctx.settings.namespace });
+  } catch {
+    return undefined;
+  }
+}
+
+/** The first administrator and its one-time setup token, delivered in a Secret. */
+async function ensureFirstAdministrator(
+  ctx: OperatorContext,
+  tenant: Tenant,
+  status: StatusBuilder,
+) {
+  const slug = tenant.spec.slug;
+  const name = setupSecretName(slug);
+  if (await readSecret(ctx, name)) {
+    status.status.setupTokenSecret = name;
+    return;
+  }
+  const seeded = await seedAdmin(ctx.db, slug, tenant.spec.firstAdministrator);
+  if (!seeded.setupToken) return;
+  await ctx.core.createNamespacedSecret({
+    namespace: ctx.settings.namespace,
+    body: {
+      metadata: {
+        name,
+        labels: { [TENANT_LABEL]: slug },
+        ownerReferences: [
+          {
+            apiVersion: tenant.apiVersion ?? 'platform.vextrus.dev/v1alpha1',
+            kind: 'Tenant',
+            name: tenant.metadata?.name ?? '',
+            uid: tenant.metadata?.uid ?? '',
+          },
+        ],
+      },
+      type: 'Opaque',
+      stringData: {
+        email: seeded.email ?? tenant.spec.firstAdministrator.email,
+        token: seeded.setupToken,
+        expiresAt: seeded.expiresAt ?? '',
+      },
+    },
+  });
+  status.status.setupTokenSecret = name;
+  await ctx.events.record(tenant, 'Normal', 'SetupTokenIssued', `Setup token in Secret ${name}`);
+}
+
+async function ensureRoutes(
+  ctx: OperatorContext,
+  tenant: Tenant,
+  status: StatusBuilder,
+  hosts: string[] | undefined,
+) {
+  const { slug } = tenant.spec;
+  const { namespace, urlScheme } = ctx.settings;
+  if (!hosts || tenant.spec.suspended) {
+    await removeRoutes(ctx.kubeConfig, slug, namespace);
+    status.status.urls = [];
+    const reason = hosts ? 'Suspended' : 'HostConflict';
+    status.set(
+      CONDITIONS.routes,
+      false,
+      reason,
+      hosts ? 'The tenant is suspended' : 'No route while a host is claimed by another tenant',
+    );
+    return;
+  }
+  const existed =
+    status.isTrue(CONDITIONS.routes) && (await routesExist(ctx.kubeConfig, slug, namespace));
+  try {
+    await applyRoutes(ctx.kubeConfig, tenant, hosts, ctx.settings.routes);
+  } catch (err) {
+    const missing = err instanceof ApiError && err.status === 404;
+    const reason = missing ? 'GatewayNotInstalled' : 'RouteApplyFailed';
+    status.set(
+      CONDITIONS.routes,
+      false,
+      reason,
+      `Cannot apply the tenant's routes: ${errorMessage(err)}`,
+    );
+    throw err;
+  }
+  if (status.isTrue(CONDITIONS.routes) && !existed) {
+    await ctx.events.record(
+      tenant,
+      'Warning',
+      'DriftRepaired',
+      'Recreated the tenant route or middleware',
+    );
+  }
+  status.status.urls = hosts.map((host) => `${urlScheme}://${host}`);
+  status.set(CONDITIONS.routes, true, 'RoutesApplied', `Routing ${hosts.join(', ')}`);
+}
+
+/**
+ * Deletion: routes go first; then Retain revokes access and keeps the data, Delete drops what
+ * provisioning created. The finalizer goes only when cleanup succeeded; otherwise
+ * DeletionBlocked says why and the cleanup is retried with backoff.
+ */
+async function finalizeTenant(ctx: OperatorContext, tenant: Tenant, log: Logger): Promise<Result> {
+  const finalizers = tenant.metadata?.finalizers ?? [];
+  if (!finalizers.includes(FINALIZER)) return {};
+  const { slug } = tenant.spec;
+  const policy = tenant.spec.deletionPolicy ?? 'Retain';
+  const status = new StatusBuilder(tenant);
+  try {
+    await removeRoutes(ctx.kubeConfig, slug, ctx.settings.namespace);
+    await deprovision(ctx.db, slug, policy === 'Delete' ? 'delete' : 'retain');
+    if (policy === 'Delete') {
+      await ctx.core
+        .deleteNamespacedSecret({ name: setupSecretName(slug), namespace: ctx.settings.namespace })
+        .catch(() => undefined);
+    }
+  } catch (err) {
+    const message = `Cleanup (${policy}) failed: ${errorMessage(err)}`;
+    log.warn({ err }, 'tenant cleanup failed');
+    status.set(CONDITIONS.deletionBlocked, true, 'CleanupFailed', message);
+    status.finish();
+    status.status.phase = 'DeletionBlocked';
+    await writeStatus(ctx.kubeConfig, tenant, status.status).catch(() => undefined);
+    await ctx.events.record(tenant, 'Warning', 'DeletionBlocked', message, 'Delete');
+    throw err;
+  }
+  await patchFinalizers(
+    ctx,
+    tenant,
+    finalizers.filter((f) => f !== FINALIZER),
+  ).catch((err: unknown) => {
+    if (!(err instanceof ApiError && err.status === 404)) throw err;
+  });
+  log.info({ policy }, 'tenant finalized');
+  return {};
+}

@@ -1,0 +1,99 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import { kubeRequest } from '../runtime/http.js';
+import {
+  CONDITIONS,
+  TENANTS_PATH,
+  type Condition,
+  type Tenant,
+  type TenantStatus,
+} from './types.js';
+
+/**
+ * The status a reconcile builds step by step. Conditions keep their lastTransitionTime while their
+ * status does not change; every condition carries the generation it was computed for.
+ */
+export class StatusBuilder {
+  readonly status: TenantStatus;
+  private readonly generation: number;
+
+  constructor(private readonly tenant: Tenant) {
+    this.generation = tenant.metadata?.generation ?? 0;
+    this.status = { ...tenant.status, conditions: [...(tenant.status?.conditions ?? [])] };
+  }
+
+  set(type: string, ok: boolean | 'Unknown', reason: string, message: string): void {
+    const status = ok === 'Unknown' ? 'Unknown' : ok ? 'True' : 'False';
+    const conditions = this.status.conditions ?? [];
+    const previous = conditions.find((c) => c.type === type);
+    const next: Condition = {
+      type,
+      status,
+      reason,
+      message,
+      observedGeneration: this.generation,
+      lastTransitionTime:
+        previous && previous.status === status
+          ? previous.lastTransitionTime
+          : new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    };
+    this.status.conditions = [...conditions.filter((c) => c.type !== type), next];
+  }
+
+  remove(type: string): void {
+    this.status.conditions = (this.status.conditions ?? []).filter((c) => c.type !== type);
+  }
+
+  get(type: string): Condition | undefined {
+    return this.status.conditions?.find((c) => c.type === type);
+  }
+
+  isTrue(type: string): boolean {
+    return this.get(type)?.status === 'True';
+  }
+
+  /** Ready follows the required conditions; phase summarises. */
+  finish(): TenantStatus {
+    const required = [CONDITIONS.schema, CONDITIONS.migrations, CONDITIONS.rls, CONDITIONS.routes];
+    const failing = required.filter((type) => !this.isTrue(type));
+    const conflict = this.isTrue(CONDITIONS.hostConflict);
+    const suspended = this.tenant.spec.suspended === true;
+    if (failing.length === 0 && !conflict) {
+      this.set(
+        CONDITIONS.ready,
+        true,
+        suspended ? 'Suspended' : 'Provisioned',
+        suspended ? 'The tenant is provisioned and suspended' : 'The tenant is ready',
+      );
+    } else {
+      const why = conflict ? [CONDITIONS.hostConflict] : failing;
+      this.set(CONDITIONS.ready, false, 'NotReady', `Waiting for: ${why.join(', ')}`);
+    }
+    const ready = this.isTrue(CONDITIONS.ready);
+    this.status.phase = suspended
+      ? 'Suspended'
+      : ready
+        ? 'Ready'
+        : this.get(CONDITIONS.schema)?.status === 'False' || conflict
+          ? 'Degraded'
+          : 'Provisioning';
+    this.status.observedGeneration = this.generation;
+    return this.status;
+  }
+}
+
+/** Writes the status subresource (a merge patch of the whole status). */
+export async function writeStatus(
+  kubeConfig: KubeConfig,
+  tenant: Tenant,
+  status: TenantStatus,
+): Promise<void> {
+  const same = JSON.stringify(tenant.status ?? {}) === JSON.stringify(status);
+  if (same) return;
+  await kubeRequest(
+    kubeConfig,
+    'PATCH',
+    `${TENANTS_PATH}/${tenant.metadata?.name}/status`,
+    { status },
+    'application/merge-patch+json',
+  );
+}

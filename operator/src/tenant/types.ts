@@ -1,0 +1,54 @@
+import type { KubernetesObject } from '@kubernetes/client-node';
+
+export const GROUP = 'platform.vextrus.dev';
+export const VERSION = 'v1alpha1';
+export const TENANTS_PATH = `/apis/${GROUP}/${VERSION}/tenants`;
+export const FINALIZER = `${GROUP}/cleanup`;
+/** Label on everything the operator creates for a tenant; its value is the tenant's slug. */
+export const TENANT_LABEL = `${GROUP}/tenant`;
+export const FIELD_MANAGER = 'vextrus-operator';
+
+export interface TenantSpec {
+  slug: string;
+  displayName: string;
+  hosts: string[];
+  firstAdministrator: { email: string; name: string };
+  firstOrganization: { name: string; code: string };
+  auditRetentionDays?: number;
+  deletionPolicy?: 'Retain' | 'Delete';
+  suspended?: boolean;
+}
+
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  observedGeneration?: number;
+  lastTransitionTime: string;
+}
+
+export interface TenantStatus {
+  phase?: string;
+  observedGeneration?: number;
+  schema?: string;
+  migrationVersion?: string;
+  setupTokenSecret?: string;
+  urls?: string[];
+  conditions?: Condition[];
+}
+
+export interface Tenant extends KubernetesObject {
+  spec: TenantSpec;
+  status?: TenantStatus;
+}
+
+export const CONDITIONS = {
+  schema: 'SchemaReady',
+  migrations: 'MigrationsApplied',
+  rls: 'RowLevelSecurityEnforced',
+  routes: 'RoutesReady',
+  ready: 'Ready',
+  hostConflict: 'HostConflict',
+  deletionBlocked: 'DeletionBlocked',
+} as const;
