@@ -1,52 +1,63 @@
-import { isDeepStrictEqual } from 'node:util';
-import type { Logger } from '@vextrus/shared';
+import type { Request } from 'express';
+import {
+  diffFields,
+  recordAuditSeparately,
+  type AuditEvent,
+  type Logger,
+  type TenantDirectory,
+  type TenantEntry,
+} from '@vextrus/shared';
+import type { Sequelize } from 'sequelize';
 
 /**
- * The audit records of this service, written against the API of the shared audit facility
- * (recordAudit inside the tenant transaction, diffFields for the changes).
- *
- * NOTE: The shared audit facility (services/shared/src/audit) has not been committed yet, so
- * recordAudit only writes a structured log line for now; once it lands, this module delegates to
- * it, the records join the tenant transaction, and the callers stay as they are.
+ * The audit records of this service, through the shared audit facility: every mutation calls
+ * recordAudit inside its tenant transaction (so the record commits or rolls back with it), and
+ * refused attempts are recorded here in a transaction of their own.
  */
+export { recordAudit } from '@vextrus/shared';
 
-export type AuditOutcome = 'success' | 'failure' | 'denied';
+/** Bookkeeping fields that every change touches; they would only add noise to each record. */
+const BOOKKEEPING = new Set(['version', 'createdAt', 'updatedAt']);
 
-export interface AuditEvent {
-  action: string;
-  outcome: AuditOutcome;
-  resourceType?: string;
-  resourceId?: string;
-  changes?: { before?: Record<string, unknown>; after?: Record<string, unknown> };
-  details?: Record<string, unknown>;
+function withoutBookkeeping(row: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(row).filter(([name]) => !BOOKKEEPING.has(name)));
 }
 
-let auditLogger: Logger | undefined;
-
-/** Where the interim records go until the shared facility exists. */
-export function useAuditLogger(logger: Logger): void {
-  auditLogger = logger.child({ audit: true });
-}
-
-export function recordAudit(event: AuditEvent): Promise<void> {
-  auditLogger?.info({ event }, 'audit');
-  return Promise.resolve();
-}
-
-/** The fields that differ between two snapshots, as the shared facility's diffFields gives them. */
-export function diffFields(
+/** The changed business fields between two snapshots of a record, for AuditEvent.changes. */
+export function changesOf(
   before: Record<string, unknown>,
   after: Record<string, unknown>,
 ): AuditEvent['changes'] {
-  const changedBefore: Record<string, unknown> = {};
-  const changedAfter: Record<string, unknown> = {};
-  for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
-    if (isDeepStrictEqual(before[key], after[key])) continue;
-    if (before[key] !== undefined) changedBefore[key] = before[key];
-    if (after[key] !== undefined) changedAfter[key] = after[key];
-  }
-  if (Object.keys(changedAfter).length === 0 && Object.keys(changedBefore).length === 0) {
-    return undefined;
-  }
-  return { before: changedBefore, after: changedAfter };
+  return diffFields(withoutBookkeeping(before), withoutBookkeeping(after));
+}
+
+export interface RefusalRecorder {
+  /** Records that the caller of `req` was refused with `code`; never throws. */
+  (req: Request, code: string, detail: string): Promise<void>;
+}
+
+/**
+ * Records refused attempts (wrong tenant, inactive tenant, missing role) in the audit log of the
+ * tenant named by the caller's token, when that tenant exists and is active.
+ */
+export function refusalRecorder(
+  sequelize: Sequelize,
+  directory: TenantDirectory,
+  logger: Logger,
+): RefusalRecorder {
+  return async (req, code, detail) => {
+    const principal = req.user;
+    if (!principal) return;
+    try {
+      const tenant: TenantEntry | undefined = await directory.lookup(principal.tenant);
+      if (!tenant || tenant.tenantId !== principal.tenantId || tenant.status !== 'active') return;
+      await recordAuditSeparately(sequelize, tenant, {
+        action: 'organization.access.denied',
+        outcome: 'denied',
+        details: { code, detail, method: req.method, path: req.path },
+      });
+    } catch (err) {
+      logger.error({ err, code }, 'cannot record a refused request');
+    }
+  };
 }

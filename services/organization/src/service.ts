@@ -1,4 +1,4 @@
-import type { Express, RequestHandler } from 'express';
+import type { ErrorRequestHandler, Express, RequestHandler } from 'express';
 import {
   assertSafeLoginRole,
   authenticate,
@@ -15,7 +15,7 @@ import {
   type ServiceRuntime,
   type TokenSettings,
 } from '@vextrus/shared';
-import { useAuditLogger } from './audit.js';
+import { refusalRecorder } from './audit.js';
 import { Sql } from './data/sql.js';
 import { translateDatabaseError } from './domain/operations.js';
 import { openApiDocument } from './http/openapi.js';
@@ -46,11 +46,20 @@ function mountRoutes(
   options: OrganizationServiceOptions,
 ): void {
   const { logger, sequelize } = runtime;
-  useAuditLogger(logger);
   const keys = options.keySource ?? remoteKeySource({ url: runtime.config.auth.jwksUrl });
   const verifier = createTokenVerifier(runtime.config.auth, keys);
   const guard = authenticate(verifier, { logger });
-  const tenant = requireTenant(createTenantDirectory(sequelize), { logger });
+  const directory = createTenantDirectory(sequelize);
+  const recordRefusal = refusalRecorder(sequelize, directory, logger);
+  const tenant = requireTenant(directory, { logger, onRefused: recordRefusal });
+  const roleRefused: ErrorRequestHandler = (err: unknown, req, _res, next) => {
+    const code = (err as { code?: unknown }).code;
+    if (code !== 'FORBIDDEN') return next(err);
+    recordRefusal(req, code, (err as Error).message).then(
+      () => next(err),
+      () => next(err),
+    );
+  };
   const sql = new Sql(sequelize);
 
   const document = openApiDocument();
@@ -86,6 +95,7 @@ function mountRoutes(
       requireRole(...ROLES_FOR[route.access]),
       validation,
       handler,
+      roleRefused,
     );
   }
 }

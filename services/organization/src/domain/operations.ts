@@ -1,6 +1,6 @@
 import type { Reply } from '@vextrus/shared';
 import { DatabaseError, ForeignKeyConstraintError, UniqueConstraintError } from 'sequelize';
-import { diffFields, recordAudit } from '../audit.js';
+import { changesOf, recordAudit } from '../audit.js';
 import { claimKey, fingerprint, storeReply } from '../data/idempotency.js';
 import { Records, type Row } from '../data/records.js';
 import type { Sql } from '../data/sql.js';
@@ -249,7 +249,7 @@ export async function createRecord(
     outcome: 'success',
     resourceType: entity.name,
     resourceId: row.id,
-    changes: diffFields({}, row),
+    changes: changesOf({}, row),
   });
   const reply: Reply = {
     status: 201,
@@ -314,7 +314,7 @@ export async function updateRecord(
     outcome: 'success',
     resourceType: entity.name,
     resourceId: id,
-    changes: diffFields(before, after),
+    changes: changesOf(before, after),
   });
   return { body: after, headers: { ETag: etag(after) } };
 }
@@ -338,7 +338,7 @@ export async function archiveRecord(
     outcome: 'success',
     resourceType: entity.name,
     resourceId: id,
-    changes: diffFields(before, row),
+    changes: changesOf(before, row),
     details: { cascaded },
   });
   return { body: { item: row, cascaded }, headers: { ETag: etag(row) } };
@@ -377,7 +377,7 @@ export async function restoreRecord(
     outcome: 'success',
     resourceType: entity.name,
     resourceId: id,
-    changes: diffFields(before, row),
+    changes: changesOf(before, row),
     details: { cascaded },
   });
   return { body: { item: row, cascaded }, headers: { ETag: etag(row) } };
@@ -407,7 +407,7 @@ export async function deleteRecord(
     outcome: 'success',
     resourceType: entity.name,
     resourceId: id,
-    changes: diffFields(before, {}),
+    changes: changesOf(before, {}),
   });
   return { status: 204 };
 }

@@ -1,0 +1,83 @@
+/* eslint-disable @typescript-eslint/no-unsafe-member-access --
+   response bodies are untyped JSON, and the assertions are what check their shape. */
+import { expect } from 'chai';
+import { QueryTypes } from 'sequelize';
+import { organizationBody, startHarness, type Harness } from './support.js';
+
+interface AuditRow {
+  action: string;
+  outcome: string;
+  resource_id: string | null;
+  changes: { before?: Record<string, unknown>; after?: Record<string, unknown> } | null;
+}
+
+describe('organization service: audit records', function () {
+  this.timeout(60_000);
+  let h: Harness;
+
+  before(async () => {
+    h = await startHarness('org_audit');
+  });
+  after(async () => {
+    await h?.close();
+  });
+
+  /** The tenant's audit records, read as the operator (superuser) would. */
+  async function records(schema: string, resourceId?: string): Promise<AuditRow[]> {
+    return h.plane.db.sequelize.query<AuditRow>(
+      `SELECT action, outcome, resource_id, changes FROM ${schema}.audit_events
+        WHERE $1::text IS NULL OR resource_id = $1 ORDER BY sequence`,
+      { bind: [resourceId ?? null], type: QueryTypes.SELECT, transaction: null },
+    );
+  }
+
+  it('when an organization is created, changed, archived, restored and deleted, each change has its record', async () => {
+    const created = await h.call('POST', '/org/organizations', { body: organizationBody('AUD') });
+    const id = created.body.id as string;
+    await h.call('PATCH', `/org/organizations/${id}`, {
+      body: { displayName: 'Audited' },
+      headers: { 'If-Match': '"0"' },
+    });
+    await h.call('POST', `/org/organizations/${id}/archive`);
+    await h.call('POST', `/org/organizations/${id}/restore`);
+    await h.call('DELETE', `/org/organizations/${id}`);
+
+    const rows = await records('tenant_alpha', id);
+
+    expect(rows.map((r) => `${r.action}:${r.outcome}`)).to.deep.equal([
+      'organization.created:success',
+      'organization.updated:success',
+      'organization.archived:success',
+      'organization.restored:success',
+      'organization.deleted:success',
+    ]);
+    expect(rows[1]?.changes).to.deep.include({
+      before: { displayName: 'AUD Group' },
+      after: { displayName: 'Audited' },
+    });
+    expect(await records('tenant_bravo', id)).to.have.length(0);
+  });
+
+  it('when a write fails, its audit record rolls back with it', async () => {
+    await h.call('POST', '/org/organizations', { body: organizationBody('ONCE') });
+    const before = (await records('tenant_alpha')).length;
+
+    const duplicate = await h.call('POST', '/org/organizations', {
+      body: organizationBody('ONCE'),
+    });
+
+    expect(duplicate.status).to.equal(409);
+    expect((await records('tenant_alpha')).length).to.equal(before);
+  });
+
+  it('when a member tries to write, the refusal is recorded as denied', async () => {
+    const refused = await h.call('POST', '/org/organizations', {
+      roles: ['member'],
+      body: organizationBody('NOPE'),
+    });
+
+    const last = (await records('tenant_alpha')).at(-1);
+    expect(refused.status).to.equal(403);
+    expect(last).to.include({ action: 'organization.access.denied', outcome: 'denied' });
+  });
+});
