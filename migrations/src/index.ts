@@ -46,3 +46,4 @@ export {
   type ProvisionResult,
   type ProvisionStep,
 } from './tenants.js';
+export { tenantMigrations } from './tenant/index.js';
