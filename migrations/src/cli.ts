@@ -5,6 +5,7 @@
  *   platform up|down|status
  *   tenant <slug> up|down|status|provision|verify|repair|deprovision --retain|--delete
  *   tenant <slug> seed-admin --email E --name N
+ *   tenant <slug> seed-organization --name N --code C [--country BD --currency BDT --time-zone Z]
  *   tenants up --all [--concurrency N]
  *   roles ensure
  *   audit verify <slug>
@@ -26,6 +27,7 @@ import { openDatabase, type Database } from './database.js';
 import { ensureRoles, type RoleNames } from './roles.js';
 import { migratePlatform, platformStatus } from './platform.js';
 import { seedAdmin } from './seed/admin.js';
+import { seedOrganization } from './seed/organization.js';
 import { AUDIT_USAGE, runAudit } from './audit/index.js';
 import {
   deprovision,
@@ -42,6 +44,7 @@ const USAGE = `usage:
   vextrus-migrate tenant <slug> up|down|status|provision|verify|repair
   vextrus-migrate tenant <slug> deprovision --retain|--delete
   vextrus-migrate tenant <slug> seed-admin --email E --name N
+  vextrus-migrate tenant <slug> seed-organization --name N --code C [--country --currency --time-zone]
   vextrus-migrate tenants up --all [--concurrency N]
   vextrus-migrate roles ensure
 ${AUDIT_USAGE}`;
@@ -64,7 +67,17 @@ function roleNamesFromEnv(env: NodeJS.ProcessEnv): Partial<RoleNames> {
 }
 
 /** Options that take a value. */
-const VALUED_FLAGS = new Set(['concurrency', 'email', 'name', 'tenant', 'batch-size']);
+const VALUED_FLAGS = new Set([
+  'concurrency',
+  'email',
+  'name',
+  'tenant',
+  'batch-size',
+  'code',
+  'country',
+  'currency',
+  'time-zone',
+]);
 
 /** Splits `--name value` and `--flag` options from positional arguments. */
 function parse(args: string[]): { positional: string[]; flags: Map<string, string | true> } {
@@ -146,6 +159,26 @@ async function runTenant(
         throw usage('seed-admin needs --email E and --name N');
       }
       print(await seedAdmin(db, slug, { email, name }));
+      return;
+    }
+    case 'seed-organization': {
+      const [name, code] = [flags.get('name'), flags.get('code')];
+      if (typeof name !== 'string' || typeof code !== 'string') {
+        throw usage('seed-organization needs --name N and --code C');
+      }
+      const optional = (flag: string): string | undefined => {
+        const value = flags.get(flag);
+        return typeof value === 'string' ? value : undefined;
+      };
+      print(
+        await seedOrganization(db, slug, {
+          name,
+          code,
+          country: optional('country'),
+          currency: optional('currency'),
+          timeZone: optional('time-zone'),
+        }),
+      );
       return;
     }
     default:

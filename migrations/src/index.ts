@@ -27,6 +27,7 @@ export {
   TENANT_ID_COLUMN,
 } from './tenant/conventions.js';
 export { seedAdmin, type SeedAdminOptions, type SeedAdminResult } from './seed/admin.js';
+export * from './seed/organization.js';
 export type { DriftIssue, TenantNames } from './tenant-state.js';
 export {
   PROVISION_STEPS,

@@ -1,0 +1,165 @@
+import type { Transaction } from 'sequelize';
+import { execute, inTransaction, select, type Database } from '../database.js';
+import { MigrationError, MigrationErrorCode, wrap } from '../errors.js';
+import { quoteIdent, validateSlug } from '../identifiers.js';
+import { findTenant } from '../registry.js';
+
+/** Where a tenant's first organization is assumed to be when its definition does not say. */
+export const ORGANIZATION_DEFAULTS = {
+  country: 'BD',
+  currency: 'BDT',
+  timeZone: 'Asia/Dhaka',
+} as const;
+
+/** The tenant's definition of its first organization. */
+export interface SeedOrganizationOptions {
+  /** Legal and display name, 1-200 characters. */
+  name: string;
+  /** Code unique in the tenant: 1-32 letters, digits, "_", "." or "-". */
+  code: string;
+  /** ISO 3166-1 alpha-2; ORGANIZATION_DEFAULTS.country (BD) when absent. */
+  country?: string;
+  /** ISO 4217; ORGANIZATION_DEFAULTS.currency (BDT) when absent. */
+  currency?: string;
+  /** IANA time zone; ORGANIZATION_DEFAULTS.timeZone (Asia/Dhaka) when absent. */
+  timeZone?: string;
+}
+
+export interface SeedOrganizationResult {
+  tenant: string;
+  /**
+   * `created`: the tenant had no organization and now has this one; `present`: the tenant
+   * already has organizations, so nothing was written (the first one may have been renamed or
+   * replaced since, and a re-run must not bring it back).
+   */
+  outcome: 'created' | 'present';
+  /** The organization with the definition's code, when there is one. */
+  organizationId?: string;
+}
+
+const CODE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
+
+function invalid(problem: string): MigrationError {
+  return new MigrationError(MigrationErrorCode.InvalidArguments, problem);
+}
+
+function isTimeZone(value: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: value });
+    return value.length <= 64;
+  } catch {
+    return false;
+  }
+}
+
+/** The definition with defaults applied; throws INVALID_ARGUMENTS naming every problem. */
+function resolve(options: SeedOrganizationOptions): Required<SeedOrganizationOptions> {
+  const resolved = {
+    name: options.name.trim(),
+    code: options.code,
+    country: options.country ?? ORGANIZATION_DEFAULTS.country,
+    currency: options.currency ?? ORGANIZATION_DEFAULTS.currency,
+    timeZone: options.timeZone ?? ORGANIZATION_DEFAULTS.timeZone,
+  };
+  const problems = [
+    ...(resolved.name.length < 1 || resolved.name.length > 200
+      ? ['the name must have 1 to 200 characters']
+      : []),
+    ...(CODE.test(resolved.code)
+      ? []
+      : [
+          'the code must be 1-32 letters, digits, "_", "." or "-", starting with a letter or digit',
+        ]),
+    ...(/^[A-Z]{2}$/.test(resolved.country) ? [] : ['the country must be like BD (ISO 3166-1)']),
+    ...(/^[A-Z]{3}$/.test(resolved.currency) &&
+    Intl.supportedValuesOf('currency').includes(resolved.currency)
+      ? []
+      : ['the currency must be an ISO 4217 code such as BDT']),
+    ...(isTimeZone(resolved.timeZone)
+      ? []
+      : ['the time zone must be an IANA name such as Asia/Dhaka']),
+  ];
+  if (problems.length > 0) throw invalid(`cannot seed the organization: ${problems.join('; ')}`);
+  return resolved;
+}
+
+/** Acts as the tenant's role with its tenant id and schema, so row-level security applies. */
+async function actAsTenant(
+  db: Database,
+  transaction: Transaction,
+  tenant: { id: string; schemaName: string; roleName: string },
+): Promise<void> {
+  await execute(db, `SET LOCAL ROLE ${quoteIdent(tenant.roleName)}`, [], transaction);
+  await execute(
+    db,
+    "SELECT set_config('app.tenant_id', $1, true), set_config('search_path', $2, true)",
+    [tenant.id, `${quoteIdent(tenant.schemaName)}, pg_catalog`],
+    transaction,
+  );
+}
+
+/**
+ * Creates the tenant's first organization from the tenant's definition. Idempotent: when the
+ * tenant already has any organization nothing is written, so running it on every reconcile is
+ * safe; concurrent runs for one tenant take turns on an advisory lock.
+ */
+export async function seedOrganization(
+  db: Database,
+  slug: string,
+  options: SeedOrganizationOptions,
+): Promise<SeedOrganizationResult> {
+  validateSlug(slug);
+  const definition = resolve(options);
+  try {
+    const tenant = await findTenant(db, slug);
+    if (!tenant) {
+      throw new MigrationError(
+        MigrationErrorCode.TenantNotProvisioned,
+        `tenant ${slug} is not registered`,
+      );
+    }
+    if (tenant.status !== 'active') {
+      throw new MigrationError(
+        MigrationErrorCode.TenantNotActive,
+        `tenant ${slug} is ${tenant.status}, not active`,
+      );
+    }
+    return await inTransaction(db, async (transaction) => {
+      await actAsTenant(db, transaction, tenant);
+      const q = <T extends object>(sql: string, bind: unknown[] = []): Promise<T[]> =>
+        select<T>(db, sql, bind, transaction);
+
+      await q('SELECT pg_advisory_xact_lock(hashtext($1))', [`seed-organization:${slug}`]);
+      const [present] = await q<{ count: number }>(
+        'SELECT count(*)::int AS count FROM organizations',
+      );
+      if (present && present.count > 0) {
+        const [same] = await q<{ id: string }>('SELECT id FROM organizations WHERE code = $1', [
+          definition.code,
+        ]);
+        return { tenant: slug, outcome: 'present' as const, organizationId: same?.id };
+      }
+      const [created] = await q<{ id: string }>(
+        `INSERT INTO organizations (code, legal_name, display_name, country, currency, time_zone)
+         VALUES ($1, $2, $2, $3, $4, $5) RETURNING id`,
+        [
+          definition.code,
+          definition.name,
+          definition.country,
+          definition.currency,
+          definition.timeZone,
+        ],
+      );
+      if (!created) throw new Error('the organization row was not written');
+      db.logger.info({ tenant: slug, organizationId: created.id }, 'first organization created');
+      return { tenant: slug, outcome: 'created' as const, organizationId: created.id };
+    });
+  } catch (err) {
+    if (err instanceof MigrationError) throw err;
+    throw wrap(
+      MigrationErrorCode.ProvisioningFailed,
+      `seed the first organization of ${slug}`,
+      err,
+    );
+  }
+}
