@@ -1,8 +1,20 @@
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import jwt from 'jsonwebtoken';
 import pg from 'pg';
 import { Sequelize } from 'sequelize';
 import { provision } from '@vextrus/migrations';
 import { createPlane, type TestPlane } from '@vextrus/devkit';
-import type { TenantContext } from '@vextrus/shared';
+import {
+  auditRouter,
+  createTenantDirectory,
+  createTokenVerifier,
+  startService,
+  staticKeySource,
+  type Role,
+  type RunningService,
+  type TenantContext,
+  type TokenVerifier,
+} from '@vextrus/shared';
 
 /** A plane with provisioned tenants and a pool that logs in as the application role. */
 export interface AuditPlane {
@@ -59,4 +71,59 @@ export function pgError(err: unknown): { code?: string; message: string } {
     current = (current.original ?? current.cause) as typeof current;
   }
   return current;
+}
+
+export const POLICY = { issuer: 'vextrus-auth', audience: 'vextrus-api' };
+
+/** An ES256 signing key and the verifier that trusts it. */
+export interface TokenMint {
+  verifier: TokenVerifier;
+  /** An access token of the tenant with these roles. */
+  token(tenant: TenantContext & { slug: string }, roles: Role[], userId?: string): string;
+}
+
+export function createTokenMint(): TokenMint {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jwk = { ...publicKey.export({ format: 'jwk' }), kid: 'audit-test', alg: 'ES256' };
+  return {
+    verifier: createTokenVerifier(POLICY, staticKeySource([jwk])),
+    token(tenant, roles, userId = randomUUID()) {
+      return jwt.sign({ tid: tenant.tenantId, tenant: tenant.slug, roles }, privateKey, {
+        algorithm: 'ES256',
+        keyid: 'audit-test',
+        issuer: POLICY.issuer,
+        audience: POLICY.audience,
+        subject: userId,
+        jwtid: randomUUID(),
+        expiresIn: 600,
+      });
+    },
+  };
+}
+
+/** Starts a service on a free loopback port that mounts the audit router at /audit. */
+export async function startAuditService(
+  t: AuditPlane,
+  mint: TokenMint,
+  exportBatchSize?: number,
+): Promise<RunningService> {
+  return startService(
+    {
+      name: 'audit-test',
+      defaultPort: 0,
+      routes: (app, runtime) => {
+        app.use(
+          '/audit',
+          auditRouter({
+            sequelize: runtime.sequelize,
+            directory: createTenantDirectory(runtime.sequelize, 0),
+            verifier: mint.verifier,
+            logger: runtime.logger,
+            exportBatchSize,
+          }),
+        );
+      },
+    },
+    { env: { DATABASE_URL: t.plane.appUrl, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent' } },
+  );
 }

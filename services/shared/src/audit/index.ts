@@ -10,3 +10,7 @@ export type { RecordOptions } from './record.js';
 export { verifyAuditChain } from './verify.js';
 export type { ChainProblem, ChainProblemCode, ChainReport, VerifyOptions } from './verify.js';
 export { AuditError, AuditErrorCode } from './errors.js';
+export { auditRouter } from './router.js';
+export type { AuditRouterOptions } from './router.js';
+export { auditClientErrors, auditRefusals } from './refusals.js';
+export type { RefusalAuditOptions, RefusalRecorder } from './refusals.js';

@@ -11,6 +11,7 @@ export {
 } from './verifier.js';
 export type { TokenPolicy, TokenVerifier } from './verifier.js';
 export { authenticate, requireRole } from './middleware.js';
+export type { RequireRoleOptions } from './middleware.js';
 export { createTenantDirectory, requireTenant, tenantRoute, tenantErrors } from './tenant-scope.js';
 export type { TenantDirectory, TenantEntry, Reply, RequireTenantOptions } from './tenant-scope.js';
 export { DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_JWKS_URL, readTokenSettings } from './config.js';

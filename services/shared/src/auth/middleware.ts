@@ -1,4 +1,4 @@
-import type { RequestHandler } from 'express';
+import type { Request, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { Passport } from 'passport';
 import {
@@ -106,11 +106,32 @@ export function authenticate(
   };
 }
 
-/** Allows the request only when the caller holds one of `roles`. */
-export function requireRole(...roles: Role[]): RequestHandler {
-  return (req, _res, next) => {
+export interface RequireRoleOptions {
+  /** Called for every refused request (the audit log records them), before the 403 is sent. */
+  onRefused?: (req: Request, code: string, detail: string) => Promise<void> | void;
+  /** Where a failure of onRefused is logged. */
+  logger?: Logger;
+}
+
+/**
+ * Allows the request only when the caller holds one of `roles`. Options may follow the roles:
+ * `requireRole('tenant_admin', { onRefused })`.
+ */
+export function requireRole(...args: [...Role[], RequireRoleOptions] | Role[]): RequestHandler {
+  const all: (Role | RequireRoleOptions)[] = args;
+  const last = all.at(-1);
+  const options: RequireRoleOptions = typeof last === 'object' ? last : {};
+  const roles = all.filter((arg): arg is Role => typeof arg === 'string');
+  return async (req, _res, next) => {
     const held = req.user?.roles ?? [];
     if (held.some((role) => roles.includes(role))) return next();
-    next(commonErrors.FORBIDDEN(`This needs one of the roles ${roles.join(', ')}`));
+    const error = commonErrors.FORBIDDEN(`This needs one of the roles ${roles.join(', ')}`);
+    try {
+      await options.onRefused?.(req, error.code, error.message);
+    } catch (err) {
+      // The refusal stands even when recording it failed: the caller still gets its 403.
+      options.logger?.error({ err, code: error.code }, 'cannot record a refused request');
+    }
+    next(error);
   };
 }

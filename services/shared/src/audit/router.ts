@@ -1,0 +1,151 @@
+import { Router, type Response } from 'express';
+import type { Logger } from 'pino';
+import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import { authenticate, requireRole } from '../auth/middleware.js';
+import { requireTenant, type TenantDirectory, type TenantEntry } from '../auth/tenant-scope.js';
+import type { TokenVerifier } from '../auth/verifier.js';
+import { enableTransactionContext } from '../tenancy/cls.js';
+import { withTenantTransaction } from '../tenancy/context.js';
+import {
+  EVENT_JSON,
+  decodeCursor,
+  encodeCursor,
+  eventsQuery,
+  exportQuery,
+  filterCondition,
+  parseQuery,
+} from './query.js';
+import { auditClientErrors, auditRefusals } from './refusals.js';
+import { openTenantTransaction } from './session.js';
+import { verifyAuditChain } from './verify.js';
+
+export interface AuditRouterOptions {
+  sequelize: Sequelize;
+  directory: TenantDirectory;
+  verifier: TokenVerifier;
+  logger?: Logger;
+  /** Records per query of the export; memory stays bounded by it. */
+  exportBatchSize?: number;
+}
+
+interface PageRow {
+  sequence: string;
+  item: Record<string, unknown>;
+}
+
+interface BatchRow {
+  last: string | null;
+  count: string;
+  lines: string | null;
+}
+
+/** Resolves once the response can take more, or has closed (the client went away). */
+function writable(res: Response): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+/**
+ * The audit query API for tenant administrators and auditors, to mount under a prefix
+ * (`app.use('/audit', auditRouter(...))`):
+ * - `GET /events`: newest first, filtered by from, to (ISO 8601, to exclusive), actor (a user id
+ *   or `system:<component>`), action, resourceType, resourceId and outcome; `limit` (1 to 200)
+ *   and the opaque `cursor` of the previous page's `nextCursor`.
+ * - `GET /events/export`: the same filters, oldest first, as NDJSON streamed in keyset batches
+ *   from one snapshot, so memory stays flat however many records there are.
+ * - `GET /verify`: the chain report of verifyAuditChain.
+ * Refused attempts and invalid queries are themselves audited.
+ */
+export function auditRouter(options: AuditRouterOptions): Router {
+  const { sequelize, directory, logger } = options;
+  const batchSize = options.exportBatchSize ?? 5_000;
+  enableTransactionContext(sequelize);
+  const refusals = { sequelize, directory, logger };
+  const router = Router();
+  router.use(
+    authenticate(options.verifier, { logger }),
+    requireTenant(directory, { onRefused: auditRefusals(refusals), logger }),
+    requireRole('tenant_admin', 'auditor', { onRefused: auditRefusals(refusals), logger }),
+  );
+
+  router.get('/events', async (req, res) => {
+    const query = parseQuery(eventsQuery, req.query);
+    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    const tenant = res.locals.tenant as TenantEntry;
+    const rows = await withTenantTransaction(sequelize, tenant, async (transaction) => {
+      const condition = await filterCondition(sequelize, transaction, query);
+      if (!condition) return [];
+      const bind = [...condition.bind, query.limit + 1];
+      const cursorSql = after === undefined ? '' : ` AND e.sequence < $${bind.push(after)}`;
+      return sequelize.query<PageRow>(
+        `SELECT e.sequence, ${EVENT_JSON} AS item FROM audit_events e
+          WHERE ${condition.where}${cursorSql}
+          ORDER BY e.sequence DESC LIMIT $${condition.bind.length + 1}`,
+        { transaction, type: QueryTypes.SELECT, bind },
+      );
+    });
+    const page = rows.slice(0, query.limit);
+    const last = page.at(-1);
+    res.json({
+      items: page.map((row) => row.item),
+      nextCursor: rows.length > query.limit && last ? encodeCursor(last.sequence) : null,
+    });
+  });
+
+  router.get('/events/export', async (req, res) => {
+    const filters = parseQuery(exportQuery, req.query);
+    const tenant = res.locals.tenant as TenantEntry;
+    let transaction: Transaction | undefined;
+    try {
+      transaction = await openTenantTransaction(sequelize, tenant, {
+        snapshot: true,
+        readOnly: true,
+      });
+      const condition = await filterCondition(sequelize, transaction, filters);
+      res.status(200);
+      res.setHeader('Content-Type', 'application/x-ndjson; charset=utf-8');
+      res.setHeader('Content-Disposition', `attachment; filename="audit-${tenant.slug}.ndjson"`);
+      res.setHeader('Cache-Control', 'no-store');
+      let after = '0';
+      while (condition && !res.destroyed) {
+        const bind = [...condition.bind, after, batchSize];
+        const [batch] = await sequelize.query<BatchRow>(
+          `SELECT max(sequence)::text AS last, count(*) AS count,
+                  string_agg(line, E'\\n' ORDER BY sequence) AS lines
+             FROM (SELECT e.sequence, ${EVENT_JSON}::text AS line FROM audit_events e
+                    WHERE ${condition.where} AND e.sequence > $${bind.length - 1}
+                    ORDER BY e.sequence LIMIT $${bind.length}) page`,
+          { transaction, type: QueryTypes.SELECT, bind },
+        );
+        if (!batch?.last || !batch.lines) break;
+        if (!res.write(`${batch.lines}\n`)) await writable(res);
+        if (Number(batch.count) < batchSize) break;
+        after = batch.last;
+      }
+      res.end();
+    } catch (err) {
+      // Once the first line is out, the status is sent: cut the connection so the client sees
+      // a truncated export (no final newline) rather than a complete-looking one.
+      if (!res.headersSent) throw err;
+      logger?.error({ err, tenant: tenant.slug }, 'audit export failed while streaming');
+      res.destroy(err as Error);
+    } finally {
+      await transaction?.rollback().catch(() => undefined);
+    }
+  });
+
+  router.get('/verify', async (_req, res) => {
+    const tenant = res.locals.tenant as TenantEntry;
+    res.json(await verifyAuditChain(sequelize, tenant));
+  });
+
+  router.use(auditClientErrors(refusals));
+  return router;
+}
