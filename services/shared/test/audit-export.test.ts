@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { expect } from 'chai';
@@ -100,10 +101,8 @@ describe('audit export at scale', function () {
       },
     });
     expect(response.status).to.equal(200);
-    const reader = response.body!.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
+    const body = Readable.fromWeb(response.body as never) as AsyncIterable<Buffer>;
+    for await (const value of body) {
       bytes += value.length;
       for (let at = value.indexOf(10); at !== -1; at = value.indexOf(10, at + 1)) lines += 1;
       if (bytes - sampledAt > 20 * MB) {
