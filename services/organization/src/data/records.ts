@@ -158,11 +158,11 @@ export class Records {
     const more = rows.length > query.limit;
     const page = rows.slice(0, query.limit);
     const last = page.at(-1);
-    return {
-      items: page.map(({ _cursor: _, ...row }) => row),
-      nextCursor:
-        more && last ? encodeCursor({ sort: query.sort, value: last._cursor, id: last.id }) : null,
-    };
+    const nextCursor =
+      more && last ? encodeCursor({ sort: query.sort, value: last._cursor, id: last.id }) : null;
+    // `_cursor` is each row's last property, which V8 removes without slowing the object down.
+    for (const row of page) delete (row as Partial<typeof row>)._cursor;
+    return { items: page, nextCursor };
   }
 
   /** Archives a record (already locked) and, with it, its active descendants. */

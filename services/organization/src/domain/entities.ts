@@ -57,13 +57,21 @@ export interface Entity {
   response: z.ZodType;
 }
 
+/**
+ * SQL that reads a timestamp as the ISO 8601 text the API shows (UTC, milliseconds), so rows need
+ * no Date parsing and formatting on the way out.
+ */
+function isoTime(column: string): string {
+  return `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+}
+
 const common: readonly Field[] = [
   { api: 'id', column: 'id' },
   { api: 'code', column: 'code' },
   { api: 'status', column: 'status' },
   { api: 'version', column: 'version' },
-  { api: 'createdAt', column: 'created_at' },
-  { api: 'updatedAt', column: 'updated_at' },
+  { api: 'createdAt', column: 'created_at', read: isoTime('created_at') },
+  { api: 'updatedAt', column: 'updated_at', read: isoTime('updated_at') },
 ];
 
 const commonSorts: Record<string, SortKey> = {
