@@ -48,3 +48,4 @@ export {
   type ProvisionStep,
 } from './tenants.js';
 export { tenantMigrations } from './tenant/index.js';
+export * from './audit/index.js';

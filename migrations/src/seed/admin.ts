@@ -1,9 +1,9 @@
 import { hashOpaqueToken, newOpaqueToken } from '@vextrus/shared';
-import type { Transaction } from 'sequelize';
-import { execute, inTransaction, select, type Database } from '../database.js';
+import { inTransaction, select, type Database } from '../database.js';
 import { MigrationError, MigrationErrorCode, wrap } from '../errors.js';
-import { quoteIdent, validateSlug } from '../identifiers.js';
+import { validateSlug } from '../identifiers.js';
 import { findTenant } from '../registry.js';
+import { actAsTenant } from './act-as-tenant.js';
 
 export interface SeedAdminOptions {
   email: string;
@@ -32,21 +32,6 @@ const EMAIL = /^[^\s@]+@[^\s@]+$/;
 
 function invalid(problem: string): MigrationError {
   return new MigrationError(MigrationErrorCode.InvalidArguments, problem);
-}
-
-/** Acts as the tenant's role with its tenant id and schema, so row-level security applies. */
-async function actAsTenant(
-  db: Database,
-  transaction: Transaction,
-  tenant: { id: string; schemaName: string; roleName: string },
-): Promise<void> {
-  await execute(db, `SET LOCAL ROLE ${quoteIdent(tenant.roleName)}`, [], transaction);
-  await execute(
-    db,
-    "SELECT set_config('app.tenant_id', $1, true), set_config('search_path', $2, true)",
-    [tenant.id, `${quoteIdent(tenant.schemaName)}, pg_catalog`],
-    transaction,
-  );
 }
 
 /**

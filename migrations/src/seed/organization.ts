@@ -1,8 +1,8 @@
-import type { Transaction } from 'sequelize';
-import { execute, inTransaction, select, type Database } from '../database.js';
+import { inTransaction, select, type Database } from '../database.js';
 import { MigrationError, MigrationErrorCode, wrap } from '../errors.js';
-import { quoteIdent, validateSlug } from '../identifiers.js';
+import { validateSlug } from '../identifiers.js';
 import { findTenant } from '../registry.js';
+import { actAsTenant } from './act-as-tenant.js';
 
 /** Where a tenant's first organization is assumed to be when its definition does not say. */
 export const ORGANIZATION_DEFAULTS = {
@@ -81,21 +81,6 @@ function resolve(options: SeedOrganizationOptions): Required<SeedOrganizationOpt
   ];
   if (problems.length > 0) throw invalid(`cannot seed the organization: ${problems.join('; ')}`);
   return resolved;
-}
-
-/** Acts as the tenant's role with its tenant id and schema, so row-level security applies. */
-async function actAsTenant(
-  db: Database,
-  transaction: Transaction,
-  tenant: { id: string; schemaName: string; roleName: string },
-): Promise<void> {
-  await execute(db, `SET LOCAL ROLE ${quoteIdent(tenant.roleName)}`, [], transaction);
-  await execute(
-    db,
-    "SELECT set_config('app.tenant_id', $1, true), set_config('search_path', $2, true)",
-    [tenant.id, `${quoteIdent(tenant.schemaName)}, pg_catalog`],
-    transaction,
-  );
 }
 
 /**

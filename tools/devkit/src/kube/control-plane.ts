@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -108,6 +108,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   ]);
   const temporary = options.dir === undefined;
   const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), 'vextrus-kube-'));
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
   const processes: Supervised[] = [];
   let stopped = false;
