@@ -1,18 +1,9 @@
-import type { Request } from 'express';
-import {
-  diffFields,
-  recordAuditSeparately,
-  type AuditEvent,
-  type Logger,
-  type TenantDirectory,
-  type TenantEntry,
-} from '@vextrus/shared';
-import type { Sequelize } from 'sequelize';
+import { diffFields, type AuditEvent } from '@vextrus/shared';
 
 /**
  * The audit records of this service, through the shared audit facility: every mutation calls
- * recordAudit inside its tenant transaction (so the record commits or rolls back with it), and
- * refused attempts are recorded here in a transaction of their own.
+ * recordAudit inside its tenant transaction, so the record commits or rolls back with it.
+ * Refusals are recorded by the shared auditRefusals and auditClientErrors (see service.ts).
  */
 export { recordAudit } from '@vextrus/shared';
 
@@ -29,35 +20,4 @@ export function changesOf(
   after: Record<string, unknown>,
 ): AuditEvent['changes'] {
   return diffFields(withoutBookkeeping(before), withoutBookkeeping(after));
-}
-
-export interface RefusalRecorder {
-  /** Records that the caller of `req` was refused with `code`; never throws. */
-  (req: Request, code: string, detail: string): Promise<void>;
-}
-
-/**
- * Records refused attempts (wrong tenant, inactive tenant, missing role) in the audit log of the
- * tenant named by the caller's token, when that tenant exists and is active.
- */
-export function refusalRecorder(
-  sequelize: Sequelize,
-  directory: TenantDirectory,
-  logger: Logger,
-): RefusalRecorder {
-  return async (req, code, detail) => {
-    const principal = req.user;
-    if (!principal) return;
-    try {
-      const tenant: TenantEntry | undefined = await directory.lookup(principal.tenant);
-      if (!tenant || tenant.tenantId !== principal.tenantId || tenant.status !== 'active') return;
-      await recordAuditSeparately(sequelize, tenant, {
-        action: 'organization.access.denied',
-        outcome: 'denied',
-        details: { code, detail, method: req.method, path: req.path },
-      });
-    } catch (err) {
-      logger.error({ err, code }, 'cannot record a refused request');
-    }
-  };
 }

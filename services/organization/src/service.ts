@@ -1,6 +1,8 @@
-import type { ErrorRequestHandler, Express, RequestHandler } from 'express';
+import type { Express, RequestHandler } from 'express';
 import {
   assertSafeLoginRole,
+  auditClientErrors,
+  auditRefusals,
   authenticate,
   createTenantDirectory,
   createTokenVerifier,
@@ -15,7 +17,6 @@ import {
   type ServiceRuntime,
   type TokenSettings,
 } from '@vextrus/shared';
-import { refusalRecorder } from './audit.js';
 import { Sql } from './data/sql.js';
 import { translateDatabaseError } from './domain/operations.js';
 import { openApiDocument } from './http/openapi.js';
@@ -50,16 +51,9 @@ function mountRoutes(
   const verifier = createTokenVerifier(runtime.config.auth, keys);
   const guard = authenticate(verifier, { logger });
   const directory = createTenantDirectory(sequelize);
-  const recordRefusal = refusalRecorder(sequelize, directory, logger);
-  const tenant = requireTenant(directory, { logger, onRefused: recordRefusal });
-  const roleRefused: ErrorRequestHandler = (err: unknown, req, _res, next) => {
-    const code = (err as { code?: unknown }).code;
-    if (code !== 'FORBIDDEN') return next(err);
-    recordRefusal(req, code, (err as Error).message).then(
-      () => next(err),
-      () => next(err),
-    );
-  };
+  const onRefused = auditRefusals({ sequelize, directory, logger });
+  const tenant = requireTenant(directory, { logger, onRefused });
+  const rejected = auditClientErrors({ sequelize, directory, logger });
   const sql = new Sql(sequelize);
 
   const document = openApiDocument();
@@ -92,10 +86,10 @@ function mountRoutes(
       route.path,
       guard,
       tenant,
-      requireRole(...ROLES_FOR[route.access]),
+      requireRole(...ROLES_FOR[route.access], { onRefused, logger }),
       validation,
       handler,
-      roleRefused,
+      rejected,
     );
   }
 }

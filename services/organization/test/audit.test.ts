@@ -70,6 +70,14 @@ describe('organization service: audit records', function () {
     expect((await records('tenant_alpha')).length).to.equal(before);
   });
 
+  it('when a request is invalid, it is recorded as rejected', async () => {
+    const invalid = await h.call('POST', '/org/organizations', { body: { code: '' } });
+
+    const last = (await records('tenant_alpha')).at(-1);
+    expect(invalid.status).to.equal(400);
+    expect(last).to.include({ action: 'request.rejected', outcome: 'failure' });
+  });
+
   it('when a member tries to write, the refusal is recorded as denied', async () => {
     const refused = await h.call('POST', '/org/organizations', {
       roles: ['member'],
@@ -78,6 +86,6 @@ describe('organization service: audit records', function () {
 
     const last = (await records('tenant_alpha')).at(-1);
     expect(refused.status).to.equal(403);
-    expect(last).to.include({ action: 'organization.access.denied', outcome: 'denied' });
+    expect(last).to.include({ action: 'access.denied', outcome: 'denied' });
   });
 });
