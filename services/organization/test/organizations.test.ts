@@ -121,6 +121,25 @@ describe('organization service: organizations', function () {
     expect((await h.call('GET', '/org/organizations?code=KEY2')).body.items).to.have.length(0);
   });
 
+  it('when an Idempotency-Key is older than a day, it is free for a new request', async () => {
+    const headers = { 'Idempotency-Key': 'create-idem-3' };
+    await h.call('POST', '/org/organizations', { body: organizationBody('OLD1'), headers });
+    await h.plane.db.sequelize.query(
+      `UPDATE tenant_alpha.idempotency_keys SET created_at = now() - interval '25 hours'
+        WHERE key = 'create-idem-3'`,
+      { transaction: null },
+    );
+
+    const reused = await h.call('POST', '/org/organizations', {
+      body: organizationBody('OLD2'),
+      headers,
+    });
+
+    expect(reused.status).to.equal(201);
+    expect(reused.body.code).to.equal('OLD2');
+    expect(reused.headers.get('idempotent-replayed')).to.equal(null);
+  });
+
   it('when pages are read while rows are inserted, every row present at the start is seen exactly once', async () => {
     for (let i = 0; i < 7; i++) {
       await h.call('POST', '/org/organizations', { body: organizationBody(`PG${i}`) });

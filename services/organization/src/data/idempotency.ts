@@ -10,22 +10,36 @@ interface StoredKey {
   headers: Record<string, string>;
 }
 
+/**
+ * How long a key answers with its first reply. After that the key is free again: a request that
+ * reuses it is a new request.
+ *
+ * NOTE: Expired keys are reclaimed when they are reused but never deleted otherwise; the table
+ * grows by one small row per keyed create until a periodic purge (DELETE of rows older than the
+ * TTL, which the created_at index serves) is scheduled with the other housekeeping jobs.
+ */
+export const IDEMPOTENCY_KEY_TTL_HOURS = 24;
+
 /** A hash of what makes two requests the same: route, caller and (validated) body. */
 export function fingerprint(parts: readonly unknown[]): string {
   return createHash('sha256').update(JSON.stringify(parts)).digest('base64url');
 }
 
 /**
- * Claims an Idempotency-Key in the current transaction. Undefined means the key is new and now
- * held by this request until it commits; a concurrent request with the same key waits on the
- * key's unique index and, once this one commits, gets the stored reply. A reply stored for a
- * different request is refused.
+ * Claims an Idempotency-Key in the current transaction. Undefined means the key is new (or
+ * expired) and now held by this request until it commits; a concurrent request with the same key
+ * waits on the key's unique index and, once this one commits, gets the stored reply. A reply
+ * stored for a different request is refused.
  */
 export async function claimKey(sql: Sql, key: string, print: string): Promise<Reply | undefined> {
   const claimed = await sql.rows(
     `INSERT INTO idempotency_keys (key, fingerprint) VALUES ($1, $2)
-     ON CONFLICT (tenant_id, key) DO NOTHING RETURNING key`,
-    [key, print],
+     ON CONFLICT (tenant_id, key) DO UPDATE
+        SET fingerprint = EXCLUDED.fingerprint, response_status = NULL, response_body = NULL,
+            response_headers = '{}'::jsonb, created_at = now()
+      WHERE idempotency_keys.created_at < now() - make_interval(hours => $3)
+     RETURNING key`,
+    [key, print, IDEMPOTENCY_KEY_TTL_HOURS],
   );
   if (claimed.length > 0) return undefined;
   const stored = await sql.row<StoredKey>(
