@@ -8,7 +8,10 @@ INSTALL_STAMP := node_modules/.vextrus-installed
 MANIFESTS := package.json package-lock.json $(wildcard */package.json services/*/package.json \
 	tools/*/package.json)
 
-.PHONY: help install tools build typecheck lint format test up clean
+.PHONY: help install tools test-tools build typecheck lint format test up clean
+
+# What the tests need of the Go-built tools (the first build takes several minutes).
+TEST_TOOLS := etcd kube-apiserver kube-controller-manager kubectl
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -23,6 +26,9 @@ $(INSTALL_STAMP): $(MANIFESTS)
 tools: ## Build (or reuse) kube-apiserver, etcd, kubectl, Helm, Traefik from Go modules
 	tools/build-tools.sh
 
+test-tools: ## Build (or reuse) only the tools the tests need
+	tools/build-tools.sh $(TEST_TOOLS)
+
 build: install ## Compile every package to dist/
 	npm run build
 
@@ -35,7 +41,7 @@ lint: install ## ESLint (type-aware) and Prettier
 format: install ## Rewrite files with Prettier
 	npm run format
 
-test: install ## Run every check and test (the README's test command)
+test: install test-tools ## Run every check and test (the README's test command)
 	npm run typecheck
 	npm run lint
 	npm test
