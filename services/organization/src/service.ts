@@ -18,6 +18,7 @@ import {
   type TokenSettings,
 } from '@vextrus/shared';
 import { Sql } from './data/sql.js';
+import { errors } from './errors.js';
 import { translateDatabaseError } from './domain/operations.js';
 import { openApiDocument } from './http/openapi.js';
 import { ROUTES, runOperation, type Access } from './http/routes.js';
@@ -91,6 +92,29 @@ function mountRoutes(
       handler,
       rejected,
     );
+  }
+  mountMethodNotAllowed(app);
+}
+
+/** Answers 405 with `Allow` for a known path asked with a method it does not have. */
+function mountMethodNotAllowed(app: Express): void {
+  const methods = new Map<string, string[]>();
+  for (const route of ROUTES) {
+    methods.set(route.path, [...(methods.get(route.path) ?? []), route.method.toUpperCase()]);
+  }
+  for (const [path, allowed] of methods) {
+    const allow = allowed.join(', ');
+    app.all(path, (req, _res, next) => {
+      next(
+        errors.METHOD_NOT_ALLOWED(
+          `${req.method} is not allowed here; use ${allow}`,
+          {},
+          {
+            headers: { Allow: allow },
+          },
+        ),
+      );
+    });
   }
 }
 

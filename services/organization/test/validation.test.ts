@@ -201,6 +201,16 @@ describe('organization service: validation and OpenAPI', function () {
     expect(fields(mixed.body)).to.deep.equal(['query:cursor']);
   });
 
+  it('when a known path is asked with a method it lacks, it answers 405 with Allow', async () => {
+    const response = await h.call('PUT', `/org/organizations/${tree.organization}`, {
+      body: organizationBody('PUT'),
+    });
+
+    expect(response.status).to.equal(405);
+    expect(response.body.code).to.equal('METHOD_NOT_ALLOWED');
+    expect(response.headers.get('allow')).to.equal('GET, PATCH, DELETE');
+  });
+
   it('when the body is not JSON, it answers 400 MALFORMED_JSON', async () => {
     const response = await fetch(`${h.service.url}/org/organizations`, {
       method: 'POST',
