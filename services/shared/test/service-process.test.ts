@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createTestDatabase, freePort, spawnTs, type TestDatabase } from '@vextrus/devkit';
+import { createPlane, freePort, spawnTs, type TestPlane } from '@vextrus/devkit';
 
 /** Both services start through the same shared runtime; each is checked as a real process. */
 const SERVICES = [
@@ -25,25 +25,28 @@ async function waitReady(url: string, timeoutMs = 15_000): Promise<Response> {
 
 for (const { name, entry } of SERVICES) {
   describe(`${name} service process`, () => {
-    let database: TestDatabase;
+    // The services log in as the application role: they refuse a superuser.
+    let plane: TestPlane;
     let parts: { host: string; port: string; user: string; password: string; name: string };
+    const keys = { AUTH_LOCAL_KEYS_DIR: mkdtempSync(path.join(tmpdir(), 'vextrus-keys-')) };
 
     before(async () => {
-      database = await createTestDatabase(name);
-      const url = new URL(database.url);
+      plane = await createPlane(name);
+      const url = new URL(plane.appUrl);
       parts = {
         host: url.hostname,
         port: url.port,
         user: url.username,
         password: decodeURIComponent(url.password),
-        name: database.name,
+        name: plane.database.name,
       };
     });
-    after(() => database.drop());
+    after(() => plane.close());
 
     it('with DATABASE_HOST set but DATABASE_PASSWORD missing, exits non-zero within 2 s naming it', async () => {
       const started = Date.now();
       const child = spawnTs(entry, {
+        ...keys,
         DATABASE_HOST: parts.host,
         DATABASE_USERNAME: parts.user,
         DATABASE_NAME: parts.name,
@@ -60,7 +63,7 @@ for (const { name, entry } of SERVICES) {
 
     it('starts with DATABASE_URL alone, becomes ready, and exits 0 on SIGTERM', async () => {
       const port = await freePort();
-      const child = spawnTs(entry, { DATABASE_URL: database.url, PORT: String(port) });
+      const child = spawnTs(entry, { ...keys, DATABASE_URL: plane.appUrl, PORT: String(port) });
       try {
         const ready = await waitReady(`http://127.0.0.1:${port}`);
         expect(ready.status).to.equal(200);
@@ -78,6 +81,7 @@ for (const { name, entry } of SERVICES) {
       writeFileSync(passwordFile, `${parts.password}\n`);
       const port = await freePort();
       const child = spawnTs(entry, {
+        ...keys,
         DATABASE_URL: `postgres://nobody:wrong@127.0.0.1:1/nothing`,
         DATABASE_HOST: parts.host,
         DATABASE_PORT: parts.port,

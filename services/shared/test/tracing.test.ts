@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createTestDatabase, freePort, spawnTs, type TestDatabase } from '@vextrus/devkit';
+import { createPlane, freePort, spawnTs, type TestPlane } from '@vextrus/devkit';
 import { startTracing } from '@vextrus/shared/tracing';
 
 describe('tracing', () => {
@@ -13,11 +13,11 @@ describe('tracing', () => {
 
   describe('when OTEL_EXPORTER_OTLP_ENDPOINT is set', () => {
     let collector: Server;
-    let database: TestDatabase;
+    let plane: TestPlane;
     const received: { path: string; body: string }[] = [];
 
     before(async () => {
-      database = await createTestDatabase('tracing');
+      plane = await createPlane('tracing');
       collector = createServer((req, res) => {
         let body = '';
         req.on('data', (chunk: Buffer) => (body += chunk.toString('latin1')));
@@ -30,14 +30,14 @@ describe('tracing', () => {
     });
     after(async () => {
       collector.close();
-      await database.drop();
+      await plane.close();
     });
 
     it('exports spans of HTTP requests and SQL queries to the collector', async () => {
       const { port: collectorPort } = collector.address() as AddressInfo;
       const port = await freePort();
       const child = spawnTs('services/organization/src/main.ts', {
-        DATABASE_URL: database.url,
+        DATABASE_URL: plane.appUrl,
         PORT: String(port),
         OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}`,
       });

