@@ -1,37 +1,16 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import pg from 'pg';
 import { Sequelize } from 'sequelize';
-import { createPlane, loginUrl, silent, type TestPlane } from '@vextrus/devkit';
+import { createPlane, loginUrl, silent, type TestPlane, runMigrationsCli } from '@vextrus/devkit';
 import { recordAuditSeparately, verifyAuditChain, type TenantContext } from '@vextrus/shared';
 import { MigrationErrorCode, provision, type Database, type MigrationError } from '../src/index.js';
 import { enforceAuditRetention, setAuditRetention, verifyTenantAudit } from '../src/audit/index.js';
 
-const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
 
-interface Outcome {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: NodeJS.ProcessEnv): Promise<Outcome> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', '--conditions', 'vextrus-source', CLI, ...args],
-      { env: { PATH: process.env.PATH, LOG_LEVEL: 'warn', ...env } },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+const cli = runMigrationsCli;
 
 describe('audit retention and verification', function () {
   this.timeout(60_000);

@@ -1,29 +1,12 @@
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { createPlane, type TestPlane } from '@vextrus/devkit';
+import {
+  createPlane,
+  runMigrationsCli,
+  type CommandOutcome,
+  type TestPlane,
+} from '@vextrus/devkit';
 
-const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
-
-interface Outcome {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: NodeJS.ProcessEnv): Promise<Outcome> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', '--conditions', 'vextrus-source', CLI, ...args],
-      { env: { PATH: process.env.PATH, LOG_LEVEL: 'warn', ...env } },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+const cli = runMigrationsCli;
 
 describe('migrations CLI', function () {
   this.timeout(30_000);
@@ -78,7 +61,7 @@ describe('migrations CLI', function () {
       ['tenant', 'acme', 'verify'],
       ['tenants', 'up', '--all', '--concurrency', '2'],
     ];
-    const outcomes: Outcome[] = [];
+    const outcomes: CommandOutcome[] = [];
     for (const args of steps) outcomes.push(await cli(args, env));
     const status = await cli(['tenant', 'acme', 'status'], env);
 

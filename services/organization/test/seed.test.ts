@@ -1,29 +1,11 @@
 /* eslint-disable @typescript-eslint/no-unsafe-member-access --
    response bodies are untyped JSON, and the assertions are what check their shape. */
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { provision, seedOrganization } from '@vextrus/migrations';
+import { runMigrationsCli } from '@vextrus/devkit';
 import { startHarness, type Harness } from './support.js';
 
-const CLI = fileURLToPath(new URL('../../../migrations/src/cli.ts', import.meta.url));
-
-function cli(
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', '--conditions', 'vextrus-source', CLI, ...args],
-      { env: { PATH: process.env.PATH, LOG_LEVEL: 'warn', ...env } },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+const cli = runMigrationsCli;
 
 describe('organization service: the first organization of a tenant', function () {
   this.timeout(60_000);

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -72,4 +72,34 @@ export function spawnTs(
       });
     },
   };
+}
+
+export interface CommandOutcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a TypeScript entry point of this repository to completion (e.g. the migrations CLI). */
+export function runTs(
+  entry: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<CommandOutcome> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', '--conditions=vextrus-source', path.resolve(REPO_ROOT, entry), ...args],
+      { cwd: REPO_ROOT, env: { PATH: process.env.PATH, LOG_LEVEL: 'warn', ...env } },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** Runs the migrations CLI (vextrus-migrate) with `args`. */
+export function runMigrationsCli(args: string[], env: NodeJS.ProcessEnv): Promise<CommandOutcome> {
+  return runTs('migrations/src/cli.ts', args, env);
 }
