@@ -226,4 +226,13 @@ describe('organization service: organizations', function () {
     expect(mismatch.status).to.equal(403);
     expect(mismatch.body.code).to.equal('TENANT_MISMATCH');
   });
+
+  it('when X-Tenant-ID is missing, it answers 403 TENANT_MISMATCH', async () => {
+    const response = await fetch(`${h.service.url}/org/organizations`, {
+      headers: { Authorization: `Bearer ${h.token(h.alpha)}` },
+    });
+
+    expect(response.status).to.equal(403);
+    expect(((await response.json()) as { code: string }).code).to.equal('TENANT_MISMATCH');
+  });
 });

@@ -81,9 +81,15 @@ export function requireTenant(
       }
       next(error);
     };
-    if (addressed !== undefined && addressed !== principal.tenant) {
+    // The gateway always stamps X-Tenant-ID, so a request without it did not come through the
+    // tenant's host and is refused like one that names another tenant.
+    if (addressed !== principal.tenant) {
       return refuse(
-        tenantErrors.TENANT_MISMATCH('X-Tenant-ID does not name the tenant of the access token'),
+        tenantErrors.TENANT_MISMATCH(
+          addressed === undefined
+            ? 'X-Tenant-ID is missing; requests reach tenants only through their host'
+            : 'X-Tenant-ID does not name the tenant of the access token',
+        ),
       );
     }
     const tenant = await directory.lookup(principal.tenant);
