@@ -3,7 +3,14 @@
 import { expect } from 'chai';
 import { z } from 'zod';
 import { ENTITIES, ROUTES, openApiDocument } from '../src/index.js';
-import { createTree, organizationBody, startHarness, type Harness, type Tree } from './support.js';
+import {
+  createBody,
+  createTree,
+  organizationBody,
+  startHarness,
+  type Harness,
+  type Tree,
+} from './support.js';
 
 interface FieldError {
   in: string;
@@ -159,6 +166,45 @@ describe('organization service: validation and OpenAPI', function () {
     });
   }
 
+  it('when any field of any create or PATCH gets a value of the wrong kind, the answer is a 4xx, never a 500', async () => {
+    const wrong: unknown[] = [123, -1.5, true, {}, [], 'x'.repeat(5000), '', null, '\u0000'];
+    const parents: Record<string, string> = {
+      organization: '/org/organizations',
+      branch: `/org/organizations/${tree.organization}/branches`,
+      division: `/org/organizations/${tree.organization}/divisions`,
+      project: `/org/organizations/${tree.organization}/projects`,
+      site: `/org/projects/${tree.project}/sites`,
+    };
+    const outcomes = new Map<number, number>();
+    let n = 0;
+    for (const entity of Object.values(ENTITIES)) {
+      const shape = (entity.create as unknown as { shape: Record<string, unknown> }).shape;
+      for (const field of Object.keys(shape)) {
+        for (const value of wrong) {
+          n++;
+          const body = { ...createBody(entity.name, `F${n}`), [field]: value };
+          const created = await h.call('POST', parents[entity.name] as string, { body });
+          const id = (tree as unknown as Record<string, string>)[entity.name];
+          const current = await h.call('GET', `/org/${entity.plural}/${id}`);
+          const patched = await h.call('PATCH', `/org/${entity.plural}/${id}`, {
+            body: { [field]: value },
+            headers: { 'If-Match': current.headers.get('etag') ?? '' },
+          });
+          for (const [what, response] of [
+            ['POST', created],
+            ['PATCH', patched],
+          ] as const) {
+            const label = `${what} ${entity.name}.${field} = ${JSON.stringify(value)?.slice(0, 20)}`;
+            expect(response.status, `${label}: ${JSON.stringify(response.body)}`).to.be.below(500);
+            if (response.status === 400) expect(response.body.errors, label).to.not.be.empty;
+            outcomes.set(response.status, (outcomes.get(response.status) ?? 0) + 1);
+          }
+        }
+      }
+    }
+    expect(outcomes.get(400)).to.be.greaterThan(200);
+  });
+
   it('when a PATCH of one date would put the end before the stored start, it answers 400 for endDate', async () => {
     const created = await h.call('POST', `/org/organizations/${tree.organization}/projects`, {
       body: { code: 'DATES', name: 'Dates', startDate: '2026-05-01' },
@@ -174,11 +220,15 @@ describe('organization service: validation and OpenAPI', function () {
   });
 
   it('when a PATCH sets only a latitude on a site without coordinates, it answers 400', async () => {
-    const response = await h.call('PATCH', `/org/sites/${tree.site}`, {
+    const site = await h.call('POST', `/org/projects/${tree.project}/sites`, {
+      body: { code: 'NOCOORD', name: 'No coordinates' },
+    });
+    const path = `/org/sites/${site.body.id}`;
+    const response = await h.call('PATCH', path, {
       body: { latitude: 23.8 },
       headers: { 'If-Match': '"0"' },
     });
-    const both = await h.call('PATCH', `/org/sites/${tree.site}`, {
+    const both = await h.call('PATCH', path, {
       body: { latitude: 23.8, longitude: 90.4 },
       headers: { 'If-Match': '"0"' },
     });
