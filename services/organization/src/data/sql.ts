@@ -8,9 +8,13 @@ import { QueryTypes, type Sequelize } from 'sequelize';
 export class Sql {
   constructor(private readonly sequelize: Sequelize) {}
 
-  /** Rows of a query, or those of an INSERT, UPDATE or DELETE … RETURNING. */
-  rows<T extends object>(text: string, bind: unknown[] = []): Promise<T[]> {
-    return this.sequelize.query<T>(text, { bind, type: QueryTypes.SELECT, raw: true });
+  /**
+   * Rows of a query, or those of an INSERT, UPDATE or DELETE … RETURNING. RAW hands back pg's
+   * row objects as they are (a SELECT-typed query copies every row once more).
+   */
+  async rows<T extends object>(text: string, bind: unknown[] = []): Promise<T[]> {
+    const [rows] = await this.sequelize.query(text, { bind, type: QueryTypes.RAW, raw: true });
+    return rows as T[];
   }
 
   /** The first row, if any. */
