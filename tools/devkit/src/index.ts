@@ -1,4 +1,4 @@
-export { startPostgres } from './postgres.js';
+export { startPostgres, postgresCanReach } from './postgres.js';
 export type { EmbeddedPostgresOptions, RunningPostgres } from './postgres.js';
 export { freePort } from './ports.js';
 export { LogTail } from './log-tail.js';

@@ -93,6 +93,19 @@ function runAsIds(): { uid: number; gid: number } | undefined {
   return { uid, gid };
 }
 
+/**
+ * Whether the server will be able to use `dir` (or create it): always when we are not root; as
+ * root, whether the postgres user can enter every folder above it.
+ */
+export function postgresCanReach(dir: string): boolean {
+  if (userInfo().uid !== 0) return true;
+  const ids = runAsIds();
+  let existing = path.resolve(dir);
+  while (!existsSync(existing)) existing = path.dirname(existing);
+  const parent = existing === path.resolve(dir) ? path.dirname(existing) : existing;
+  return spawnSync('test', ['-x', parent], { ...ids }).status === 0;
+}
+
 /** The postgres user must be able to enter every folder above the data folder. */
 function assertReachable(dataDir: string, ids: { uid: number; gid: number }): void {
   const probe = spawnSync('test', ['-w', dataDir], { ...ids });
@@ -190,6 +203,7 @@ export async function startPostgres(opts: EmbeddedPostgresOptions): Promise<Runn
   const bin = await loadBinaries();
   const ids = runAsIds();
   const dataDir = path.resolve(opts.dataDir);
+  await mkdir(path.dirname(dataDir), { recursive: true, mode: 0o755 });
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   if (ids) {
     await chown(dataDir, ids.uid, ids.gid);

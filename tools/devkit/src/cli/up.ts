@@ -19,7 +19,8 @@ import {
   openDatabase,
   type Database,
 } from '@vextrus/migrations';
-import { startPostgres, type RunningPostgres } from '../postgres.js';
+import { createHash } from 'node:crypto';
+import { postgresCanReach, startPostgres, type RunningPostgres } from '../postgres.js';
 import { REPO_ROOT } from '../testing/process.js';
 import { startChild, waitHttpOk, type Child } from '../local/children.js';
 import { loadOrCreateSecrets, type LocalSecrets } from '../local/secrets.js';
@@ -81,9 +82,17 @@ async function buildTools(): Promise<void> {
 
 async function adminDatabaseUrl(platform: Platform, secrets: LocalSecrets): Promise<string> {
   if (externalDatabase()) return databaseUrl(process.env);
+  let dataDir = path.join(DATA_DIR, 'postgres');
+  if (!postgresCanReach(dataDir)) {
+    // As root, PostgreSQL runs as the postgres user, who cannot enter a clone under /root or
+    // another closed folder: keep this clone's database in a folder of its own under /var/lib.
+    const id = createHash('sha256').update(REPO_ROOT).digest('hex').slice(0, 12);
+    dataDir = path.join('/var/lib/vextrus', `postgres-${id}`);
+    console.log(`  (the postgres user cannot enter ${DATA_DIR}; the database lives in ${dataDir})`);
+  }
   platform.postgres = await step(`PostgreSQL on 127.0.0.1:${POSTGRES_PORT}`, () =>
     startPostgres({
-      dataDir: path.join(DATA_DIR, 'postgres'),
+      dataDir,
       password: secrets.postgresPassword,
       port: POSTGRES_PORT,
     }),
