@@ -256,13 +256,4 @@ export class Records {
   async delete(entity: Entity, id: string): Promise<void> {
     await this.sql.rows(`DELETE FROM ${entity.table} WHERE id = $1 RETURNING id`, [id]);
   }
-
-  /** The id column value of `column` for a record, e.g. a division's organization. */
-  async column(entity: Entity, id: string, column: string): Promise<string | null | undefined> {
-    const row = await this.sql.row<{ value: string | null }>(
-      `SELECT ${column} AS value FROM ${entity.table} WHERE id = $1`,
-      [id],
-    );
-    return row ? row.value : undefined;
-  }
 }
