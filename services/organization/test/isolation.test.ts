@@ -62,6 +62,30 @@ describe('organization service: tenant isolation', function () {
     expect(untouched.body.status).to.equal('active');
   });
 
+  it('when a member or an auditor calls any write route, it answers 403; every read route answers 200', async () => {
+    const own = await createTree(h, h.alpha, 'R');
+    const answers: string[] = [];
+    for (const route of ROUTES) {
+      const entity = Object.values(ENTITIES).find((e) => route.path.startsWith(`/org/${e.plural}`));
+      if (!entity) throw new Error(`no entity for ${route.path}`);
+      const path = route.path
+        .replace(':id', own[entity.name])
+        .replace(':parentId', own[entity.name]);
+      for (const role of ['member', 'auditor']) {
+        const response = await h.call(route.method.toUpperCase(), path, {
+          roles: [role],
+          body: route.method === 'patch' ? patchBody(entity.name) : undefined,
+          headers: { 'If-Match': '"0"' },
+        });
+        const expected = route.access === 'write' ? 403 : 200;
+        answers.push(`${role} ${route.method} ${route.path} → ${response.status}`);
+        expect(response.status, answers.at(-1)).to.equal(expected);
+      }
+    }
+    const untouched = await h.call('GET', `/org/organizations/${own.organization}`);
+    expect(untouched.body.version).to.equal(0);
+  });
+
   it("when tenant A's body refers to a branch of tenant B, it answers 404 and creates nothing", async () => {
     const own = await h.call('GET', '/org/organizations', { tenant: h.alpha });
     const organization = own.body.items[0].id as string;
@@ -94,7 +118,10 @@ describe('organization service: tenant isolation', function () {
     for (const entity of Object.values(ENTITIES)) {
       const list = await h.call('GET', `/org/${entity.plural}`, { tenant: h.alpha });
       expect(list.status).to.equal(200);
-      expect(list.body.items.map((item: { code: string }) => item.code[0])).to.deep.equal(['A']);
+      const items = list.body.items as { code: string }[];
+      const prefixes = new Set(items.map((item) => item.code[0]));
+      expect(prefixes.has('B')).to.equal(false);
+      expect(prefixes.has('A')).to.equal(true);
     }
   });
 });
