@@ -1,4 +1,4 @@
-/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-call --
+/* eslint-disable @typescript-eslint/no-unsafe-member-access --
    response bodies are untyped JSON, and the assertions are what check their shape. */
 import { expect } from 'chai';
 import { ENTITIES, ROUTES } from '../src/index.js';
