@@ -2,6 +2,7 @@ import type { Express, RequestHandler } from 'express';
 import {
   assertSafeLoginRole,
   auditClientErrors,
+  auditRouter,
   auditRefusals,
   authenticate,
   createTenantDirectory,
@@ -93,6 +94,9 @@ function mountRoutes(
       rejected,
     );
   }
+  // The tenant's audit log, for tenant_admin and auditor: GET /audit/events, /events/export,
+  // /verify. It lives here because the gateway already sends /audit to this service.
+  app.use('/audit', auditRouter({ sequelize, directory, verifier, logger }));
   mountMethodNotAllowed(app);
 }
 

@@ -88,4 +88,40 @@ describe('organization service: audit records', function () {
     expect(refused.status).to.equal(403);
     expect(last).to.include({ action: 'access.denied', outcome: 'denied' });
   });
+
+  describe('the audit API at /audit', () => {
+    it("lets an administrator read the tenant's records and verify their chain", async () => {
+      await h.call('POST', '/org/organizations', { body: organizationBody('API') });
+
+      const events = await h.call('GET', '/audit/events?action=organization.created');
+      const verify = await h.call('GET', '/audit/verify');
+
+      expect(events.status).to.equal(200);
+      const actions = (events.body.items as { action: string }[]).map((e) => e.action);
+      expect(actions).to.not.be.empty;
+      expect(new Set(actions)).to.deep.equal(new Set(['organization.created']));
+      expect(verify.status).to.equal(200);
+      expect(verify.body.valid).to.equal(true);
+    });
+
+    it('lets an auditor read it and refuses a member', async () => {
+      const auditor = await h.call('GET', '/audit/events', { roles: ['auditor'] });
+      const member = await h.call('GET', '/audit/events', { roles: ['member'] });
+
+      expect(auditor.status).to.equal(200);
+      expect(member.status).to.equal(403);
+    });
+
+    it("shows a tenant none of another tenant's records", async () => {
+      const created = await h.call('POST', '/org/organizations', {
+        tenant: h.bravo,
+        body: organizationBody('BRAVO-ONLY'),
+      });
+
+      const alpha = await h.call('GET', `/audit/events?resourceId=${created.body.id as string}`);
+
+      expect(created.status).to.equal(201);
+      expect(alpha.body.items).to.have.length(0);
+    });
+  });
 });
