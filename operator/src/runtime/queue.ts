@@ -80,11 +80,14 @@ export class WorkQueue {
     return this.failures.get(key) ?? 0;
   }
 
-  /** The next key to work on; resolves undefined once the queue shuts down. */
+  /**
+   * The next key to work on; resolves undefined once the queue shuts down, even while keys are
+   * still queued: a replica that stops (or lost the leader Lease) must not reconcile them.
+   */
   get(): Promise<string | undefined> {
+    if (this.shuttingDown) return Promise.resolve(undefined);
     const key = this.queue.shift();
     if (key !== undefined) return Promise.resolve(this.take(key));
-    if (this.shuttingDown) return Promise.resolve(undefined);
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
