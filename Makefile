@@ -8,7 +8,7 @@ INSTALL_STAMP := node_modules/.vextrus-installed
 MANIFESTS := package.json package-lock.json $(wildcard */package.json services/*/package.json \
 	tools/*/package.json)
 
-.PHONY: help install tools test-tools build typecheck lint format test up clean
+.PHONY: help install tools test-tools build typecheck lint format test up clean bench
 
 # What the tests need of the Go-built tools (the first build takes several minutes).
 TEST_TOOLS := etcd kube-apiserver kube-controller-manager kubectl
@@ -45,6 +45,10 @@ test: install test-tools ## Run every check and test (the README's test command)
 	npm run typecheck
 	npm run lint
 	npm test
+
+# BENCH names benchmarks to run (all when empty), e.g. make bench BENCH=organization-list.
+bench: install test-tools ## Run the benchmarks and write the report to bench/results/
+	node --import tsx --conditions=vextrus-source bench/src/main.ts $(BENCH)
 
 up: install ## Run the platform on this machine (Ctrl-C stops it)
 	npm run up

@@ -5,7 +5,7 @@
  */
 import { createServer } from 'node:http';
 import pg from 'pg';
-import { ENTITIES } from '../../src/domain/entities.js';
+import { ENTITIES } from '@vextrus/organization';
 
 const env = process.env;
 const pool = new pg.Pool({ connectionString: env.DATABASE_URL, max: Number(env.POOL_MAX ?? 10) });

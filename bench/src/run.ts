@@ -1,0 +1,74 @@
+import { tenantContext } from './benchmarks/tenant-context.js';
+import { tokenVerification } from './benchmarks/token-verification.js';
+import { organizationList } from './benchmarks/organization-list.js';
+import { controlPlane } from './benchmarks/control-plane.js';
+import type { Benchmark, BenchSettings, Figure } from './harness.js';
+import { writeReport, type Failure } from './report.js';
+
+/** Every benchmark, in the order of the report. */
+export const BENCHMARKS: readonly Benchmark[] = [
+  tenantContext,
+  tokenVerification,
+  organizationList,
+  controlPlane,
+];
+
+export interface RunOptions {
+  settings: BenchSettings;
+  /** Names of the benchmarks to run; all when empty. */
+  only: readonly string[];
+  /** Folder of the report. */
+  folder: string;
+  command: string;
+  log: (message: string) => void;
+}
+
+export interface RunResult {
+  figures: Figure[];
+  failures: Failure[];
+  reportFile: string;
+}
+
+/**
+ * Runs the chosen benchmarks one after another (never two at once: they would load each other)
+ * and writes the report. A benchmark that throws is reported as not run; the others still run.
+ */
+export async function runBenchmarks(options: RunOptions): Promise<RunResult> {
+  const unknown = options.only.filter((name) => !BENCHMARKS.some((b) => b.name === name));
+  if (unknown.length > 0) {
+    const known = BENCHMARKS.map((b) => b.name).join(', ');
+    throw new Error(`unknown benchmark ${unknown.join(', ')}; known: ${known}`);
+  }
+  const chosen = BENCHMARKS.filter(
+    (b) => options.only.length === 0 || options.only.includes(b.name),
+  );
+  const startedAt = new Date();
+  const figures: Figure[] = [];
+  const failures: Failure[] = [];
+  const names = new Map<string, string>();
+  for (const benchmark of chosen) {
+    try {
+      for (const figure of await benchmark.run({ settings: options.settings, log: options.log })) {
+        figures.push(figure);
+        names.set(figure.id, benchmark.name);
+      }
+    } catch (err) {
+      const error = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      options.log(`${benchmark.name} failed: ${error}`);
+      failures.push({ name: benchmark.name, issue: benchmark.issue, error });
+    }
+  }
+  const reportFile = await writeReport(
+    options.folder,
+    {
+      figures,
+      failures,
+      settings: options.settings,
+      startedAt,
+      finishedAt: new Date(),
+      command: options.command,
+    },
+    names,
+  );
+  return { figures, failures, reportFile };
+}
