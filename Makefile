@@ -8,10 +8,11 @@ INSTALL_STAMP := node_modules/.vextrus-installed
 MANIFESTS := package.json package-lock.json $(wildcard */package.json services/*/package.json \
 	tools/*/package.json)
 
-.PHONY: help install tools test-tools build typecheck lint format test up clean bench
+.PHONY: help install tools test-tools build typecheck lint format test up clean \
+	chart-lint images kind-up kind-down dev bench
 
 # What the tests need of the Go-built tools (the first build takes several minutes).
-TEST_TOOLS := etcd kube-apiserver kube-controller-manager kubectl
+TEST_TOOLS := etcd kube-apiserver kube-controller-manager kubectl helm
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -56,3 +57,28 @@ up: install ## Run the platform on this machine (Ctrl-C stops it)
 clean: ## Remove local platform data (.data/) after asking
 	@read -r -p "Delete .data/ (database, keys, logs)? [y/N] " answer; \
 		if [[ "$$answer" == [yY]* ]]; then rm -rf .data && echo "Removed .data/"; fi
+
+# Container images, the chart and the kind development loop (see "Skaffold on kind" in the README).
+KIND_CLUSTER ?= vextrus
+IMAGE_TAG ?= dev
+IMAGES := auth organization operator migrations
+
+chart-lint: ## Lint the Helm chart (helm lint --strict) with every values file of charts/vextrus/ci
+	@for values in charts/vextrus/ci/*-values.yaml; do \
+		"$$(tools/build-tools.sh --path helm)" lint --strict charts/vextrus -f "$$values"; \
+	done
+
+images: ## Build the four container images with Docker (vextrus/<name>:$(IMAGE_TAG))
+	docker build -f services/auth/Dockerfile -t vextrus/auth:$(IMAGE_TAG) .
+	docker build -f services/organization/Dockerfile -t vextrus/organization:$(IMAGE_TAG) .
+	docker build -f operator/Dockerfile -t vextrus/operator:$(IMAGE_TAG) .
+	docker build -f migrations/Dockerfile -t vextrus/migrations:$(IMAGE_TAG) .
+
+kind-up: ## Create the kind cluster of deploy/kind/cluster.yaml (needs Docker and kind)
+	kind create cluster --name $(KIND_CLUSTER) --config deploy/kind/cluster.yaml
+
+kind-down: ## Delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
+
+dev: ## Build, deploy and watch the platform on kind with Skaffold (needs kind-up)
+	skaffold dev --profile kind --kube-context kind-$(KIND_CLUSTER)
