@@ -8,11 +8,11 @@ INSTALL_STAMP := node_modules/.vextrus-installed
 MANIFESTS := package.json package-lock.json $(wildcard */package.json services/*/package.json \
 	tools/*/package.json)
 
-.PHONY: help install tools test-tools build typecheck lint format test up clean \
+.PHONY: help install tools test-tools build typecheck lint format test up down clean \
 	chart-lint images kind-up kind-down dev bench
 
 # What the tests need of the Go-built tools (the first build takes several minutes).
-TEST_TOOLS := etcd kube-apiserver kube-controller-manager kubectl helm
+TEST_TOOLS := etcd kube-apiserver kube-controller-manager kubectl helm traefik
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -54,8 +54,17 @@ bench: install test-tools ## Run the benchmarks and write the report to bench/re
 up: install ## Run the platform on this machine (Ctrl-C stops it)
 	npm run up
 
-clean: ## Remove local platform data (.data/) after asking
-	@read -r -p "Delete .data/ (database, keys, logs)? [y/N] " answer; \
+down: ## Stop a running make up (it keeps its pid in .data/up.pid)
+	@pid_file="$${VEXTRUS_DATA_DIR:-.data}/up.pid"; \
+		if [[ ! -f "$$pid_file" ]] || ! kill -0 "$$(cat "$$pid_file")" 2>/dev/null; then \
+			rm -f "$$pid_file"; echo "The platform is not running."; exit 0; fi; \
+		pid="$$(cat "$$pid_file")"; kill -TERM "$$pid"; \
+		for _ in $$(seq 60); do kill -0 "$$pid" 2>/dev/null || { echo "Stopped."; exit 0; }; \
+			sleep 1; done; \
+		echo "make up (pid $$pid) is still stopping after 60 s; see .data/logs/." >&2; exit 1
+
+clean: down ## Stop the platform, then remove its data (.data/) after asking
+	@read -r -p "Delete .data/ (database, keys, kubeconfig, logs)? [y/N] " answer; \
 		if [[ "$$answer" == [yY]* ]]; then rm -rf .data && echo "Removed .data/"; fi
 
 # Container images, the chart and the kind development loop (see "Skaffold on kind" in the README).

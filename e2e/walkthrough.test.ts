@@ -1,0 +1,304 @@
+/**
+ * The README walkthrough, end to end: the local platform as `make up` brings it up (embedded
+ * PostgreSQL, a real control plane, the operator, the services and Traefik as the gateway), in a
+ * temporary folder on free ports, and then every step of the walkthrough with the same kubectl
+ * commands and the same requests, sent to the gateway with the tenant's Host header. The one
+ * simulated part is the control plane's local node, which runs the operator's migration Jobs as
+ * local processes because no kubelet can run here.
+ */
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import pg from 'pg';
+import { freePort } from '../tools/devkit/src/ports.js';
+import { runMigrationsCli } from '../tools/devkit/src/testing/process.js';
+import { waitUntil } from '../tools/devkit/src/kube/cluster.js';
+import { kubectl } from '../tools/devkit/src/local/kubectl.js';
+import { LocalPlatform, readSetupToken } from '../tools/devkit/src/local/platform.js';
+
+const PASSWORD = 'correct horse battery staple';
+const MEMBER_PASSWORD = 'a member reads the plans';
+
+/** The Tenant of the walkthrough, as the README applies it. */
+const INITECH = `apiVersion: platform.vextrus.dev/v1alpha1
+kind: Tenant
+metadata:
+  name: initech
+spec:
+  slug: initech
+  displayName: Initech Builders
+  hosts: [initech.localhost]
+  firstAdministrator: { email: admin@initech.test, name: Ian Admin }
+  firstOrganization: { name: Initech Holdings, code: INITECH }
+  deletionPolicy: Retain
+`;
+
+interface Answer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+interface Call {
+  host: string;
+  token?: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+/** One HTTP request to `base` (node:http, because fetch may not set Host). */
+function call(base: string, method: string, route: string, options: Call): Promise<Answer> {
+  const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
+  const headers: Record<string, string> = { host: options.host, ...options.headers };
+  if (payload !== undefined) headers['content-type'] = 'application/json';
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(route, base), { method, headers }, (res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      res.on('error', reject);
+      res.on('end', () => {
+        let body: Record<string, unknown>;
+        try {
+          body = JSON.parse(text) as Record<string, unknown>;
+        } catch {
+          body = { text };
+        }
+        resolve({ status: res.statusCode ?? 0, body });
+      });
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+function items(answer: Answer): Record<string, unknown>[] {
+  return (answer.body.items ?? []) as Record<string, unknown>[];
+}
+
+describe('the README walkthrough, through the Traefik gateway', function () {
+  this.timeout(240_000);
+  let dataDir: string;
+  let platform: LocalPlatform;
+  let gateway: string;
+  const initech = { host: 'initech.localhost' };
+  const globex = { host: 'globex.localhost' };
+  let adminToken = '';
+  let memberToken = '';
+  let globexToken = '';
+  const ids: Record<string, string> = {};
+
+  before(async function () {
+    this.timeout(600_000);
+    dataDir = await mkdtemp(path.join(tmpdir(), 'vextrus-e2e-'));
+    // As root the embedded PostgreSQL runs as the postgres user, which must enter this folder.
+    await chmod(dataDir, 0o755);
+    platform = new LocalPlatform({
+      dataDir,
+      ports: {
+        postgres: await freePort(),
+        auth: await freePort(),
+        organization: await freePort(),
+        operatorProbes: await freePort(),
+        gateway: await freePort(),
+      },
+      logLevel: 'warn',
+      progress: (_title, run) => run(),
+    });
+    try {
+      await platform.start();
+    } catch (err) {
+      await platform.stop();
+      throw err;
+    }
+    gateway = platform.url('gateway');
+  });
+
+  after(async function () {
+    this.timeout(60_000);
+    await platform?.stop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('when a Tenant is applied with kubectl, it becomes Ready and delivers a setup token', async () => {
+    await kubectl(platform.kubeconfig, ['apply', '-f', '-'], INITECH);
+    await kubectl(platform.kubeconfig, [
+      'wait',
+      '--for=condition=Ready',
+      'tenant/initech',
+      '--timeout=180s',
+    ]);
+
+    const token = await readSetupToken(platform.kubeconfig, 'initech');
+
+    expect(token).to.be.a('string').with.length.greaterThan(10);
+    ids.setupToken = token ?? '';
+  });
+
+  it('the first administrator sets a password and logs in through the tenant host', async () => {
+    // The operator has just written the route; Traefik serves it once its provider synced.
+    await waitUntil('the gateway to route initech.localhost', async () =>
+      (await call(gateway, 'GET', '/.well-known/jwks.json', initech)).status === 200
+        ? true
+        : undefined,
+    );
+
+    const setup = await call(gateway, 'POST', '/auth/setup', {
+      ...initech,
+      body: { token: ids.setupToken, password: PASSWORD },
+    });
+    const login = await call(gateway, 'POST', '/auth/login', {
+      ...initech,
+      body: { email: 'admin@initech.test', password: PASSWORD },
+    });
+
+    expect(setup.status, JSON.stringify(setup.body)).to.equal(200);
+    expect(login.status, JSON.stringify(login.body)).to.equal(200);
+    adminToken = String(login.body.accessToken);
+  });
+
+  it('the administrator creates an organization, a branch, a division, a project and a site', async () => {
+    const as = { ...initech, token: adminToken };
+    const create = async (route: string, body: object): Promise<string> => {
+      const answer = await call(gateway, 'POST', route, { ...as, body });
+      expect(answer.status, `${route}: ${JSON.stringify(answer.body)}`).to.equal(201);
+      return String(answer.body.id);
+    };
+
+    ids.organization = await create('/org/organizations', {
+      code: 'INI-BUILD',
+      legalName: 'Initech Building Ltd',
+      displayName: 'Initech Building',
+      country: 'BD',
+      currency: 'BDT',
+      timeZone: 'Asia/Dhaka',
+    });
+    const org = `/org/organizations/${ids.organization}`;
+    ids.branch = await create(`${org}/branches`, { code: 'DHK', name: 'Dhaka' });
+    ids.division = await create(`${org}/divisions`, { code: 'CIVIL', name: 'Civil works' });
+    ids.project = await create(`${org}/projects`, { code: 'TOWER-1', name: 'Tower One' });
+    ids.site = await create(`/org/projects/${ids.project}/sites`, { code: 'S1', name: 'Plot 7' });
+
+    const sites = await call(gateway, 'GET', `/org/projects/${ids.project}/sites`, as);
+    expect(items(sites).map((site) => site.id)).to.deep.equal([ids.site]);
+  });
+
+  it('an invited member logs in and can read but not write', async () => {
+    const invitation = await call(gateway, 'POST', '/auth/invitations', {
+      ...initech,
+      token: adminToken,
+      body: { email: 'mia@initech.test', name: 'Mia Member', role: 'member' },
+    });
+    expect(invitation.status, JSON.stringify(invitation.body)).to.equal(201);
+    await call(gateway, 'POST', '/auth/invitations/accept', {
+      ...initech,
+      body: { token: invitation.body.invitationToken, password: MEMBER_PASSWORD },
+    });
+    const login = await call(gateway, 'POST', '/auth/login', {
+      ...initech,
+      body: { email: 'mia@initech.test', password: MEMBER_PASSWORD },
+    });
+    memberToken = String(login.body.accessToken);
+
+    const read = await call(gateway, 'GET', '/org/organizations', {
+      ...initech,
+      token: memberToken,
+    });
+    const write = await call(gateway, 'POST', `/org/organizations/${ids.organization}/branches`, {
+      ...initech,
+      token: memberToken,
+      body: { code: 'CTG', name: 'Chattogram' },
+    });
+
+    expect(login.status).to.equal(200);
+    expect(items(read).map((o) => o.code)).to.include('INI-BUILD');
+    expect(write.status).to.equal(403);
+  });
+
+  it('the audit log holds what was done, and its chain verifies', async () => {
+    const as = { ...initech, token: adminToken };
+
+    const events = await call(gateway, 'GET', '/audit/events?limit=200', as);
+    const verify = await call(gateway, 'GET', '/audit/verify', as);
+
+    expect(events.status, JSON.stringify(events.body)).to.equal(200);
+    const resources = items(events).map((event) => event.resourceId);
+    expect(resources).to.include.members([ids.organization, ids.site]);
+    const denied = items(events).filter((event) => event.outcome === 'denied');
+    expect(denied, 'the member refused a write').to.have.length.greaterThan(0);
+    expect(verify.status).to.equal(200);
+    expect(verify.body.valid).to.equal(true);
+  });
+
+  it('a second tenant sees none of it, and forging X-Tenant-ID through the gateway does not help', async () => {
+    const token = platform.setupTokens.globex ?? '';
+    await call(gateway, 'POST', '/auth/setup', { ...globex, body: { token, password: PASSWORD } });
+    const login = await call(gateway, 'POST', '/auth/login', {
+      ...globex,
+      body: { email: 'admin@globex.test', password: PASSWORD },
+    });
+    globexToken = String(login.body.accessToken);
+    const forged = { 'X-Tenant-ID': 'initech' };
+
+    const globexOrgs = await call(gateway, 'GET', '/org/organizations', {
+      ...globex,
+      token: globexToken,
+    });
+    const initechSite = await call(gateway, 'GET', `/org/sites/${ids.site}`, {
+      ...globex,
+      token: globexToken,
+    });
+    const forgedRead = await call(gateway, 'GET', '/org/organizations', {
+      ...globex,
+      token: globexToken,
+      headers: forged,
+    });
+    const forgedLogin = await call(gateway, 'POST', '/auth/login', {
+      ...globex,
+      headers: forged,
+      body: { email: 'admin@initech.test', password: PASSWORD },
+    });
+    const initechTokenAtGlobex = await call(gateway, 'GET', '/org/organizations', {
+      ...globex,
+      token: adminToken,
+      headers: forged,
+    });
+
+    expect(login.status, JSON.stringify(login.body)).to.equal(200);
+    expect(items(globexOrgs).map((o) => o.code)).to.deep.equal(['GLOBEX']);
+    expect(initechSite.status).to.equal(404);
+    expect(items(forgedRead).map((o) => o.code)).to.deep.equal(['GLOBEX']);
+    expect(forgedLogin.status, 'initech credentials at globex').to.equal(401);
+    expect(initechTokenAtGlobex.status).to.equal(403);
+    expect(initechTokenAtGlobex.body.code).to.equal('TENANT_MISMATCH');
+  });
+
+  it('when the Retain tenant is deleted, its access ends and its data is kept', async () => {
+    await kubectl(platform.kubeconfig, ['delete', 'tenant', 'initech', '--timeout=120s']);
+
+    const login = await waitUntil('the initech route to be gone', async () => {
+      const answer = await call(gateway, 'POST', '/auth/login', {
+        ...initech,
+        body: { email: 'admin@initech.test', password: PASSWORD },
+      });
+      return answer.status === 404 ? answer : undefined;
+    });
+    const status = await runMigrationsCli(['tenant', 'initech', 'status'], {
+      DATABASE_URL: platform.ownerUrl,
+    });
+    // As the superuser: row-level security hides the rows from every other role.
+    const client = new pg.Client({ connectionString: platform.postgres?.url('vextrus') });
+    await client.connect();
+    const kept = await client
+      .query<{ code: string }>('SELECT code FROM tenant_initech.organizations ORDER BY code')
+      .finally(() => client.end());
+
+    expect(login.status).to.equal(404);
+    expect(status.code, status.stderr).to.equal(0);
+    const track = JSON.parse(status.stdout) as { schema: string; executed: string[] };
+    expect(track.schema).to.equal('tenant_initech');
+    expect(track.executed).to.have.length.greaterThan(0);
+    expect(kept.rows.map((row) => row.code)).to.deep.equal(['INI-BUILD', 'INITECH']);
+  });
+});
