@@ -1,7 +1,9 @@
 import { tenantContext } from './benchmarks/tenant-context.js';
 import { tokenVerification } from './benchmarks/token-verification.js';
+import { login } from './benchmarks/login.js';
 import { organizationList } from './benchmarks/organization-list.js';
 import { controlPlane } from './benchmarks/control-plane.js';
+import { audit } from './benchmarks/audit.js';
 import type { Benchmark, BenchSettings, Figure } from './harness.js';
 import { writeReport, type Failure } from './report.js';
 
@@ -9,7 +11,9 @@ import { writeReport, type Failure } from './report.js';
 export const BENCHMARKS: readonly Benchmark[] = [
   tenantContext,
   tokenVerification,
+  login,
   organizationList,
+  audit,
   controlPlane,
 ];
 
