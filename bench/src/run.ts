@@ -4,6 +4,7 @@ import { login } from './benchmarks/login.js';
 import { organizationList } from './benchmarks/organization-list.js';
 import { controlPlane } from './benchmarks/control-plane.js';
 import { audit } from './benchmarks/audit.js';
+import { operatorBenchmark } from './benchmarks/operator.js';
 import type { Benchmark, BenchSettings, Figure } from './harness.js';
 import { writeReport, type Failure } from './report.js';
 
@@ -15,6 +16,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
   organizationList,
   audit,
   controlPlane,
+  operatorBenchmark,
 ];
 
 export interface RunOptions {

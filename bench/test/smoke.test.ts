@@ -37,13 +37,16 @@ describe('benchmark suite (smoke mode)', function () {
   });
 
   it('should measure a positive, finite value in every round of every side', () => {
+    // A smoke run's steady state is shorter than the operator's resync: it may count no request.
+    const counts = new Set(['operator-api-requests']);
     for (const figure of result.figures) {
       const sides = [figure.subject, ...(figure.baseline ? [figure.baseline] : [])];
       for (const side of sides) {
         expect(side.samples, `${figure.id}: ${side.label}`).to.not.be.empty;
         for (const value of side.samples) {
-          expect(Number.isFinite(value) && value > 0, `${figure.id}: ${side.label} = ${value}`).to
-            .be.true;
+          const least = counts.has(figure.id) ? value >= 0 : value > 0;
+          expect(Number.isFinite(value) && least, `${figure.id}: ${side.label} = ${value}`).to.be
+            .true;
         }
       }
     }
