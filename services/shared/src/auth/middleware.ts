@@ -1,3 +1,7 @@
+// `req.user` is declared by @types/passport; the reference keeps it in this file's emitted .d.ts,
+// so that services compiling against dist/ (npm run build, the images) see it too.
+/// <reference types="passport" preserve="true" />
+
 import type { Request, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { Passport } from 'passport';
