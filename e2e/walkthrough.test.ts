@@ -6,17 +6,14 @@
  * simulated part is the control plane's local node, which runs the operator's migration Jobs as
  * local processes because no kubelet can run here.
  */
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { expect } from 'chai';
 import pg from 'pg';
-import { freePort } from '../tools/devkit/src/ports.js';
 import { runMigrationsCli } from '../tools/devkit/src/testing/process.js';
 import { waitUntil } from '../tools/devkit/src/kube/cluster.js';
 import { kubectl } from '../tools/devkit/src/local/kubectl.js';
-import { LocalPlatform, readSetupToken } from '../tools/devkit/src/local/platform.js';
+import { readSetupToken, type LocalPlatform } from '../tools/devkit/src/local/platform.js';
+import { startTestPlatform, type TestPlatform } from './test-platform.js';
 
 const PASSWORD = 'correct horse battery staple';
 const MEMBER_PASSWORD = 'a member reads the plans';
@@ -79,7 +76,7 @@ function items(answer: Answer): Record<string, unknown>[] {
 
 describe('the README walkthrough, through the Traefik gateway', function () {
   this.timeout(240_000);
-  let dataDir: string;
+  let test: TestPlatform | undefined;
   let platform: LocalPlatform;
   let gateway: string;
   const initech = { host: 'initech.localhost' };
@@ -91,34 +88,14 @@ describe('the README walkthrough, through the Traefik gateway', function () {
 
   before(async function () {
     this.timeout(600_000);
-    dataDir = await mkdtemp(path.join(tmpdir(), 'vextrus-e2e-'));
-    // As root the embedded PostgreSQL runs as the postgres user, which must enter this folder.
-    await chmod(dataDir, 0o755);
-    platform = new LocalPlatform({
-      dataDir,
-      ports: {
-        postgres: await freePort(),
-        auth: await freePort(),
-        organization: await freePort(),
-        operatorProbes: await freePort(),
-        gateway: await freePort(),
-      },
-      logLevel: 'warn',
-      progress: (_title, run) => run(),
-    });
-    try {
-      await platform.start();
-    } catch (err) {
-      await platform.stop();
-      throw err;
-    }
+    test = await startTestPlatform();
+    platform = test.platform;
     gateway = platform.url('gateway');
   });
 
   after(async function () {
     this.timeout(60_000);
-    await platform?.stop();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    await test?.stop();
   });
 
   it('when a Tenant is applied with kubectl, it becomes Ready and delivers a setup token', async () => {

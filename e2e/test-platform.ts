@@ -1,0 +1,41 @@
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { freePort } from '../tools/devkit/src/ports.js';
+import { LocalPlatform } from '../tools/devkit/src/local/platform.js';
+
+/** The local platform of `make up`, in a temporary folder on free ports. */
+export interface TestPlatform {
+  platform: LocalPlatform;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+export async function startTestPlatform(): Promise<TestPlatform> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'vextrus-e2e-'));
+  // As root the embedded PostgreSQL runs as the postgres user, which must enter this folder.
+  await chmod(dataDir, 0o755);
+  const platform = new LocalPlatform({
+    dataDir,
+    ports: {
+      postgres: await freePort(),
+      auth: await freePort(),
+      organization: await freePort(),
+      operatorProbes: await freePort(),
+      gateway: await freePort(),
+    },
+    logLevel: 'warn',
+    progress: (_title, run) => run(),
+  });
+  const stop = async (): Promise<void> => {
+    await platform.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  try {
+    await platform.start();
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { platform, dataDir, stop };
+}
