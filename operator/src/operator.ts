@@ -49,13 +49,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   const metrics = createControllerMetrics();
   const namespace = settings.namespace;
   const core = kubeConfig.makeApiClient(CoreV1Api);
-  const events = new EventRecorder(
-    kubeConfig,
-    namespace,
-    'vextrus-operator',
-    options.identity,
-    logger,
-  );
+  const events = new EventRecorder(kubeConfig, 'vextrus-operator', options.identity, logger);
   const informer = <T extends KubernetesObject>(
     name: string,
     path: string,
@@ -140,24 +134,46 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
 
   let leader: LeaderElector | undefined;
   let stopping = false;
-  const leading = (async () => {
+  let becameLeader!: () => void;
+  const leading = new Promise<void>((resolve) => (becameLeader = resolve));
+  const reconcileAll = (): void => {
+    for (const tenant of tenants.list()) controller.queue.add(tenant.metadata?.name ?? '');
+  };
+  const campaign = async (): Promise<void> => {
     await warm;
-    if (options.leaderElection !== false) {
-      leader = new LeaderElector({
-        kubeConfig,
-        namespace,
-        name: 'vextrus-operator-leader',
-        identity: options.identity,
-        logger,
-        metrics,
-      });
-      await leader.run(() => {
-        // Like controller-runtime: a replica that lost the Lease stops reconciling at once.
-        if (!stopping) void controller.stop();
-      });
+    if (stopping) return;
+    if (options.leaderElection === false) {
+      controller.start();
+      becameLeader();
+      return;
     }
-    if (!stopping) controller.start();
-  })();
+    const elector = new LeaderElector({
+      kubeConfig,
+      namespace,
+      name: 'vextrus-operator-leader',
+      identity: options.identity,
+      logger,
+      metrics,
+    });
+    leader = elector;
+    // A replica that lost the Lease (say, the API server was away longer than the renew
+    // deadline) stops reconciling at once, like controller-runtime; unlike a process that exits,
+    // it then stands for election again and, once it leads, reconciles every tenant anew.
+    for (;;) {
+      let lost!: () => void;
+      const lostLease = new Promise<void>((resolve) => (lost = resolve));
+      await elector.run(() => lost());
+      if (stopping) return;
+      controller.start();
+      reconcileAll();
+      becameLeader();
+      await lostLease;
+      if (stopping) return;
+      await controller.stop();
+      logger.warn({ lease: 'vextrus-operator-leader' }, 'standing for election again');
+    }
+  };
+  void campaign();
 
   return {
     metrics,

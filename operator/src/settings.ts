@@ -27,10 +27,16 @@ function service(
 /** The operator's variables (see the README's configuration reference). */
 export function readOperatorSettings(reader: EnvReader): Settings {
   const roles: Partial<RoleNames> = {};
+  // The same role variables as the migration Jobs (vextrus-migrate): provisioning and the Jobs
+  // must agree on every name, the tenant role prefix included.
   const owner = reader.string('VEXTRUS_OWNER_ROLE');
   const app = reader.string('VEXTRUS_APP_ROLE');
+  const retention = reader.string('VEXTRUS_RETENTION_ROLE');
+  const tenantPrefix = reader.string('VEXTRUS_TENANT_ROLE_PREFIX');
   if (owner) roles.owner = owner;
   if (app) roles.app = app;
+  if (retention) roles.retention = retention;
+  if (tenantPrefix) roles.tenantPrefix = tenantPrefix;
   return {
     operator: {
       namespace: reader.string('OPERATOR_NAMESPACE', 'vextrus'),

@@ -31,43 +31,64 @@ export interface ControllerOptions {
  * backoff; a TerminalError does not requeue.
  */
 export class Controller {
-  readonly queue: WorkQueue;
+  private current: WorkQueue;
   private running: Promise<void>[] = [];
+  private stopped = false;
 
   constructor(private readonly options: ControllerOptions) {
-    this.queue = new WorkQueue(options.name, options.metrics, options.backoff);
+    this.current = this.newQueue();
   }
 
+  /** The queue of the current run; a restart after stop() starts with a new, empty one. */
+  get queue(): WorkQueue {
+    return this.current;
+  }
+
+  /**
+   * Starts the workers. After stop() (a replica that lost the Lease and won it again), it starts
+   * over with an empty queue: the caller adds every key again.
+   */
   start(): void {
+    if (this.stopped) {
+      this.current = this.newQueue();
+      this.stopped = false;
+    }
     const workers = this.options.workers ?? 4;
     for (let i = 0; i < workers; i++) this.running.push(this.work());
   }
 
   /** Stops taking keys and waits for the reconciles in progress to finish. */
   async stop(): Promise<void> {
-    this.queue.shutDown();
+    this.stopped = true;
+    this.current.shutDown();
     await Promise.all(this.running);
+    this.running = [];
+  }
+
+  private newQueue(): WorkQueue {
+    return new WorkQueue(this.options.name, this.options.metrics, this.options.backoff);
   }
 
   private async work(): Promise<void> {
+    const queue = this.current;
     for (;;) {
-      const key = await this.queue.get();
+      const key = await queue.get();
       if (key === undefined) return;
-      await this.process(key);
-      this.queue.done(key);
+      await this.process(queue, key);
+      queue.done(key);
     }
   }
 
-  private async process(key: string): Promise<void> {
+  private async process(queue: WorkQueue, key: string): Promise<void> {
     const { metrics, name, logger } = this.options;
     const started = process.hrtime.bigint();
     let result = 'success';
     try {
       const outcome = await this.options.reconcile(key);
-      this.queue.forget(key);
+      queue.forget(key);
       if (outcome.requeueAfterMs !== undefined) {
         result = 'requeue_after';
-        this.queue.addAfter(key, outcome.requeueAfterMs);
+        queue.addAfter(key, outcome.requeueAfterMs);
       }
     } catch (err) {
       metrics?.reconcileErrors.inc({ controller: name });
@@ -76,7 +97,7 @@ export class Controller {
         logger.error({ key, err }, 'reconcile failed permanently');
       } else {
         result = 'error';
-        const retryInMs = this.queue.addRateLimited(key);
+        const retryInMs = queue.addRateLimited(key);
         logger.warn({ key, err, retryInMs }, 'reconcile failed; retrying');
       }
     } finally {

@@ -15,7 +15,6 @@ export class EventRecorder {
 
   constructor(
     private readonly kubeConfig: KubeConfig,
-    private readonly namespace: string,
     private readonly controller: string,
     private readonly instance: string,
     private readonly logger: Logger,
@@ -35,15 +34,18 @@ export class EventRecorder {
     this.recent.set(dedupeKey, Date.now());
     if (this.recent.size > 5000) this.recent.clear();
     const name = `${object.metadata?.name ?? 'object'}.${randomBytes(8).toString('hex')}`;
+    // The API server refuses an Event whose namespace differs from its object's: Events about
+    // cluster-scoped objects (a Tenant) go to `default`, as kubectl describe looks for them.
+    const namespace = object.metadata?.namespace ?? 'default';
     try {
       await kubeRequest(
         this.kubeConfig,
         'POST',
-        `/apis/events.k8s.io/v1/namespaces/${this.namespace}/events`,
+        `/apis/events.k8s.io/v1/namespaces/${namespace}/events`,
         {
           apiVersion: 'events.k8s.io/v1',
           kind: 'Event',
-          metadata: { name, namespace: this.namespace },
+          metadata: { name, namespace },
           eventTime: microTime(),
           reportingController: this.controller,
           reportingInstance: this.instance,

@@ -38,6 +38,7 @@ export async function kubeRequest<T = unknown>(
   path: string,
   body?: unknown,
   contentType = 'application/json',
+  timeoutMs = 30_000,
 ): Promise<T> {
   const payload = body === undefined ? undefined : JSON.stringify(body);
   const { url, ...options } = await httpsOptions(
@@ -47,7 +48,7 @@ export async function kubeRequest<T = unknown>(
     payload === undefined ? {} : { 'content-type': contentType },
   );
   return new Promise<T>((resolve, reject) => {
-    const req = request(url, { ...options, timeout: 30_000 }, (res) => {
+    const req = request(url, { ...options, timeout: timeoutMs }, (res) => {
       let text = '';
       res.on('error', reject);
       res.setEncoding('utf8');

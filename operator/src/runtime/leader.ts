@@ -45,18 +45,24 @@ export class LeaderElector {
   private readonly leaseMs: number;
   private readonly renewDeadlineMs: number;
   private readonly retryMs: number;
+  /** A renewal hanging on a slow API server must not outlast the renew deadline. */
+  private readonly requestTimeoutMs: number;
 
   constructor(private readonly options: LeaderElectionOptions) {
     this.leaseMs = options.leaseDurationMs ?? 15_000;
     this.renewDeadlineMs = options.renewDeadlineMs ?? 10_000;
     this.retryMs = options.retryPeriodMs ?? 2_000;
+    this.requestTimeoutMs = Math.max(1_000, Math.floor(this.renewDeadlineMs / 2));
   }
 
   get isLeader(): boolean {
     return this.leading;
   }
 
-  /** Resolves once this replica leads; calls onLost if it later loses the Lease. */
+  /**
+   * Resolves once this replica leads; calls onLost if it later loses the Lease. After a loss it
+   * may be called again to stand for election anew.
+   */
   async run(onLost: () => void): Promise<void> {
     await new Promise<void>((resolve) => {
       const tick = async (): Promise<void> => {
@@ -105,12 +111,24 @@ export class LeaderElector {
     return name ? `${base}/${name}` : base;
   }
 
+  private request<T>(method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown): Promise<T> {
+    const { kubeConfig } = this.options;
+    return kubeRequest<T>(
+      kubeConfig,
+      method,
+      path,
+      body,
+      'application/json',
+      this.requestTimeoutMs,
+    );
+  }
+
   private read(): Promise<Lease> {
-    return kubeRequest<Lease>(this.options.kubeConfig, 'GET', this.path(this.options.name));
+    return this.request<Lease>('GET', this.path(this.options.name));
   }
 
   private write(lease: Lease): Promise<Lease> {
-    return kubeRequest<Lease>(this.options.kubeConfig, 'PUT', this.path(this.options.name), lease);
+    return this.request<Lease>('PUT', this.path(this.options.name), lease);
   }
 
   private async tryAcquireOrRenew(): Promise<boolean> {
@@ -125,7 +143,7 @@ export class LeaderElector {
       lease = await this.read();
     } catch (err) {
       if (!(err instanceof ApiError && err.status === 404)) throw err;
-      await kubeRequest(this.options.kubeConfig, 'POST', this.path(), {
+      await this.request('POST', this.path(), {
         apiVersion: 'coordination.k8s.io/v1',
         kind: 'Lease',
         metadata: { name: this.options.name, namespace: this.options.namespace },

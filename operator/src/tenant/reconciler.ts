@@ -82,9 +82,12 @@ export async function reconcileTenant(ctx: OperatorContext, name: string): Promi
 
     await ensureRowLevelSecurity(ctx, tenant, status);
 
-    await ensureFirstAdministrator(ctx, tenant, status);
+    // Seeding needs an active tenant; a suspended one was seeded before it was suspended.
+    if (!tenant.spec.suspended) {
+      await ensureFirstAdministrator(ctx, tenant, status);
 
-    await optionalSeeds(ctx.db, tenant, log);
+      await optionalSeeds(ctx.db, tenant, log);
+    }
 
     await ensureRoutes(ctx, tenant, status, hosts);
   } catch (err) {
@@ -234,11 +237,20 @@ async function ensureRowLevelSecurity(ctx: OperatorContext, tenant: Tenant, stat
   );
 }
 
+/**
+ * The Secret, or undefined when the API server says it does not exist. IMPORTANT: any other
+ * failure must not read as "absent": seeding again revokes the token the Secret already holds.
+ */
 async function readSecret(ctx: OperatorContext, name: string): Promise<V1Secret | undefined> {
   try {
-    return await ctx.core.readNamespacedSecret({ name, namespace: ctx.settings.namespace });
-  } catch {
-    return undefined;
+    return await kubeRequest<V1Secret>(
+      ctx.kubeConfig,
+      'GET',
+      `/api/v1/namespaces/${ctx.settings.namespace}/secrets/${name}`,
+    );
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return undefined;
+    throw new Error(`cannot read Secret ${name}`, { cause: err });
   }
 }
 
@@ -256,29 +268,37 @@ async function ensureFirstAdministrator(
   }
   const seeded = await seedAdmin(ctx.db, slug, tenant.spec.firstAdministrator);
   if (!seeded.setupToken) return;
-  await ctx.core.createNamespacedSecret({
-    namespace: ctx.settings.namespace,
-    body: {
-      metadata: {
-        name,
-        labels: { [TENANT_LABEL]: slug },
-        ownerReferences: [
-          {
-            apiVersion: tenant.apiVersion ?? 'platform.vextrus.dev/v1alpha1',
-            kind: 'Tenant',
-            name: tenant.metadata?.name ?? '',
-            uid: tenant.metadata?.uid ?? '',
-          },
-        ],
-      },
-      type: 'Opaque',
-      stringData: {
-        email: seeded.email ?? tenant.spec.firstAdministrator.email,
-        token: seeded.setupToken,
-        expiresAt: seeded.expiresAt ?? '',
-      },
+  const secret: V1Secret = {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: {
+      name,
+      namespace: ctx.settings.namespace,
+      labels: { [TENANT_LABEL]: slug },
+      ownerReferences: [
+        {
+          apiVersion: tenant.apiVersion ?? 'platform.vextrus.dev/v1alpha1',
+          kind: 'Tenant',
+          name: tenant.metadata?.name ?? '',
+          uid: tenant.metadata?.uid ?? '',
+        },
+      ],
     },
-  });
+    type: 'Opaque',
+    stringData: {
+      email: seeded.email ?? tenant.spec.firstAdministrator.email,
+      token: seeded.setupToken,
+      expiresAt: seeded.expiresAt ?? '',
+    },
+  };
+  const secrets = `/api/v1/namespaces/${ctx.settings.namespace}/secrets`;
+  try {
+    await kubeRequest(ctx.kubeConfig, 'POST', secrets, secret);
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 409)) throw err;
+    // Written by an earlier reconcile that was cut short: seeding just revoked its token.
+    await kubeRequest(ctx.kubeConfig, 'PUT', `${secrets}/${name}`, secret);
+  }
   status.status.setupTokenSecret = name;
   await ctx.events.record(tenant, 'Normal', 'SetupTokenIssued', `Setup token in Secret ${name}`);
 }

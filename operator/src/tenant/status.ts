@@ -51,12 +51,21 @@ export class StatusBuilder {
     return this.get(type)?.status === 'True';
   }
 
-  /** Ready follows the required conditions; phase summarises. */
+  /**
+   * Ready follows the required conditions; phase summarises. A suspended tenant is Ready (and in
+   * phase Suspended) once its routes are gone, which RoutesReady says with reason Suspended.
+   */
   finish(): TenantStatus {
-    const required = [CONDITIONS.schema, CONDITIONS.migrations, CONDITIONS.rls, CONDITIONS.routes];
-    const failing = required.filter((type) => !this.isTrue(type));
-    const conflict = this.isTrue(CONDITIONS.hostConflict);
     const suspended = this.tenant.spec.suspended === true;
+    const required = [CONDITIONS.schema, CONDITIONS.migrations, CONDITIONS.rls];
+    const routesDone = suspended
+      ? this.get(CONDITIONS.routes)?.reason === 'Suspended'
+      : this.isTrue(CONDITIONS.routes);
+    const failing = [
+      ...required.filter((type) => !this.isTrue(type)),
+      ...(routesDone ? [] : [CONDITIONS.routes]),
+    ];
+    const conflict = this.isTrue(CONDITIONS.hostConflict);
     if (failing.length === 0 && !conflict) {
       this.set(
         CONDITIONS.ready,
@@ -69,13 +78,14 @@ export class StatusBuilder {
       this.set(CONDITIONS.ready, false, 'NotReady', `Waiting for: ${why.join(', ')}`);
     }
     const ready = this.isTrue(CONDITIONS.ready);
-    this.status.phase = suspended
-      ? 'Suspended'
-      : ready
-        ? 'Ready'
-        : this.get(CONDITIONS.schema)?.status === 'False' || conflict
-          ? 'Degraded'
-          : 'Provisioning';
+    this.status.phase =
+      suspended && ready
+        ? 'Suspended'
+        : ready
+          ? 'Ready'
+          : this.get(CONDITIONS.schema)?.status === 'False' || conflict
+            ? 'Degraded'
+            : 'Provisioning';
     this.status.observedGeneration = this.generation;
     return this.status;
   }

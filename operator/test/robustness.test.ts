@@ -1,0 +1,441 @@
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { parseAllDocuments } from 'yaml';
+import {
+  BatchV1Api,
+  CustomObjectsApi,
+  type V1CustomResourceDefinition,
+} from '@kubernetes/client-node';
+import {
+  createPlane,
+  installCrds,
+  loginUrl,
+  REPO_ROOT,
+  silent,
+  spawnTs,
+  startCluster,
+  startPostgres,
+  waitUntil,
+  type Cluster,
+  type RunningPostgres,
+  type SpawnedProcess,
+  type TestPlane,
+} from '@vextrus/devkit';
+import { findTenant, tenantSchema } from '@vextrus/migrations';
+import {
+  migrationJobName,
+  setupSecretName,
+  startOperator,
+  type RunningOperator,
+  type Tenant,
+} from '@vextrus/operator';
+import type { OperatorSettings } from '../src/tenant/reconciler.js';
+
+/*
+ * Robustness of the tenant operator against a real kube-apiserver (with kube-controller-manager
+ * and etcd) and a real PostgreSQL of its own, which these tests stop and start again. The one
+ * simulated part is devkit's local node, which runs the migration Jobs' Pods as local processes.
+ */
+
+const run = promisify(execFile);
+const NAMESPACE = 'vextrus';
+const GROUP = { group: 'platform.vextrus.dev', version: 'v1alpha1', plural: 'tenants' };
+const TRAEFIK = { group: 'traefik.io', version: 'v1alpha1', namespace: NAMESPACE };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const SETTINGS: OperatorSettings = {
+  namespace: NAMESPACE,
+  migrations: {
+    namespace: NAMESPACE,
+    image: 'vextrus/migrations:test',
+    databaseSecret: 'vextrus-database-owner',
+    concurrency: 4,
+  },
+  routes: {
+    namespace: NAMESPACE,
+    auth: { name: 'vextrus-auth', port: 3001 },
+    organization: { name: 'vextrus-organization', port: 3002 },
+    entryPoints: ['web'],
+  },
+  resyncMs: 5_000,
+  urlScheme: 'http',
+};
+
+async function crdsFrom(file: string): Promise<V1CustomResourceDefinition[]> {
+  return parseAllDocuments(await readFile(file, 'utf8'))
+    .map((doc) => doc.toJS() as V1CustomResourceDefinition)
+    .filter((doc) => doc?.kind === 'CustomResourceDefinition');
+}
+
+function tenantBody(slug: string, extra: Partial<Tenant['spec']> = {}): Tenant {
+  return {
+    apiVersion: 'platform.vextrus.dev/v1alpha1',
+    kind: 'Tenant',
+    metadata: { name: slug },
+    spec: {
+      slug,
+      displayName: `${slug} Construction`,
+      hosts: [`${slug}.localhost`],
+      firstAdministrator: { email: `admin@${slug}.test`, name: 'Ada Admin' },
+      firstOrganization: { name: `${slug} Ltd`, code: slug.toUpperCase().replace(/-/g, '') },
+      ...extra,
+    },
+  };
+}
+
+/** How many reconciles this replica ran, whatever their result. */
+async function reconciles(operator: RunningOperator): Promise<number> {
+  const metric = await operator.metrics.reconcileTotal.get();
+  return metric.values.reduce((sum, value) => sum + value.value, 0);
+}
+
+describe('tenant operator robustness (real API server, real PostgreSQL, local node)', function () {
+  this.timeout(300_000);
+  let folder: string;
+  let postgres: RunningPostgres;
+  let cluster: Cluster;
+  let plane: TestPlane;
+  let custom: CustomObjectsApi;
+  let globalPostgresUrl: string | undefined;
+  const operators: RunningOperator[] = [];
+
+  const read = (name: string) =>
+    custom.getClusterCustomObject({ ...GROUP, name }) as Promise<Tenant>;
+  const apply = (slug: string, extra: Partial<Tenant['spec']> = {}) =>
+    custom.createClusterCustomObject({ ...GROUP, body: tenantBody(slug, extra) });
+  const condition = (tenant: Tenant, type: string) =>
+    tenant.status?.conditions?.find((c) => c.type === type);
+  const ready = (t: Tenant) => condition(t, 'Ready')?.status === 'True';
+  const waitFor = (name: string, what: string, test: (t: Tenant) => boolean, ms = 120_000) =>
+    waitUntil(
+      `tenant ${name}: ${what}`,
+      async () => {
+        const tenant = await read(name).catch(() => undefined);
+        return tenant && test(tenant) ? tenant : undefined;
+      },
+      ms,
+    );
+  const traefikObject = (plural: string, name: string) =>
+    custom.getNamespacedCustomObject({ ...TRAEFIK, plural, name }).then(
+      () => 'present',
+      (err: { code?: number }) => (err.code === 404 ? 'absent' : `error ${err.code}`),
+    );
+  const replica = async (identity: string): Promise<RunningOperator> => {
+    const operator = await startOperator({
+      kubeConfig: cluster.kubeConfig,
+      db: plane.open(),
+      logger: silent,
+      identity,
+      settings: SETTINGS,
+    });
+    operators.push(operator);
+    return operator;
+  };
+  const stopReplica = async (operator: RunningOperator): Promise<void> => {
+    operators.splice(operators.indexOf(operator), 1);
+    await operator.stop();
+  };
+
+  before(async () => {
+    const crdFile = (await run(path.join(REPO_ROOT, 'tools/build-tools.sh'), ['--traefik-crds']))
+      .stdout;
+    // This suite stops and restarts PostgreSQL, so it runs its own instead of the shared one.
+    folder = await mkdtemp(path.join(tmpdir(), 'vextrus-operator-pg-'));
+    await chmod(folder, 0o755);
+    const password = randomBytes(12).toString('hex');
+    [cluster, postgres] = await Promise.all([
+      startCluster(),
+      startPostgres({ dataDir: path.join(folder, 'data'), password, durable: false }),
+    ]);
+    // createPlane makes its database on the cluster this variable names: point it at ours.
+    globalPostgresUrl = process.env.VEXTRUS_TEST_POSTGRES_URL;
+    process.env.VEXTRUS_TEST_POSTGRES_URL = postgres.url();
+    plane = await createPlane('robustness');
+    await installCrds(cluster.kubeConfig, [
+      ...(await crdsFrom(
+        path.join(REPO_ROOT, 'charts/vextrus/crds/tenants.platform.vextrus.dev.yaml'),
+      )),
+      ...(await crdsFrom(crdFile.trim())).filter((crd) =>
+        ['ingressroutes.traefik.io', 'middlewares.traefik.io'].includes(crd.metadata?.name ?? ''),
+      ),
+    ]);
+    await cluster.core.createNamespace({ body: { metadata: { name: NAMESPACE } } });
+    const roles = plane.db.roles;
+    await cluster.core.createNamespacedSecret({
+      namespace: NAMESPACE,
+      body: {
+        metadata: { name: 'vextrus-database-owner' },
+        stringData: {
+          DATABASE_URL: loginUrl(plane.database.url, roles.owner, plane.ownerPassword),
+          VEXTRUS_OWNER_ROLE: roles.owner,
+          VEXTRUS_APP_ROLE: roles.app,
+          VEXTRUS_RETENTION_ROLE: roles.retention,
+          VEXTRUS_TENANT_ROLE_PREFIX: roles.tenantPrefix,
+        },
+      },
+    });
+    custom = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
+  });
+
+  afterEach(async () => {
+    for (const operator of operators.splice(0)) await operator.stop();
+  });
+
+  after(async () => {
+    for (const operator of operators.splice(0)) await operator.stop();
+    await cluster?.stop();
+    await plane?.close();
+    await postgres?.stop();
+    if (globalPostgresUrl !== undefined) process.env.VEXTRUS_TEST_POSTGRES_URL = globalPostgresUrl;
+    if (folder) await rm(folder, { recursive: true, force: true });
+  });
+
+  it('with two replicas, only the leader reconciles; when it stops, the other takes over', async () => {
+    const a = await replica('replica-a');
+    const b = await replica('replica-b');
+    const first = await Promise.race([a.leading.then(() => a), b.leading.then(() => b)]);
+    const second = first === a ? b : a;
+
+    await apply('leader-one');
+    await waitFor('leader-one', 'Ready', ready);
+    const byFollower = await reconciles(second);
+    const byLeader = await reconciles(first);
+    await stopReplica(first);
+    await second.leading;
+    await apply('leader-two');
+    await waitFor('leader-two', 'Ready', ready);
+
+    expect(byLeader).to.be.above(0);
+    expect(byFollower).to.equal(0);
+    expect(second.leader?.isLeader).to.equal(true);
+    expect(await reconciles(second)).to.be.above(0);
+  });
+
+  it('survives a restart of the API server: watches resume and a new Tenant becomes Ready', async () => {
+    const operator = await replica('restart-a');
+    await operator.leading;
+    await apply('before-restart');
+    await waitFor('before-restart', 'Ready', ready);
+
+    await cluster.plane.restartApiServer();
+    await apply('after-restart');
+    const tenant = await waitFor('after-restart', 'Ready', ready);
+
+    expect(tenant.status?.phase).to.equal('Ready');
+    expect(operator.leader?.isLeader).to.equal(true);
+  });
+
+  it('reports a stopped PostgreSQL in SchemaReady and an Event, and recovers once it is back', async () => {
+    const operator = await replica('database-a');
+    await operator.leading;
+    await apply('db-steady');
+    await waitFor('db-steady', 'Ready', ready);
+
+    await postgres.stop();
+    let restarted = false;
+    try {
+      await apply('db-outage');
+      const failing = await waitFor(
+        'db-outage',
+        'SchemaReady False',
+        (t) => condition(t, 'SchemaReady')?.status === 'False',
+      );
+      const events = await waitUntil('a ProvisioningFailed Event', async () => {
+        // Events about a cluster-scoped Tenant live in the default namespace.
+        const list = await cluster.core.listNamespacedEvent({ namespace: 'default' });
+        const found = list.items.filter(
+          (e) => e.involvedObject.name === 'db-outage' && e.reason === 'ProvisioningFailed',
+        );
+        return found.length > 0 ? found : undefined;
+      });
+      postgres = await startPostgres({
+        dataDir: postgres.dataDir,
+        password: postgres.password,
+        port: postgres.port,
+        durable: false,
+      });
+      restarted = true;
+
+      const recovered = await waitFor('db-outage', 'Ready', ready);
+      const steady = await waitFor('db-steady', 'Ready', ready);
+
+      expect(condition(failing, 'SchemaReady')?.reason).to.equal('ProvisioningFailed');
+      expect(condition(failing, 'SchemaReady')?.message).to.include('tenant_db_outage');
+      expect(failing.status?.phase).to.equal('Degraded');
+      expect(events[0]?.type).to.equal('Warning');
+      expect(recovered.status?.phase).to.equal('Ready');
+      expect(steady.status?.phase).to.equal('Ready');
+      expect((await findTenant(plane.db, 'db-outage'))?.status).to.equal('active');
+    } finally {
+      if (!restarted) {
+        postgres = await startPostgres({
+          dataDir: postgres.dataDir,
+          password: postgres.password,
+          port: postgres.port,
+          durable: false,
+        });
+      }
+    }
+  });
+
+  it('when suspended, removes the routes and suspends the tenant; resumed, it is Ready with routes', async () => {
+    const operator = await replica('suspend-a');
+    await operator.leading;
+    await apply('paused');
+    await waitFor('paused', 'Ready', ready);
+    const patch = (value: boolean) =>
+      custom.patchClusterCustomObject({
+        ...GROUP,
+        name: 'paused',
+        body: [{ op: 'add', path: '/spec/suspended', value }],
+      });
+
+    await patch(true);
+    const suspended = await waitFor('paused', 'phase Suspended', (t) => {
+      return (
+        t.status?.phase === 'Suspended' && t.status.observedGeneration === t.metadata?.generation
+      );
+    });
+    const whileSuspended = {
+      middleware: await traefikObject('middlewares', 'tenant-paused-context'),
+      route: await traefikObject('ingressroutes', 'tenant-paused'),
+      registry: (await findTenant(plane.db, 'paused'))?.status,
+    };
+    await patch(false);
+    const resumed = await waitFor('paused', 'Ready again', (t) => {
+      return t.status?.phase === 'Ready' && t.status.observedGeneration === t.metadata?.generation;
+    });
+    const afterResume = {
+      middleware: await traefikObject('middlewares', 'tenant-paused-context'),
+      route: await traefikObject('ingressroutes', 'tenant-paused'),
+      registry: (await findTenant(plane.db, 'paused'))?.status,
+    };
+
+    expect(whileSuspended).to.deep.equal({
+      middleware: 'absent',
+      route: 'absent',
+      registry: 'suspended',
+    });
+    expect(condition(suspended, 'RoutesReady')?.reason).to.equal('Suspended');
+    expect(condition(suspended, 'Ready')?.reason).to.equal('Suspended');
+    expect(suspended.status?.urls).to.deep.equal([]);
+    expect(afterResume).to.deep.equal({
+      middleware: 'present',
+      route: 'present',
+      registry: 'active',
+    });
+    expect(ready(resumed)).to.equal(true);
+    expect(resumed.status?.urls).to.deep.equal(['http://paused.localhost']);
+  });
+
+  /*
+   * The issue asks for 20 tenants and 10 trials. That takes several minutes here (2 shared
+   * cores), so `make test` runs 5 tenants and 3 trials; VEXTRUS_CHAOS_FULL=1 runs the full size.
+   */
+  const full = process.env.VEXTRUS_CHAOS_FULL === '1';
+  const TENANTS = full ? 20 : 5;
+  const TRIALS = full ? 10 : 3;
+
+  it(`killed at a random moment while ${TENANTS} tenants provision (${TRIALS} trials), converges with one schema, Job and valid setup token per tenant`, async function () {
+    this.timeout(full ? 3_600_000 : 300_000);
+    const roles = plane.db.roles;
+    const env = {
+      KUBECONFIG: cluster.plane.kubeconfig,
+      DATABASE_URL: loginUrl(plane.database.url, roles.owner, plane.ownerPassword),
+      VEXTRUS_OWNER_ROLE: roles.owner,
+      VEXTRUS_APP_ROLE: roles.app,
+      VEXTRUS_RETENTION_ROLE: roles.retention,
+      VEXTRUS_TENANT_ROLE_PREFIX: roles.tenantPrefix,
+      OPERATOR_NAMESPACE: NAMESPACE,
+      MIGRATIONS_IMAGE: 'vextrus/migrations:test',
+      PROBE_PORT: '0',
+      RESYNC_SECONDS: '5',
+      // A restarted Pod of a StatefulSet keeps its name: it takes the Lease over at once.
+      POD_NAME: 'chaos-operator',
+      LOG_LEVEL: 'info',
+    };
+    const spawnOperator = async (): Promise<SpawnedProcess> => {
+      const child = spawnTs('operator/src/main.ts', env);
+      await child.waitForOutput((out) => out.includes('operator started'), 60_000);
+      return child;
+    };
+    const all: string[] = [];
+    const kills: number[] = [];
+
+    // Each trial: new tenants appear, the running operator is SIGKILLed at a random moment while
+    // it provisions them, a new one starts and must bring every tenant to Ready.
+    let operator = await spawnOperator();
+    try {
+      for (let trial = 1; trial <= TRIALS; trial++) {
+        const slugs = Array.from({ length: TENANTS }, (_, i) => `chaos-${trial}-${i + 1}`);
+        all.push(...slugs);
+        await Promise.all(slugs.map((slug) => apply(slug)));
+        const killAfterMs = Math.floor(Math.random() * 5_000);
+        kills.push(killAfterMs);
+        await sleep(killAfterMs);
+        operator.child.kill('SIGKILL');
+        await operator.exited;
+
+        operator = await spawnOperator();
+        for (const slug of all) {
+          await waitFor(slug, `Ready (trial ${trial}, killed after ${killAfterMs} ms)`, ready);
+        }
+      }
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\noperator log:\n${operator.output()}`, {
+        cause: err,
+      });
+    } finally {
+      operator.child.kill('SIGTERM');
+      await operator.exited;
+    }
+
+    const [schemaRows] = await plane.db.sequelize.query(
+      "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_chaos\\_%' ORDER BY nspname",
+    );
+    const schemas = (schemaRows as { nspname: string }[]).map((r) => r.nspname);
+    const jobList = await cluster.kubeConfig.makeApiClient(BatchV1Api).listNamespacedJob({
+      namespace: NAMESPACE,
+      labelSelector: 'app.kubernetes.io/component=tenant-migration',
+    });
+    const chaosJobs = jobList.items.filter((j) => j.metadata?.name?.startsWith('migrate-chaos-'));
+    const validTokens: string[] = [];
+    for (const slug of all) {
+      const secret = await cluster.core.readNamespacedSecret({
+        name: setupSecretName(slug),
+        namespace: NAMESPACE,
+      });
+      const token = Buffer.from(secret.data?.token ?? '', 'base64').toString();
+      // Tokens are stored as the SHA-256 of their text (services/shared opaque-token).
+      const hash = createHash('sha256').update(token).digest();
+      const [rows] = await plane.db.sequelize.query(
+        `SELECT count(*)::int AS n FROM ${tenantSchema(slug)}.one_time_tokens
+          WHERE token_hash = $1 AND purpose = 'setup' AND revoked_at IS NULL AND used_at IS NULL`,
+        { bind: [hash] },
+      );
+      if ((rows as { n: number }[])[0]?.n === 1) validTokens.push(slug);
+    }
+    const tenantUids = new Map<string, string>();
+    for (const slug of all) tenantUids.set(slug, (await read(slug)).metadata?.uid ?? '');
+
+    expect(schemas, `kills after ${kills.join(', ')} ms`).to.deep.equal(
+      all.map((slug) => tenantSchema(slug)).sort(),
+    );
+    expect(chaosJobs.map((j) => j.metadata?.name).sort()).to.deep.equal(
+      all.map((slug) => migrationJobName(slug)).sort(),
+    );
+    for (const job of chaosJobs) {
+      const slug = job.metadata?.labels?.['platform.vextrus.dev/tenant'] ?? '';
+      expect(job.metadata?.ownerReferences?.[0]?.uid, job.metadata?.name).to.equal(
+        tenantUids.get(slug),
+      );
+      expect(job.status?.succeeded, job.metadata?.name).to.equal(1);
+    }
+    expect(validTokens).to.deep.equal(all);
+  });
+});
