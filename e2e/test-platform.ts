@@ -4,7 +4,10 @@ import path from 'node:path';
 import { freePort } from '../tools/devkit/src/ports.js';
 import { LocalPlatform } from '../tools/devkit/src/local/platform.js';
 
-/** The local platform of `make up`, in a temporary folder on free ports. */
+/**
+ * The local platform of `make up`, in a temporary folder on free ports. Traefik runs when it is
+ * in the tools cache (make test builds it); otherwise `platform.gatewayProblem` says why not.
+ */
 export interface TestPlatform {
   platform: LocalPlatform;
   dataDir: string;
@@ -25,6 +28,7 @@ export async function startTestPlatform(): Promise<TestPlatform> {
       gateway: await freePort(),
     },
     logLevel: 'warn',
+    gateway: 'optional',
     progress: (_title, run) => run(),
   });
   const stop = async (): Promise<void> => {
@@ -38,4 +42,11 @@ export async function startTestPlatform(): Promise<TestPlatform> {
     throw err;
   }
   return { platform, dataDir, stop };
+}
+
+/** Skips a step that only the gateway can show, naming why Traefik does not run. */
+export function skipWithoutGateway(context: Mocha.Context, platform: LocalPlatform): void {
+  if (platform.gateway) return;
+  if (context.test) context.test.title += ` (skipped: ${platform.gatewayProblem ?? 'no gateway'})`;
+  context.skip();
 }

@@ -12,6 +12,8 @@ export interface GatewayOptions {
   port: number;
   /** Folder of traefik.log (Traefik's own log) and traefik-access.log. */
   logDir: string;
+  /** The Traefik binary; by default the tools cache's, built first when missing. */
+  binary?: string;
 }
 
 export interface Gateway {
@@ -29,7 +31,7 @@ export interface Gateway {
  * `web` entry point answers once Traefik runs; routes follow as the provider syncs.
  */
 export async function startTraefik(options: GatewayOptions): Promise<Gateway> {
-  const binary = await toolPath('traefik');
+  const binary = options.binary ?? (await toolPath('traefik'));
   const address = `127.0.0.1:${options.port}`;
   const traefik = new Supervised(
     'traefik',

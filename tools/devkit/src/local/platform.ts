@@ -20,6 +20,7 @@ import { postgresCanReach, startPostgres, type RunningPostgres } from '../postgr
 import { REPO_ROOT } from '../testing/process.js';
 import { loginUrl, silent } from '../testing/plane.js';
 import { startCluster, waitUntil, type Cluster } from '../kube/cluster.js';
+import { cachedToolPath } from '../kube/binaries.js';
 import { applyLocalBackends } from '../gateway/backends.js';
 import { startTraefik, type Gateway } from '../gateway/traefik.js';
 import { startChild, waitHttpOk, type Child } from './children.js';
@@ -66,6 +67,12 @@ export interface LocalPlatformOptions {
   progress?: <T>(title: string, run: () => Promise<T>) => Promise<T>;
   /** Forwarded to the services and the operator (default info). */
   logLevel?: string;
+  /**
+   * `required` (default, make up): Traefik is built when missing and must start. `optional`
+   * (tests): Traefik runs when it is in the tools cache and starts; otherwise the platform runs
+   * without it and `gatewayProblem` says why.
+   */
+  gateway?: 'required' | 'optional';
 }
 
 export type SetupTokens = Record<string, string | undefined>;
@@ -88,9 +95,9 @@ async function ensureDatabase(adminUrl: string): Promise<void> {
 }
 
 /** Builds (first run: several minutes) or finds the Go-built tools, showing the build's progress. */
-async function buildTools(): Promise<void> {
+async function buildTools(tools: string[]): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const child = spawn(BUILD_SCRIPT, PLATFORM_TOOLS);
+    const child = spawn(BUILD_SCRIPT, tools);
     child.stderr.on('data', (chunk: Buffer) =>
       process.stdout.write(`\n    ${chunk.toString().trim()}`),
     );
@@ -137,6 +144,8 @@ export class LocalPlatform {
   postgres?: RunningPostgres;
   cluster?: Cluster;
   gateway?: Gateway;
+  /** Why Traefik does not run, when the gateway is optional and could not start. */
+  gatewayProblem?: string;
   /** The owner role's URL (what the operator and the migrations CLI connect with). */
   ownerUrl = '';
   readonly children: Child[] = [];
@@ -162,7 +171,7 @@ export class LocalPlatform {
   }
 
   async start(): Promise<void> {
-    const { dataDir, ports } = this.options;
+    const { dataDir } = this.options;
     await mkdir(this.logDir, { recursive: true });
     const secrets = await loadOrCreateSecrets(path.join(dataDir, 'secrets.json'));
     const adminUrl = await this.adminDatabaseUrl(secrets.postgresPassword);
@@ -183,9 +192,10 @@ export class LocalPlatform {
     });
     const appUrl = loginUrl(adminUrl, db.roles.app, secrets.appPassword);
 
-    await this.step(
-      'Kubernetes tools and Traefik (built from Go modules on first use)',
-      buildTools,
+    const optionalGateway = this.options.gateway === 'optional';
+    const tools = PLATFORM_TOOLS.filter((tool) => !optionalGateway || tool !== 'traefik');
+    await this.step('Kubernetes tools and Traefik (built from Go modules on first use)', () =>
+      buildTools(tools),
     );
     const cluster = await this.step('local control plane and node', () =>
       startCluster({ dir: path.join(dataDir, 'kube') }),
@@ -197,16 +207,31 @@ export class LocalPlatform {
 
     await this.startServices(appUrl);
     await this.startOperator();
-    const gatewayLog = path.join(this.logDir, 'traefik.log');
-    this.gateway = await this.step(`Traefik gateway on 127.0.0.1:${ports.gateway}`, () =>
-      startTraefik({
-        kubeconfig: cluster.plane.kubeconfig,
-        namespace: NAMESPACE,
-        port: ports.gateway,
-        logDir: path.dirname(gatewayLog),
-      }),
-    );
+    await this.startGateway();
     if (this.options.examples !== false) await this.applyExamples();
+  }
+
+  private async startGateway(): Promise<void> {
+    const optional = this.options.gateway === 'optional';
+    const port = this.options.ports.gateway;
+    try {
+      this.gateway = await this.step(`Traefik gateway on 127.0.0.1:${port}`, async () => {
+        const binary = optional ? await cachedToolPath('traefik') : undefined;
+        if (optional && !binary) {
+          throw new Error('traefik is not in the tools cache (tools/build-tools.sh traefik)');
+        }
+        return startTraefik({
+          kubeconfig: this.kubeconfig,
+          namespace: NAMESPACE,
+          port,
+          logDir: this.logDir,
+          binary,
+        });
+      });
+    } catch (err) {
+      if (!optional || this.stopping) throw err;
+      this.gatewayProblem = err instanceof Error ? err.message : String(err);
+    }
   }
 
   /** Stops every part that runs, the last started first. */
