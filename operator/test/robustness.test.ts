@@ -268,6 +268,7 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
       expect(condition(failing, 'SchemaReady')?.message).to.include('tenant_db_outage');
       expect(failing.status?.phase).to.equal('Degraded');
       expect(events[0]?.type).to.equal('Warning');
+      expect((await operator.metrics.queueRetries.get()).values[0]?.value).to.be.above(0);
       expect(recovered.status?.phase).to.equal('Ready');
       expect(steady.status?.phase).to.equal('Ready');
       expect((await findTenant(plane.db, 'db-outage'))?.status).to.equal('active');
@@ -354,7 +355,8 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
       OPERATOR_NAMESPACE: NAMESPACE,
       MIGRATIONS_IMAGE: 'vextrus/migrations:test',
       PROBE_PORT: '0',
-      RESYNC_SECONDS: '5',
+      // The full size ends with 200 tenants: a slower resync keeps the machine responsive.
+      RESYNC_SECONDS: full ? '30' : '5',
       // A restarted Pod of a StatefulSet keeps its name: it takes the Lease over at once.
       POD_NAME: 'chaos-operator',
       LOG_LEVEL: 'info',

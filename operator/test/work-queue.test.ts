@@ -210,4 +210,22 @@ describe('controller', () => {
     expect(started).to.equal(1);
     expect(finished).to.equal(1);
   });
+
+  it('started again after stop, reconciles with a new queue the keys added again', async () => {
+    const calls: string[] = [];
+    const controller = controllerWith((key) => {
+      calls.push(key);
+      return Promise.resolve({});
+    });
+    controller.start();
+    await controller.stop();
+    controller.queue.add('dropped-while-stopped');
+
+    controller.start();
+    controller.queue.add('acme');
+    await waitUntil('acme to be reconciled', () => Promise.resolve(calls.length > 0 || undefined));
+    await controller.stop();
+
+    expect(calls).to.deep.equal(['acme']);
+  });
 });
