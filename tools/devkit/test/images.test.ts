@@ -1,0 +1,274 @@
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import {
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { REPO_ROOT } from '@vextrus/devkit';
+
+/*
+ * No Docker engine runs here, so this test reproduces each image's runtime stage in a temporary
+ * folder by reading its Dockerfile: the `production-deps` stage's COPY lines and `npm ci` (offline,
+ * from the npm cache that `make install` filled), the `runtime` stage's COPY lines (from that
+ * folder and from the repository after `npm run build`, which is what the `build` stage makes),
+ * then runs the ENTRYPOINT there with plain `node` (no tsx, no source condition). A module that
+ * the layout lacks fails the start.
+ */
+
+const run = promisify(execFile);
+
+interface Instruction {
+  op: string;
+  args: string;
+}
+
+interface Stage {
+  name: string;
+  workdir: string;
+  instructions: Instruction[];
+}
+
+/** The stages of a Dockerfile, each with its instructions (continuation lines joined). */
+function parseDockerfile(text: string): Map<string, Stage> {
+  const stages = new Map<string, Stage>();
+  let current: Stage | undefined;
+  const lines = text.replace(/\\\n/g, ' ').split('\n');
+  for (const line of lines) {
+    const match = /^([A-Z]+)\s+(.*)$/.exec(line.trim());
+    if (!match || line.trim().startsWith('#')) continue;
+    const [, op = '', args = ''] = match;
+    if (op === 'FROM') {
+      const name = /\bAS\s+(\S+)$/i.exec(args)?.[1] ?? '';
+      current = { name, workdir: '/', instructions: [] };
+      stages.set(name, current);
+    } else if (current) {
+      if (op === 'WORKDIR') current.workdir = args;
+      current.instructions.push({ op, args });
+    }
+  }
+  return stages;
+}
+
+/**
+ * Copies like Docker's COPY: a folder's content into dest, links kept as links. What comes from
+ * the temporary production-deps stage is moved instead (same result, much less disk work).
+ */
+function copy(from: string, to: string, move = false): void {
+  if (!existsSync(from)) throw new Error(`COPY source ${from} does not exist`);
+  const target =
+    to.endsWith('/') && !lstatSync(from).isDirectory() ? path.join(to, path.basename(from)) : to;
+  mkdirSync(path.dirname(target), { recursive: true });
+  if (move && !existsSync(target)) renameSync(from, target);
+  else cpSync(from, target, { recursive: true, verbatimSymlinks: true });
+}
+
+/** Every symbolic link under a folder whose target does not exist (or leaves the folder). */
+function brokenLinks(root: string): string[] {
+  const broken: string[] = [];
+  const walk = (dir: string, depth: number): void => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isSymbolicLink()) {
+        const target = path.resolve(dir, readlinkSync(full));
+        if (!existsSync(target) || !target.startsWith(root + path.sep)) {
+          broken.push(`${path.relative(root, full)} -> ${readlinkSync(full)}`);
+        }
+      } else if (entry.isDirectory() && depth < 3) {
+        walk(full, depth + 1);
+      }
+    }
+  };
+  walk(path.join(root, 'node_modules'), 0);
+  return broken;
+}
+
+interface Layout {
+  root: string;
+  entrypoint: string[];
+  user: string;
+}
+
+/** Builds the runtime stage of `dockerfile` under `dir`, as the Dockerfile says. */
+async function reproduce(dockerfile: string, dir: string): Promise<Layout> {
+  const stages = parseDockerfile(readFileSync(path.join(REPO_ROOT, dockerfile), 'utf8'));
+  const deps = stages.get('production-deps');
+  const runtime = stages.get('runtime');
+  if (!deps || !runtime)
+    throw new Error(`${dockerfile} needs the stages production-deps and runtime`);
+  const roots: Record<string, { workdir: string; dir: string }> = {
+    build: { workdir: stages.get('build')?.workdir ?? '/src', dir: REPO_ROOT },
+    'production-deps': { workdir: deps.workdir, dir: path.join(dir, 'deps') },
+  };
+  const inStage = (stage: string, file: string): string => {
+    const where = roots[stage];
+    if (!where) throw new Error(`COPY --from=${stage}: unknown stage`);
+    return path.join(where.dir, path.relative(where.workdir, file));
+  };
+
+  const depsDir = path.join(dir, 'deps');
+  for (const { op, args } of deps.instructions) {
+    const words = args.split(/\s+/);
+    if (op === 'COPY') {
+      const dest = words.pop() ?? '';
+      for (const source of words) copy(path.join(REPO_ROOT, source), path.join(depsDir, dest));
+    } else if (op === 'RUN') {
+      expect(words.slice(0, 2), `${dockerfile}: production-deps runs npm ci`).to.deep.equal([
+        'npm',
+        'ci',
+      ]);
+      // Offline: from the npm cache only; nothing reaches the registry from a test.
+      await run('npm', [...words.slice(1), '--offline'], { cwd: depsDir, timeout: 300_000 });
+    }
+  }
+
+  const root = path.join(dir, 'app');
+  let entrypoint: string[] = [];
+  let user = '';
+  for (const { op, args } of runtime.instructions) {
+    const words = args.split(/\s+/);
+    if (op === 'COPY') {
+      const from = /^--from=(\S+)$/.exec(words[0] ?? '')?.[1];
+      expect(from, `${dockerfile}: the runtime stage copies only from other stages`).to.be.a(
+        'string',
+      );
+      const dest = words.pop() ?? '';
+      const target = path.join(
+        root,
+        path.relative(runtime.workdir, path.resolve(runtime.workdir, dest)),
+      );
+      for (const source of words.slice(1)) {
+        const slash = dest.endsWith('/') ? '/' : '';
+        copy(inStage(from ?? '', source), target + slash, from === 'production-deps');
+      }
+    } else if (op === 'ENTRYPOINT') {
+      entrypoint = JSON.parse(args) as string[];
+    } else if (op === 'USER') {
+      user = args;
+    } else if (op === 'RUN') {
+      throw new Error(`${dockerfile}: the runtime stage runs nothing (${args})`);
+    }
+  }
+  return {
+    root,
+    user,
+    entrypoint: entrypoint.map((word) =>
+      word.startsWith(`${runtime.workdir}/`)
+        ? path.join(root, path.relative(runtime.workdir, word))
+        : word,
+    ),
+  };
+}
+
+/** Runs the image's entrypoint with `node` = this Node; the exit code and all output. */
+async function start(
+  layout: Layout,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number; output: string }> {
+  const [command, ...rest] = layout.entrypoint;
+  expect(command).to.equal('node');
+  try {
+    const { stdout, stderr } = await run(process.execPath, [...rest, ...args], {
+      cwd: layout.root,
+      env: { PATH: process.env.PATH, NODE_ENV: 'production', ...env },
+      timeout: 60_000,
+    });
+    return { code: 0, output: stdout + stderr };
+  } catch (err) {
+    const failure = err as { code?: number; stdout?: string; stderr?: string };
+    return {
+      code: typeof failure.code === 'number' ? failure.code : -1,
+      output: `${failure.stdout ?? ''}${failure.stderr ?? ''}`,
+    };
+  }
+}
+
+const IMAGES = [
+  { dockerfile: 'services/auth/Dockerfile', ws: 'services/auth', code: 78 },
+  { dockerfile: 'services/organization/Dockerfile', ws: 'services/organization', code: 78 },
+  { dockerfile: 'operator/Dockerfile', ws: 'operator', code: 78 },
+  { dockerfile: 'migrations/Dockerfile', ws: 'migrations', code: 1 },
+];
+
+const MISSING_MODULE = /ERR_MODULE_NOT_FOUND|Cannot find (module|package)/;
+
+describe('container images (runtime layouts reproduced from the Dockerfiles, no Docker engine)', function () {
+  // One build of every workspace and an offline npm ci per image, on 2 busy cores.
+  this.timeout(600_000);
+  let dir: string;
+  const layouts = new Map<string, Layout>();
+
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'vextrus-images-'));
+    await run('npm', ['run', 'build'], { cwd: REPO_ROOT, timeout: 300_000 });
+    // The four installs wait mostly on the disk, so they run side by side.
+    await Promise.all(
+      IMAGES.map(async (image) => {
+        const where = path.join(dir, image.ws.replace('/', '-'));
+        layouts.set(image.dockerfile, await reproduce(image.dockerfile, where));
+      }),
+    );
+  });
+  after(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const image of IMAGES) {
+    describe(image.dockerfile, () => {
+      const layout = (): Layout => {
+        const found = layouts.get(image.dockerfile);
+        if (!found) throw new Error(`no layout for ${image.dockerfile}`);
+        return found;
+      };
+
+      it('runs as a numeric non-root user', () => {
+        expect(layout().user).to.match(/^[1-9][0-9]*(:[1-9][0-9]*)?$/);
+      });
+
+      it('holds production dependencies only, and every workspace link points at a copied folder', () => {
+        const root = layout().root;
+        expect(brokenLinks(root)).to.deep.equal([]);
+        for (const dev of ['typescript', 'mocha', 'tsx', 'eslint', '@vextrus/devkit']) {
+          expect(existsSync(path.join(root, 'node_modules', dev)), dev).to.equal(false);
+        }
+        expect(existsSync(path.join(root, image.ws, 'src')), 'no sources').to.equal(false);
+      });
+
+      it('starts from the layout with plain node, loading every module it imports', async () => {
+        const outcome = await start(layout(), [], {});
+
+        expect(outcome.output).to.not.match(MISSING_MODULE);
+        expect(outcome.code, outcome.output).to.equal(image.code);
+        if (image.ws === 'migrations') {
+          expect(outcome.output).to.include('usage:');
+          expect(outcome.output).to.include('vextrus-migrate roles ensure');
+        } else {
+          // Without database configuration it names what is missing and exits 78 (EX_CONFIG).
+          expect(outcome.output).to.include('DATABASE_');
+        }
+      });
+
+      if (image.ws === 'migrations') {
+        it('when a workspace it imports is missing from the layout, the start fails (the check can fail)', async () => {
+          rmSync(path.join(layout().root, 'services', 'shared', 'dist'), { recursive: true });
+
+          const outcome = await start(layout(), [], {});
+
+          expect(outcome.output).to.match(MISSING_MODULE);
+          expect(outcome.output).to.not.include('usage:');
+        });
+      }
+    });
+  }
+});
