@@ -125,6 +125,22 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
       () => 'present',
       (err: { code?: number }) => (err.code === 404 ? 'absent' : `error ${err.code}`),
     );
+  /** Whether the token in the tenant's setup Secret is one the database still accepts. */
+  const hasValidSetupToken = async (slug: string): Promise<boolean> => {
+    const secret = await cluster.core.readNamespacedSecret({
+      name: setupSecretName(slug),
+      namespace: NAMESPACE,
+    });
+    const token = Buffer.from(secret.data?.token ?? '', 'base64').toString();
+    // Tokens are stored as the SHA-256 of their text (services/shared opaque-token).
+    const hash = createHash('sha256').update(token).digest();
+    const [rows] = await plane.db.sequelize.query(
+      `SELECT count(*)::int AS n FROM ${tenantSchema(slug)}.one_time_tokens
+        WHERE token_hash = $1 AND purpose = 'setup' AND revoked_at IS NULL AND used_at IS NULL`,
+      { bind: [hash] },
+    );
+    return (rows as { n: number }[])[0]?.n === 1;
+  };
   const replica = async (identity: string): Promise<RunningOperator> => {
     const operator = await startOperator({
       kubeConfig: cluster.kubeConfig,
@@ -228,6 +244,8 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
 
     expect(tenant.status?.phase).to.equal('Ready');
     expect(operator.leader?.isLeader).to.equal(true);
+    // Reconciles that ran while the API server was away must not have issued a new token.
+    expect(await hasValidSetupToken('before-restart')).to.equal(true);
   });
 
   it('reports a stopped PostgreSQL in SchemaReady and an Event, and recovers once it is back', async () => {
@@ -407,21 +425,7 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
     });
     const chaosJobs = jobList.items.filter((j) => j.metadata?.name?.startsWith('migrate-chaos-'));
     const validTokens: string[] = [];
-    for (const slug of all) {
-      const secret = await cluster.core.readNamespacedSecret({
-        name: setupSecretName(slug),
-        namespace: NAMESPACE,
-      });
-      const token = Buffer.from(secret.data?.token ?? '', 'base64').toString();
-      // Tokens are stored as the SHA-256 of their text (services/shared opaque-token).
-      const hash = createHash('sha256').update(token).digest();
-      const [rows] = await plane.db.sequelize.query(
-        `SELECT count(*)::int AS n FROM ${tenantSchema(slug)}.one_time_tokens
-          WHERE token_hash = $1 AND purpose = 'setup' AND revoked_at IS NULL AND used_at IS NULL`,
-        { bind: [hash] },
-      );
-      if ((rows as { n: number }[])[0]?.n === 1) validTokens.push(slug);
-    }
+    for (const slug of all) if (await hasValidSetupToken(slug)) validTokens.push(slug);
     const tenantUids = new Map<string, string>();
     for (const slug of all) tenantUids.set(slug, (await read(slug)).metadata?.uid ?? '');
 

@@ -296,8 +296,10 @@ async function ensureFirstAdministrator(
     await kubeRequest(ctx.kubeConfig, 'POST', secrets, secret);
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 409)) throw err;
-    // Written by an earlier reconcile that was cut short: seeding just revoked its token.
-    await kubeRequest(ctx.kubeConfig, 'PUT', `${secrets}/${name}`, secret);
+    // Written by an earlier reconcile that was cut short: seeding just revoked its token, so the
+    // Secret is replaced (delete and create: the operator's Role has no update on Secrets).
+    await kubeRequest(ctx.kubeConfig, 'DELETE', `${secrets}/${name}`);
+    await kubeRequest(ctx.kubeConfig, 'POST', secrets, secret);
   }
   status.status.setupTokenSecret = name;
   await ctx.events.record(tenant, 'Normal', 'SetupTokenIssued', `Setup token in Secret ${name}`);
