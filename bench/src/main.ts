@@ -25,6 +25,15 @@ const cluster = await startPostgres({
   durable: false,
 });
 process.env.VEXTRUS_TEST_POSTGRES_URL = cluster.url();
+// Interrupted, the database goes too (the control planes stop themselves on these signals).
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    void cluster
+      .stop()
+      .then(() => rm(folder, { recursive: true, force: true }))
+      .finally(() => process.exit(130));
+  });
+}
 try {
   const result = await runBenchmarks({
     settings,

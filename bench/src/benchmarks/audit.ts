@@ -32,26 +32,34 @@ async function medianOf(count: number, fn: (i: number) => Promise<unknown>): Pro
 }
 
 /**
- * Appends `count` records spread evenly over DAYS days ending now, through the insert trigger
- * (sequence and hash chain), in batches so that no transaction grows too large.
+ * Writes `count` records spread evenly over DAYS days ending now, as the superuser with the
+ * table's triggers off (session_replication_role = replica), in batches. Through the chain
+ * trigger a million records take hours on this machine; the chain is not what the query
+ * measures, so the records carry their sequence number and placeholder hashes instead.
  */
-async function fillAuditLog(app: Sequelize, tenant: ProvisionResult, count: number): Promise<Date> {
+async function fillAuditLog(
+  superuser: Sequelize,
+  tenant: ProvisionResult,
+  count: number,
+): Promise<Date> {
   const start = new Date(Date.now() - DAYS * DAY_MS);
   const step = (DAYS * DAY_MS) / count;
-  const batch = 50_000;
+  const batch = 100_000;
   for (let first = 0; first < count; first += batch) {
     const last = Math.min(count, first + batch) - 1;
-    await withTenantTransaction(app, tenant, () =>
-      app.query(
-        `INSERT INTO audit_events (occurred_at, actor_system, action, resource_type, resource_id,
-           outcome, changes)
-         SELECT $1::timestamptz + make_interval(secs => g * $2::float8 / 1000), 'bench',
-                'organization.updated', 'organization', 'ORG-' || g, 'success',
-                jsonb_build_object('after', jsonb_build_object('displayName', 'Org ' || g))
-         FROM generate_series($3::int, $4::int) AS g`,
-        { bind: [start.toISOString(), step, first, last] },
-      ),
-    );
+    await superuser.transaction(async (transaction) => {
+      await superuser.query(`SET LOCAL session_replication_role = replica`, { transaction });
+      await superuser.query(
+        `INSERT INTO "${tenant.schema}".audit_events (tenant_id, sequence, occurred_at,
+           actor_system, action, resource_type, resource_id, outcome, changes, previous_hash, hash)
+         SELECT $1::uuid, g + 1, $2::timestamptz + make_interval(secs => g * $3::float8 / 1000),
+                'bench', 'organization.updated', 'organization', 'ORG-' || g, 'success',
+                jsonb_build_object('after', jsonb_build_object('displayName', 'Org ' || g)),
+                decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex')
+         FROM generate_series($4::int, $5::int) AS g`,
+        { bind: [tenant.tenantId, start.toISOString(), step, first, last], transaction },
+      );
+    });
   }
   return start;
 }
@@ -98,10 +106,9 @@ export const audit: Benchmark = {
       const extra = summarize(latency.subject).median / summarize(latency.baseline).median - 1;
 
       log(`audit: ${records} records in the tenant's audit log`);
-      // A tenant of its own: the chain keeps time moving forward, so backdated records can only
-      // go into a log that has no record yet.
+      // A tenant of its own, so that the mutations above stay out of the days read below.
       const logTenant = await provision(plane.db, 'benchlog');
-      const start = await fillAuditLog(app, logTenant, records);
+      const start = await fillAuditLog(superuser, logTenant, records);
       await superuser.query(`ANALYZE "${logTenant.schema}".audit_events`);
       const readDay = (through: 'tenant' | 'superuser') => async () => {
         const day = Math.floor(Math.random() * (DAYS - 1));
@@ -157,7 +164,8 @@ export const audit: Benchmark = {
             `${records.toLocaleString('en-US')} records spread evenly over ${DAYS} days ` +
             `(about ${Math.round(records / DAYS).toLocaleString('en-US')} a day); each round ` +
             `reads every record of ${queries} random days (the /audit columns, ordered) and ` +
-            'keeps the median.',
+            'keeps the median. The records are written by the superuser with the chain trigger ' +
+            'off (through it, a million take hours here), so their hashes are placeholders.',
         },
       ];
     } finally {

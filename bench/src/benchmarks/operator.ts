@@ -163,7 +163,7 @@ export const operatorBenchmark: Benchmark = {
             .map((slug) => custom.createClusterCustomObject({ ...GROUP, body: tenantBody(slug) })),
         );
       }
-      await until(`${bulk} tenants Ready`, 3_600_000, async () => {
+      await until(`${bulk} tenants Ready`, 900_000, async () => {
         const list = (await custom.listClusterCustomObject({ ...GROUP })) as { items: Tenant[] };
         return (
           list.items.filter((t) => t.metadata?.name?.startsWith('bulk') && isReady(t)).length ===
