@@ -67,7 +67,7 @@ clean: down ## Stop the platform, then remove its data (.data/) after asking
 	@read -r -p "Delete .data/ (database, keys, kubeconfig, logs)? [y/N] " answer; \
 		if [[ "$$answer" == [yY]* ]]; then rm -rf .data && echo "Removed .data/"; fi
 
-# Container images, the chart and the kind development loop (see "Skaffold on kind" in the README).
+# Container images, the chart and the kind development loop (see "Skaffold on kind" in charts/vextrus/README.md).
 KIND_CLUSTER ?= vextrus
 IMAGE_TAG ?= dev
 IMAGES := auth organization operator migrations
