@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   cpSync,
   existsSync,
@@ -12,7 +13,7 @@ import {
   renameSync,
   rmSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from '@vextrus/devkit';
@@ -62,14 +63,14 @@ function parseDockerfile(text: string): Map<string, Stage> {
 
 /**
  * Copies like Docker's COPY: a folder's content into dest, links kept as links. What comes from
- * the temporary production-deps stage is moved instead (same result, much less disk work).
+ * the production-deps stage is copied as hard links (same content, much less disk work).
  */
-function copy(from: string, to: string, move = false): void {
+function copy(from: string, to: string, hardLinks = false): void {
   if (!existsSync(from)) throw new Error(`COPY source ${from} does not exist`);
   const target =
     to.endsWith('/') && !lstatSync(from).isDirectory() ? path.join(to, path.basename(from)) : to;
   mkdirSync(path.dirname(target), { recursive: true });
-  if (move && !existsSync(target)) renameSync(from, target);
+  if (hardLinks && !existsSync(target)) execFileSync('cp', ['-al', from, target]);
   else cpSync(from, target, { recursive: true, verbatimSymlinks: true });
 }
 
@@ -99,25 +100,31 @@ interface Layout {
   user: string;
 }
 
-/** Builds the runtime stage of `dockerfile` under `dir`, as the Dockerfile says. */
-async function reproduce(dockerfile: string, dir: string): Promise<Layout> {
-  const stages = parseDockerfile(readFileSync(path.join(REPO_ROOT, dockerfile), 'utf8'));
-  const deps = stages.get('production-deps');
-  const runtime = stages.get('runtime');
-  if (!deps || !runtime)
-    throw new Error(`${dockerfile} needs the stages production-deps and runtime`);
-  const roots: Record<string, { workdir: string; dir: string }> = {
-    build: { workdir: stages.get('build')?.workdir ?? '/src', dir: REPO_ROOT },
-    'production-deps': { workdir: deps.workdir, dir: path.join(dir, 'deps') },
-  };
-  const inStage = (stage: string, file: string): string => {
-    const where = roots[stage];
-    if (!where) throw new Error(`COPY --from=${stage}: unknown stage`);
-    return path.join(where.dir, path.relative(where.workdir, file));
-  };
+/**
+ * The production-deps stage's folder: its COPY lines and its `npm ci` (offline, from the npm
+ * cache that `make install` filled; nothing reaches the registry from a test). Like Docker's layer
+ * cache, the result is kept under ~/.cache/vextrus/image-deps, keyed by the stage's instructions
+ * and the content of every file it copies, so a later run with the same inputs skips the install.
+ */
+async function productionDeps(dockerfile: string, stage: Stage, dir: string): Promise<string> {
+  const hash = createHash('sha256').update(process.version);
+  for (const { op, args } of stage.instructions) {
+    hash.update(`${op} ${args}\n`);
+    if (op !== 'COPY') continue;
+    for (const source of args.split(/\s+/).slice(0, -1)) {
+      hash.update(readFileSync(path.join(REPO_ROOT, source)));
+    }
+  }
+  const cacheRoot = path.join(
+    process.env.XDG_CACHE_HOME ?? path.join(homedir(), '.cache'),
+    'vextrus',
+    'image-deps',
+  );
+  const cached = path.join(cacheRoot, hash.digest('hex').slice(0, 24));
+  if (existsSync(path.join(cached, 'node_modules'))) return cached;
 
   const depsDir = path.join(dir, 'deps');
-  for (const { op, args } of deps.instructions) {
+  for (const { op, args } of stage.instructions) {
     const words = args.split(/\s+/);
     if (op === 'COPY') {
       const dest = words.pop() ?? '';
@@ -127,10 +134,36 @@ async function reproduce(dockerfile: string, dir: string): Promise<Layout> {
         'npm',
         'ci',
       ]);
-      // Offline: from the npm cache only; nothing reaches the registry from a test.
       await run('npm', [...words.slice(1), '--offline'], { cwd: depsDir, timeout: 300_000 });
     }
   }
+  mkdirSync(cacheRoot, { recursive: true });
+  try {
+    // Into place in one step, so an interrupted run leaves nothing half-installed behind.
+    renameSync(depsDir, cached);
+  } catch {
+    return depsDir; // another run put the same result there first
+  }
+  return cached;
+}
+
+/** Builds the runtime stage of `dockerfile` under `dir`, as the Dockerfile says. */
+async function reproduce(dockerfile: string, dir: string): Promise<Layout> {
+  const stages = parseDockerfile(readFileSync(path.join(REPO_ROOT, dockerfile), 'utf8'));
+  const deps = stages.get('production-deps');
+  const runtime = stages.get('runtime');
+  if (!deps || !runtime)
+    throw new Error(`${dockerfile} needs the stages production-deps and runtime`);
+  const depsDir = await productionDeps(dockerfile, deps, dir);
+  const roots: Record<string, { workdir: string; dir: string }> = {
+    build: { workdir: stages.get('build')?.workdir ?? '/src', dir: REPO_ROOT },
+    'production-deps': { workdir: deps.workdir, dir: depsDir },
+  };
+  const inStage = (stage: string, file: string): string => {
+    const where = roots[stage];
+    if (!where) throw new Error(`COPY --from=${stage}: unknown stage`);
+    return path.join(where.dir, path.relative(where.workdir, file));
+  };
 
   const root = path.join(dir, 'app');
   let entrypoint: string[] = [];
