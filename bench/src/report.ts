@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { format, resolveConfig } from 'prettier';
 import { figureStats, type BenchSettings, type Figure } from './harness.js';
 import { figureSvg } from './svg.js';
 
@@ -143,11 +144,14 @@ export async function writeReport(
     }
     lines.push('');
   }
+  // Written as the repository's Prettier would, so that `make lint` accepts a new report.
   const file = path.join(folder, 'README.md');
-  await writeFile(file, lines.join('\n'));
+  const options = (await resolveConfig(file)) ?? {};
+  await writeFile(file, await format(lines.join('\n'), { ...options, parser: 'markdown' }));
+  const json = JSON.stringify({ ...report, machine: machine() });
   await writeFile(
     path.join(folder, 'results.json'),
-    JSON.stringify({ ...report, machine: machine() }, null, 2) + '\n',
+    await format(json, { ...options, parser: 'json' }),
   );
   return file;
 }
