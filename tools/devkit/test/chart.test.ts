@@ -78,7 +78,12 @@ describe('the vextrus Helm chart', function () {
   it('grants the operator no wildcard verb, resource or API group, and what it needs', () => {
     const manifests = rendered.get(MINIMAL) ?? [];
     const roles = [...byKind(manifests, 'ClusterRole'), ...byKind(manifests, 'Role')];
-    expect(roles.map((r) => r.kind).sort()).to.deep.equal(['ClusterRole', 'Role']);
+    expect(roles.map((r) => r.kind).sort()).to.deep.equal(['ClusterRole', 'Role', 'Role']);
+    // Events about Tenants (cluster-scoped) go to `default`; that Role may only record them.
+    const inDefault = roles.filter((r) => r.metadata?.namespace === 'default');
+    expect(inDefault.flatMap((r) => r.rules ?? [])).to.deep.equal([
+      { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
+    ]);
     type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
     const rules = roles.flatMap((role) => (role.rules ?? []) as Rule[]);
     for (const rule of rules) {
