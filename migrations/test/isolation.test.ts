@@ -245,6 +245,22 @@ describe('tenant isolation', function () {
     expect(error.message).to.match(/permission denied/);
   });
 
+  it('when a retained tenant is still named with its role, the transaction is refused as unavailable', async () => {
+    const delta = await provision(plane.db, 'delta');
+    await deprovision(plane.db, 'delta', 'retain');
+
+    const context = { tenantId: delta.tenantId, schema: delta.schema, role: delta.role };
+    const error = (await failure(
+      withTenantTransaction(app, context, () => app.query('SELECT 1')),
+    )) as {
+      code?: string;
+      status?: number;
+    };
+
+    expect(error.code).to.equal('TENANT_UNAVAILABLE');
+    expect(error.status).to.equal(403);
+  });
+
   it('the start-up check accepts the application role, refuses superuser and owner', async () => {
     const owner = new Sequelize(
       loginUrl(plane.database.url, plane.db.roles.owner, plane.ownerPassword),

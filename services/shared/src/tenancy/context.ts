@@ -1,5 +1,6 @@
 import type { Sequelize, Transaction } from 'sequelize';
 import { enableTransactionContext, namespace } from './cls.js';
+import { AppError } from '../http/errors.js';
 import { TenancyError, TenancyErrorCode } from './errors.js';
 
 /** Whose data a request touches: taken from the verified token, never from a header alone. */
@@ -68,14 +69,36 @@ export async function withTenantTransaction<T>(
   }
   return sequelize.transaction(async (transaction) => {
     namespace.set(TENANT_KEY, Object.freeze({ ...context }));
-    await sequelize.query(
-      `SELECT set_config('app.tenant_id', $1, true), set_config('search_path', $2, true)` +
-        (context.role === undefined ? '' : `, set_config('role', $3, true)`),
-      {
-        transaction,
-        bind: [context.tenantId, `"${context.schema}"`, ...(context.role ? [context.role] : [])],
-      },
-    );
+    try {
+      await sequelize.query(
+        `SELECT set_config('app.tenant_id', $1, true), set_config('search_path', $2, true)` +
+          (context.role === undefined ? '' : `, set_config('role', $3, true)`),
+        {
+          transaction,
+          bind: [context.tenantId, `"${context.schema}"`, ...(context.role ? [context.role] : [])],
+        },
+      );
+    } catch (err) {
+      // The tenant role was revoked (the tenant is being retained or deleted) while a cached
+      // directory entry still called it active: the tenant is unavailable, not a server error.
+      if (sqlState(err) === '42501') throw tenantUnavailable(context.schema, err);
+      throw err;
+    }
     return fn(transaction);
   });
+}
+
+function sqlState(err: unknown): string | undefined {
+  const e = err as { original?: { code?: string }; parent?: { code?: string }; code?: string };
+  return e.original?.code ?? e.parent?.code ?? e.code;
+}
+
+function tenantUnavailable(schema: string, cause: unknown): AppError {
+  return new AppError(
+    'TENANT_UNAVAILABLE',
+    { status: 403, title: 'The tenant is not active' },
+    `The tenant of ${schema} is not active`,
+    {},
+    { cause },
+  );
 }
