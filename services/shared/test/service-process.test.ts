@@ -55,7 +55,11 @@ for (const { name, entry } of SERVICES) {
       const code = await child.exited;
 
       expect(code).to.equal(78);
-      expect(Date.now() - started).to.be.below(2000);
+      // About 0.6 s here (mostly loading TypeScript through tsx); the bound only catches a retry
+      // loop or a connection attempt, since a loaded CI machine must not make this flaky.
+      const elapsed = Date.now() - started;
+      console.log(`      exited ${String(code)} after ${elapsed} ms`);
+      expect(elapsed).to.be.below(10_000);
       expect(child.output()).to.include('DATABASE_PASSWORD is missing');
       expect(child.output().trim().split('\n')).to.have.length(1);
       expect(child.output()).not.to.match(/\n\s+at /);
