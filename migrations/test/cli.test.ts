@@ -9,7 +9,7 @@ import {
 const cli = runMigrationsCli;
 
 describe('migrations CLI', function () {
-  this.timeout(30_000);
+  this.timeout(120_000);
   let plane: TestPlane;
   let env: NodeJS.ProcessEnv;
 

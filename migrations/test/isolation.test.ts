@@ -63,7 +63,7 @@ async function tenantIds(sequelize: Sequelize, table = 'organizations'): Promise
 }
 
 describe('tenant isolation', function () {
-  this.timeout(30_000);
+  this.timeout(120_000);
   let plane: TestPlane;
   let app: Sequelize;
   let a: TenantContext;

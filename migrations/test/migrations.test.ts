@@ -38,7 +38,7 @@ async function relationsOf(url: string, schema: string): Promise<string[]> {
 }
 
 describe('migrations', function () {
-  this.timeout(30_000);
+  this.timeout(120_000);
   let plane: TestPlane;
 
   before(async () => {

@@ -55,7 +55,7 @@ function provisionAndKill(plane: TestPlane, slug: string, step: string): Promise
 }
 
 describe('tenant provisioning', function () {
-  this.timeout(30_000);
+  this.timeout(120_000);
   let plane: TestPlane;
   let reference: string;
 
