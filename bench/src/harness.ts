@@ -45,6 +45,9 @@ export interface Figure {
   method: string;
   /** Further measured values worth showing (p99, error counts, …). */
   details?: Record<string, string>;
+  /** Set by the runner: the benchmark that made the figure, and when it started (ISO 8601). */
+  benchmark?: string;
+  measuredAt?: string;
 }
 
 export interface FigureStats {

@@ -38,13 +38,13 @@ function machine(): string {
 }
 
 /** The command that reproduces one benchmark's figures. */
-function figureCommand(report: Report, figure: Figure, names: Map<string, string>): string {
+function figureCommand(report: Report, figure: Figure): string {
   const smoke = report.settings.smoke ? 'VEXTRUS_BENCH_SMOKE=1 ' : '';
   const env = `${smoke}BENCH_ROUNDS=${report.settings.rounds} BENCH_SECONDS=${report.settings.seconds}`;
-  return `${env} make bench BENCH=${names.get(figure.id) ?? figure.id}`;
+  return `${env} make bench BENCH=${figure.benchmark ?? figure.id}`;
 }
 
-function figureSection(report: Report, figure: Figure, names: Map<string, string>): string[] {
+function figureSection(report: Report, figure: Figure): string[] {
   const stats = figureStats(figure);
   const rows = [
     '| Side | Median | Min | Max | IQR | Rounds |',
@@ -77,7 +77,7 @@ function figureSection(report: Report, figure: Figure, names: Map<string, string
     '',
     figure.method,
     '',
-    `Command: \`${figureCommand(report, figure, names)}\``,
+    `Measured: ${figure.measuredAt ?? report.startedAt.toISOString()}. Command: \`${figureCommand(report, figure)}\``,
     '',
   );
   return lines;
@@ -87,11 +87,7 @@ function figureSection(report: Report, figure: Figure, names: Map<string, string
  * Writes `README.md` (the report), one SVG per figure and `results.json` (every sample) into
  * `folder`.
  */
-export async function writeReport(
-  folder: string,
-  report: Report,
-  names: Map<string, string>,
-): Promise<string> {
+export async function writeReport(folder: string, report: Report): Promise<string> {
   await mkdir(folder, { recursive: true });
   const seconds = ((report.finishedAt.getTime() - report.startedAt.getTime()) / 1000).toFixed(0);
   const summary = [
@@ -112,7 +108,9 @@ export async function writeReport(
   const lines = [
     '# Vextrus benchmark report',
     '',
-    `- Date: ${report.startedAt.toISOString()} (took ${seconds} s)`,
+    `- Date: ${report.startedAt.toISOString()} (took ${seconds} s); a figure measured in an ` +
+      'earlier run (`make bench BENCH=…` replaces only the figures of the benchmarks named) ' +
+      'says so under it',
     `- Machine: ${machine()}`,
     `- Command: \`${report.command}\``,
     `- Rounds: ${report.settings.rounds} of each side, interleaved (A B A B …); load runs of ` +
@@ -134,7 +132,7 @@ export async function writeReport(
   ];
   for (const figure of report.figures) {
     lines.push(`<a id="${figure.id}"></a>`, '');
-    lines.push(...figureSection(report, figure, names));
+    lines.push(...figureSection(report, figure));
     await writeFile(path.join(folder, `${figure.id}.svg`), figureSvg(figure));
   }
   if (report.failures.length > 0) {

@@ -5,6 +5,8 @@ import { organizationList } from './benchmarks/organization-list.js';
 import { controlPlane } from './benchmarks/control-plane.js';
 import { audit } from './benchmarks/audit.js';
 import { operatorBenchmark } from './benchmarks/operator.js';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Benchmark, BenchSettings, Figure } from './harness.js';
 import { writeReport, type Failure } from './report.js';
 
@@ -51,12 +53,11 @@ export async function runBenchmarks(options: RunOptions): Promise<RunResult> {
   const startedAt = new Date();
   const figures: Figure[] = [];
   const failures: Failure[] = [];
-  const names = new Map<string, string>();
   for (const benchmark of chosen) {
+    const measuredAt = new Date().toISOString();
     try {
       for (const figure of await benchmark.run({ settings: options.settings, log: options.log })) {
-        figures.push(figure);
-        names.set(figure.id, benchmark.name);
+        figures.push({ ...figure, benchmark: benchmark.name, measuredAt });
       }
     } catch (err) {
       const error = err instanceof Error ? (err.stack ?? err.message) : String(err);
@@ -64,17 +65,27 @@ export async function runBenchmarks(options: RunOptions): Promise<RunResult> {
       failures.push({ name: benchmark.name, issue: benchmark.issue, error });
     }
   }
-  const reportFile = await writeReport(
-    options.folder,
-    {
-      figures,
-      failures,
-      settings: options.settings,
-      startedAt,
-      finishedAt: new Date(),
-      command: options.command,
-    },
-    names,
-  );
+  // Run by name, the report keeps the other benchmarks' figures of the report already there.
+  const kept = options.only.length > 0 ? await earlierFigures(options.folder, chosen) : [];
+  const reportFile = await writeReport(options.folder, {
+    figures: [...figures, ...kept].sort((a, b) => order(a) - order(b)),
+    failures,
+    settings: options.settings,
+    startedAt,
+    finishedAt: new Date(),
+    command: options.command,
+  });
   return { figures, failures, reportFile };
+}
+
+function order(figure: Figure): number {
+  return BENCHMARKS.findIndex((b) => b.name === figure.benchmark);
+}
+
+/** The figures in `folder`'s results.json that the benchmarks run now did not replace. */
+async function earlierFigures(folder: string, chosen: readonly Benchmark[]): Promise<Figure[]> {
+  const text = await readFile(path.join(folder, 'results.json'), 'utf8').catch(() => undefined);
+  if (text === undefined) return [];
+  const earlier = (JSON.parse(text) as { figures?: Figure[] }).figures ?? [];
+  return earlier.filter((f) => f.benchmark && !chosen.some((b) => b.name === f.benchmark));
 }

@@ -120,8 +120,12 @@ export const audit: Benchmark = {
                 app.query(ONE_DAY, { bind: [from, to], type: QueryTypes.SELECT }),
               )
             : await superuser.query(
-                ONE_DAY.replace('FROM audit_events', `FROM "${logTenant.schema}".audit_events`),
-                { bind: [from, to], type: QueryTypes.SELECT },
+                // The tenant predicate RLS would add, written out, so that both use one plan.
+                ONE_DAY.replace(
+                  'FROM audit_events',
+                  `FROM "${logTenant.schema}".audit_events`,
+                ).replace('WHERE', 'WHERE tenant_id = $3 AND'),
+                { bind: [from, to, logTenant.tenantId], type: QueryTypes.SELECT },
               );
         if (rows.length === 0) throw new Error('one day of the audit log came back empty');
       };
@@ -158,7 +162,10 @@ export const audit: Benchmark = {
           unit: 'ms (median per query)',
           better: 'lower',
           subject: { label: 'tenant transaction, forced RLS', samples: day.subject },
-          baseline: { label: 'superuser, RLS bypassed', samples: day.baseline },
+          baseline: {
+            label: 'superuser, RLS bypassed, tenant predicate written out',
+            samples: day.baseline,
+          },
           target: { text: '< 50 ms', met: summarize(day.subject).median < 50 },
           method:
             `${records.toLocaleString('en-US')} records spread evenly over ${DAYS} days ` +
