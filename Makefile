@@ -24,7 +24,7 @@ $(INSTALL_STAMP): $(MANIFESTS)
 	npm ci --no-audit --no-fund
 	@touch $@
 
-tools: ## Build (or reuse) kube-apiserver, etcd, kubectl, Helm, Traefik from Go modules
+tools: ## Build (or reuse) etcd, kube-apiserver, kube-controller-manager, kubectl, Helm, Traefik
 	tools/build-tools.sh
 
 test-tools: ## Build (or reuse) only the tools the tests need
@@ -65,7 +65,13 @@ down: ## Stop a running make up (it keeps its pid in .data/up.pid)
 
 clean: down ## Stop the platform, then remove its data (.data/) after asking
 	@read -r -p "Delete .data/ (database, keys, kubeconfig, logs)? [y/N] " answer; \
-		if [[ "$$answer" == [yY]* ]]; then rm -rf .data && echo "Removed .data/"; fi
+		if [[ "$$answer" == [yY]* ]]; then \
+			rm -rf .data && echo "Removed .data/"; \
+			id=$$(printf %s "$(CURDIR)" | sha256sum | cut -c1-12); \
+			if [[ -d /var/lib/vextrus/postgres-$$id ]]; then \
+				rm -rf /var/lib/vextrus/postgres-$$id && echo "Removed /var/lib/vextrus/postgres-$$id"; \
+			fi; \
+		fi
 
 # Container images, the chart and the kind development loop (see "Skaffold on kind" in charts/vextrus/README.md).
 KIND_CLUSTER ?= vextrus

@@ -37,7 +37,8 @@ The platform is up. Data and logs are in ${DATA_DIR}.
   postgres      ${postgres}
   kubernetes    export KUBECONFIG=${platform.kubeconfig}
 
-First administrators' one-time setup tokens:
+First administrators' setup tokens, as delivered by the operator (each works once; a token
+already exchanged for a password is refused):
 ${tokens}
 
 Try it through the gateway (the full walkthrough is in README.md):
