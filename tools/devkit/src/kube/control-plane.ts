@@ -33,15 +33,22 @@ const START_TIMEOUT_MS = 120_000;
 const running = new Set<ControlPlane>();
 
 /** Stops every control plane of this process when it is interrupted or exits. */
+let cleanupInstalled = false;
+
 function installCleanup(): void {
-  if (running.size > 0) return;
+  // One pair of handlers for every plane of the process, however many are started one by one.
+  if (cleanupInstalled) return;
+  cleanupInstalled = true;
   const onSignal = (signal: NodeJS.Signals): void => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    cleanupInstalled = false;
     void Promise.all([...running].map((plane) => plane.stop())).finally(() => {
       process.kill(process.pid, signal);
     });
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
 }
 
 function httpsGet(url: string, certs: Certificates): Promise<{ status: number; body: string }> {
@@ -113,12 +120,20 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const processes: Supervised[] = [];
   let stopped = false;
 
-  const stopAll = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    running.delete(plane);
-    for (const proc of [...processes].reverse()) await proc.stop('SIGTERM', 5000);
-    if (temporary) rmSync(dir, { recursive: true, force: true });
+  const removeOnExit = (): void => {
+    if (!stopped && temporary) rmSync(dir, { recursive: true, force: true });
+  };
+  // Every caller waits for the same stop, so none can exit the process half-way through it.
+  let stopping: Promise<void> | undefined;
+  const stopAll = (): Promise<void> => {
+    stopping ??= (async () => {
+      stopped = true;
+      running.delete(plane);
+      process.off('exit', removeOnExit);
+      for (const proc of [...processes].reverse()) await proc.stop('SIGTERM', 5000);
+      if (temporary) rmSync(dir, { recursive: true, force: true });
+    })();
+    return stopping;
   };
   const plane: ControlPlane = {
     server: '',
@@ -130,9 +145,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   };
   installCleanup();
   running.add(plane);
-  process.once('exit', () => {
-    if (!stopped && temporary) rmSync(dir, { recursive: true, force: true });
-  });
+  process.once('exit', removeOnExit);
 
   try {
     const certs = await generateCertificates(dir);
