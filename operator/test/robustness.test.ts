@@ -1,21 +1,13 @@
 import { expect } from 'chai';
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { parseAllDocuments } from 'yaml';
-import {
-  BatchV1Api,
-  CustomObjectsApi,
-  type V1CustomResourceDefinition,
-} from '@kubernetes/client-node';
+import { BatchV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import {
   createPlane,
-  installCrds,
-  loginUrl,
-  REPO_ROOT,
+  prepareForOperator,
+  ownerEnvironment,
   silent,
   spawnTs,
   startCluster,
@@ -42,7 +34,6 @@ import type { OperatorSettings } from '../src/tenant/reconciler.js';
  * simulated part is devkit's local node, which runs the migration Jobs' Pods as local processes.
  */
 
-const run = promisify(execFile);
 const NAMESPACE = 'vextrus';
 const GROUP = { group: 'platform.vextrus.dev', version: 'v1alpha1', plural: 'tenants' };
 const TRAEFIK = { group: 'traefik.io', version: 'v1alpha1', namespace: NAMESPACE };
@@ -65,12 +56,6 @@ const SETTINGS: OperatorSettings = {
   resyncMs: 5_000,
   urlScheme: 'http',
 };
-
-async function crdsFrom(file: string): Promise<V1CustomResourceDefinition[]> {
-  return parseAllDocuments(await readFile(file, 'utf8'))
-    .map((doc) => doc.toJS() as V1CustomResourceDefinition)
-    .filter((doc) => doc?.kind === 'CustomResourceDefinition');
-}
 
 function tenantBody(slug: string, extra: Partial<Tenant['spec']> = {}): Tenant {
   return {
@@ -158,8 +143,6 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
   };
 
   before(async () => {
-    const crdFile = (await run(path.join(REPO_ROOT, 'tools/build-tools.sh'), ['--traefik-crds']))
-      .stdout;
     // This suite stops and restarts PostgreSQL, so it runs its own instead of the shared one.
     folder = await mkdtemp(path.join(tmpdir(), 'vextrus-operator-pg-'));
     await chmod(folder, 0o755);
@@ -172,29 +155,7 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
     globalPostgresUrl = process.env.VEXTRUS_TEST_POSTGRES_URL;
     process.env.VEXTRUS_TEST_POSTGRES_URL = postgres.url();
     plane = await createPlane('robustness');
-    await installCrds(cluster.kubeConfig, [
-      ...(await crdsFrom(
-        path.join(REPO_ROOT, 'charts/vextrus/crds/tenants.platform.vextrus.dev.yaml'),
-      )),
-      ...(await crdsFrom(crdFile.trim())).filter((crd) =>
-        ['ingressroutes.traefik.io', 'middlewares.traefik.io'].includes(crd.metadata?.name ?? ''),
-      ),
-    ]);
-    await cluster.core.createNamespace({ body: { metadata: { name: NAMESPACE } } });
-    const roles = plane.db.roles;
-    await cluster.core.createNamespacedSecret({
-      namespace: NAMESPACE,
-      body: {
-        metadata: { name: 'vextrus-database-owner' },
-        stringData: {
-          DATABASE_URL: loginUrl(plane.database.url, roles.owner, plane.ownerPassword),
-          VEXTRUS_OWNER_ROLE: roles.owner,
-          VEXTRUS_APP_ROLE: roles.app,
-          VEXTRUS_RETENTION_ROLE: roles.retention,
-          VEXTRUS_TENANT_ROLE_PREFIX: roles.tenantPrefix,
-        },
-      },
-    });
+    await prepareForOperator(cluster, plane, NAMESPACE);
     custom = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
   });
 
@@ -364,14 +325,9 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
 
   it(`killed at a random moment while ${TENANTS} tenants provision (${TRIALS} trials), converges with one schema, Job and valid setup token per tenant`, async function () {
     this.timeout(full ? 3_600_000 : 300_000);
-    const roles = plane.db.roles;
     const env = {
       KUBECONFIG: cluster.plane.kubeconfig,
-      DATABASE_URL: loginUrl(plane.database.url, roles.owner, plane.ownerPassword),
-      VEXTRUS_OWNER_ROLE: roles.owner,
-      VEXTRUS_APP_ROLE: roles.app,
-      VEXTRUS_RETENTION_ROLE: roles.retention,
-      VEXTRUS_TENANT_ROLE_PREFIX: roles.tenantPrefix,
+      ...ownerEnvironment(plane),
       OPERATOR_NAMESPACE: NAMESPACE,
       MIGRATIONS_IMAGE: 'vextrus/migrations:test',
       PROBE_PORT: '0',

@@ -1,15 +1,8 @@
 import { expect } from 'chai';
-import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { promisify } from 'node:util';
-import { parseAllDocuments } from 'yaml';
-import { CustomObjectsApi, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { CustomObjectsApi } from '@kubernetes/client-node';
 import {
   createPlane,
-  installCrds,
-  loginUrl,
-  REPO_ROOT,
+  prepareForOperator,
   silent,
   startCluster,
   waitUntil,
@@ -25,15 +18,8 @@ import {
   type Tenant,
 } from '@vextrus/operator';
 
-const run = promisify(execFile);
 const NAMESPACE = 'vextrus';
 const GROUP = { group: 'platform.vextrus.dev', version: 'v1alpha1', plural: 'tenants' };
-
-function crdsFrom(file: string): V1CustomResourceDefinition[] {
-  return parseAllDocuments(readFileSync(file, 'utf8'))
-    .map((doc) => doc.toJS() as V1CustomResourceDefinition)
-    .filter((doc) => doc?.kind === 'CustomResourceDefinition');
-}
 
 function tenantBody(slug: string, extra: Partial<Tenant['spec']> = {}): Tenant {
   return {
@@ -75,29 +61,8 @@ describe('tenant operator (real API server, real PostgreSQL, local node)', funct
   const sql = (text: string) => plane.db.sequelize.query(text);
 
   before(async () => {
-    const { stdout } = await run(path.join(REPO_ROOT, 'tools/build-tools.sh'), ['--traefik-crds']);
     [cluster, plane] = await Promise.all([startCluster(), createPlane('operator')]);
-    await installCrds(cluster.kubeConfig, [
-      ...crdsFrom(path.join(REPO_ROOT, 'charts/vextrus/crds/tenants.platform.vextrus.dev.yaml')),
-      ...crdsFrom(stdout.trim()).filter((crd) =>
-        ['ingressroutes.traefik.io', 'middlewares.traefik.io'].includes(crd.metadata?.name ?? ''),
-      ),
-    ]);
-    await cluster.core.createNamespace({ body: { metadata: { name: NAMESPACE } } });
-    const roles = plane.db.roles;
-    await cluster.core.createNamespacedSecret({
-      namespace: NAMESPACE,
-      body: {
-        metadata: { name: 'vextrus-database-owner' },
-        stringData: {
-          DATABASE_URL: loginUrl(plane.database.url, roles.owner, plane.ownerPassword),
-          VEXTRUS_OWNER_ROLE: roles.owner,
-          VEXTRUS_APP_ROLE: roles.app,
-          VEXTRUS_RETENTION_ROLE: roles.retention,
-          VEXTRUS_TENANT_ROLE_PREFIX: roles.tenantPrefix,
-        },
-      },
-    });
+    await prepareForOperator(cluster, plane, NAMESPACE);
     custom = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
     operator = await startOperator({
       kubeConfig: cluster.kubeConfig,

@@ -4,18 +4,11 @@
  * as its own process (operator/src/main.ts), so its memory is its own; its /metrics gives the
  * resident memory and vextrus_operator_api_requests_total.
  */
-import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { promisify } from 'node:util';
-import { parseAllDocuments } from 'yaml';
-import { CustomObjectsApi, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { CustomObjectsApi } from '@kubernetes/client-node';
 import {
   createPlane,
+  prepareForOperator,
   freePort,
-  installCrds,
-  loginUrl,
-  REPO_ROOT,
   spawnTs,
   startCluster,
   type Cluster,
@@ -27,16 +20,9 @@ import type { Tenant } from '@vextrus/operator';
 import { interleave, type Benchmark, type Figure } from '../harness.js';
 import { waitForHttp } from '../load.js';
 
-const run = promisify(execFile);
 const NAMESPACE = 'vextrus';
 const GROUP = { group: 'platform.vextrus.dev', version: 'v1alpha1', plural: 'tenants' };
 const MB = 1024 * 1024;
-
-function crdsFrom(file: string): V1CustomResourceDefinition[] {
-  return parseAllDocuments(readFileSync(file, 'utf8'))
-    .map((doc) => doc.toJS() as V1CustomResourceDefinition)
-    .filter((doc) => doc?.kind === 'CustomResourceDefinition');
-}
 
 function tenantBody(slug: string): Tenant {
   return {
@@ -80,19 +66,7 @@ async function startOperatorProcess(
   plane: TestPlane,
   probePort: number,
 ): Promise<SpawnedProcess> {
-  const roles = plane.db.roles;
-  const owner = {
-    DATABASE_URL: loginUrl(plane.database.url, roles.owner, plane.ownerPassword),
-    VEXTRUS_OWNER_ROLE: roles.owner,
-    VEXTRUS_APP_ROLE: roles.app,
-    VEXTRUS_RETENTION_ROLE: roles.retention,
-    VEXTRUS_TENANT_ROLE_PREFIX: roles.tenantPrefix,
-  };
-  await cluster.core.createNamespace({ body: { metadata: { name: NAMESPACE } } });
-  await cluster.core.createNamespacedSecret({
-    namespace: NAMESPACE,
-    body: { metadata: { name: 'vextrus-database-owner' }, stringData: owner },
-  });
+  const owner = await prepareForOperator(cluster, plane, NAMESPACE);
   const operator = spawnTs('operator/src/main.ts', {
     ...owner,
     KUBECONFIG: cluster.plane.kubeconfig,
@@ -112,16 +86,9 @@ export const operatorBenchmark: Benchmark = {
   async run({ settings, log }) {
     const bulk = Number(process.env.BENCH_OPERATOR_TENANTS ?? (settings.smoke ? 2 : 200));
     const steadySeconds = settings.smoke ? 3 : 120;
-    const { stdout } = await run(path.join(REPO_ROOT, 'tools/build-tools.sh'), ['--traefik-crds']);
     const [cluster, plane] = await Promise.all([startCluster(), createPlane('bench_operator')]);
     let operator: SpawnedProcess | undefined;
     try {
-      await installCrds(cluster.kubeConfig, [
-        ...crdsFrom(path.join(REPO_ROOT, 'charts/vextrus/crds/tenants.platform.vextrus.dev.yaml')),
-        ...crdsFrom(stdout.trim()).filter((crd) =>
-          ['ingressroutes.traefik.io', 'middlewares.traefik.io'].includes(crd.metadata?.name ?? ''),
-        ),
-      ]);
       const probePort = await freePort();
       operator = await startOperatorProcess(cluster, plane, probePort);
       const custom = cluster.kubeConfig.makeApiClient(CustomObjectsApi);

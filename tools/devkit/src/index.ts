@@ -17,3 +17,9 @@ export type { LocalImage } from './kube/images.js';
 export { toolPath, cachedToolPath } from './kube/binaries.js';
 export { createPlane, loginUrl, silent } from './testing/plane.js';
 export type { TestPlane } from './testing/plane.js';
+export {
+  OWNER_SECRET,
+  operatorCrds,
+  ownerEnvironment,
+  prepareForOperator,
+} from './kube/operator-setup.js';
