@@ -1,4 +1,5 @@
 import { readTokenSettings, type EnvReader, type TokenSettings } from '@vextrus/shared';
+import { defaultHashLimits, type HashLimits } from './passwords.js';
 
 /** The auth service's own settings (beyond the shared ones). */
 export interface AuthSettings {
@@ -16,6 +17,8 @@ export interface AuthSettings {
   invitationTtlHours: number;
   /** Login attempts per account and per client address within a window before lockout. */
   throttle: { accountLimit: number; addressLimit: number; windowSeconds: number };
+  /** argon2 work at once and waiting (see createPasswordHasher). */
+  passwordHashing: HashLimits;
 }
 
 export interface AuthConfig {
@@ -52,9 +55,16 @@ export function readAuthConfig(reader: EnvReader): AuthConfig {
         'set AUTH_LOCAL_KEYS_DIR instead to generate a key locally',
     );
   }
+  const hashDefaults = defaultHashLimits();
+  const hashConcurrency = reader.integer('AUTH_HASH_CONCURRENCY', hashDefaults.concurrency, 1, 64);
+  const passwordHashing = {
+    concurrency: hashConcurrency,
+    queueLimit: reader.integer('AUTH_HASH_QUEUE_LIMIT', 64 * hashConcurrency, 0, 100_000),
+  };
   return {
     auth: {
       tokens,
+      passwordHashing,
       accessTokenTtlSeconds: reader.integer('AUTH_ACCESS_TOKEN_TTL_SECONDS', 900, 60, 86_400),
       refreshIdleSeconds,
       refreshAbsoluteSeconds,

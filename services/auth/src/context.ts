@@ -3,7 +3,7 @@ import type { Sequelize } from 'sequelize';
 import type { Audit } from './audit.js';
 import type { AuthSettings } from './config.js';
 import type { AuthMetrics } from './metrics.js';
-import type { PasswordVerifier } from './passwords.js';
+import type { PasswordHasher } from './passwords.js';
 import type { Sessions } from './sessions.js';
 import type { KeyRing } from './signing-keys.js';
 import type { Throttle } from './throttle.js';
@@ -16,7 +16,7 @@ export interface AuthContext {
   keys: KeyRing;
   verifier: TokenVerifier;
   directory: TenantDirectory;
-  passwords: PasswordVerifier;
+  passwords: PasswordHasher;
   sessions: Sessions;
   throttle: Throttle;
   audit: Audit;

@@ -13,6 +13,10 @@ export const errors = defineErrors({
     status: 429,
     title: 'Too many failed logins; wait for the time in Retry-After before trying again',
   },
+  PASSWORD_CHECKS_BUSY: {
+    status: 503,
+    title: 'Too many passwords are being checked right now; retry after the time in Retry-After',
+  },
   INVALID_REFRESH_TOKEN: {
     status: 401,
     title: 'The refresh token is unknown, expired or revoked; log in again',

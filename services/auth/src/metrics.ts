@@ -1,10 +1,12 @@
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 
 export interface AuthMetrics {
   logins: Counter<'outcome'>;
   tokensIssued: Counter<'kind'>;
   refreshReuse: Counter;
   lockouts: Counter<'scope'>;
+  passwordChecksWaiting: Gauge;
+  passwordChecksRefused: Counter;
 }
 
 /** The auth service's counters, on the service's own registry (served at /metrics). */
@@ -31,6 +33,16 @@ export function createAuthMetrics(registry: Registry): AuthMetrics {
       name: 'auth_lockouts_total',
       help: 'Times an account or a client address reached its limit of failed logins',
       labelNames: ['scope'] as const,
+      registers: [registry],
+    }),
+    passwordChecksWaiting: new Gauge({
+      name: 'auth_password_checks_waiting',
+      help: 'Password hashes and verifications waiting for a free argon2 slot',
+      registers: [registry],
+    }),
+    passwordChecksRefused: new Counter({
+      name: 'auth_password_checks_refused_total',
+      help: 'Requests answered 503 because too many password checks were already waiting',
       registers: [registry],
     }),
   };

@@ -13,7 +13,7 @@ import { createAudit } from './audit.js';
 import { readAuthConfig, type AuthConfig } from './config.js';
 import type { AuthContext } from './context.js';
 import { createAuthMetrics } from './metrics.js';
-import { createPasswordVerifier } from './passwords.js';
+import { createPasswordHasher } from './passwords.js';
 import { onboardingRoutes } from './routes/onboarding-routes.js';
 import { sessionRoutes } from './routes/session-routes.js';
 import { userRoutes } from './routes/user-routes.js';
@@ -38,6 +38,11 @@ async function buildContext(runtime: ServiceRuntime<AuthConfig>): Promise<AuthCo
     { signingKey: keys.current.kid, publishedKeys: keys.all.length },
     'signing keys loaded',
   );
+  const metrics = createAuthMetrics(runtime.metrics.registry);
+  const passwords = await createPasswordHasher(settings.passwordHashing, {
+    refused: () => metrics.passwordChecksRefused.inc(),
+    waiting: (count) => metrics.passwordChecksWaiting.set(count),
+  });
   return {
     settings,
     sequelize,
@@ -48,14 +53,14 @@ async function buildContext(runtime: ServiceRuntime<AuthConfig>): Promise<AuthCo
       staticKeySource(keys.all.map((key) => key.publicJwk)),
     ),
     directory: createTenantDirectory(sequelize),
-    passwords: await createPasswordVerifier(),
+    passwords,
     sessions: createSessions(sequelize, issueAccess, {
       idleSeconds: settings.refreshIdleSeconds,
       absoluteSeconds: settings.refreshAbsoluteSeconds,
     }),
     throttle: createThrottle(sequelize, settings.throttle),
     audit: createAudit(sequelize, logger),
-    metrics: createAuthMetrics(runtime.metrics.registry),
+    metrics,
   };
 }
 

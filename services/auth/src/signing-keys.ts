@@ -2,10 +2,18 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } fr
 import type { KeyObject } from 'node:crypto';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TOKEN_ALGORITHM, type PublicJwk } from '@vextrus/shared';
+import {
+  keyAlgorithm,
+  MIN_RSA_BITS,
+  TOKEN_ALGORITHM,
+  type PublicJwk,
+  type TokenAlgorithm,
+} from '@vextrus/shared';
 
 export interface SigningKey {
   kid: string;
+  /** RS256 for an RSA key, ES256 for an EC P-256 key. */
+  algorithm: TokenAlgorithm;
   privateKey: KeyObject;
   publicJwk: PublicJwk;
 }
@@ -16,9 +24,13 @@ export interface KeyRing {
   all: SigningKey[];
 }
 
-/** The RFC 7638 thumbprint of a P-256 public key, base64url: the key's `kid`. */
-export function jwkThumbprint(jwk: { crv?: string; kty?: string; x?: string; y?: string }): string {
-  const canonical = JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
+type Jwk = Record<string, unknown>;
+
+/** The RFC 7638 thumbprint of a public key (RSA or EC), base64url: the key's `kid`. */
+export function jwkThumbprint(jwk: Jwk): string {
+  // The required members only, in lexicographic order, as the RFC prescribes.
+  const members = jwk.kty === 'RSA' ? ['e', 'kty', 'n'] : ['crv', 'kty', 'x', 'y'];
+  const canonical = JSON.stringify(Object.fromEntries(members.map((name) => [name, jwk[name]])));
   return createHash('sha256').update(canonical).digest('base64url');
 }
 
@@ -29,26 +41,24 @@ function signingKey(file: string, pem: string): SigningKey {
   } catch (err) {
     throw new Error(`cannot read signing key ${file}: it is not a PEM private key`, { cause: err });
   }
-  if (
-    privateKey.asymmetricKeyType !== 'ec' ||
-    privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1'
-  ) {
-    throw new Error(`cannot use signing key ${file}: ${TOKEN_ALGORITHM} needs an EC P-256 key`);
+  const algorithm = keyAlgorithm(privateKey);
+  if (!algorithm) {
+    throw new Error(
+      `cannot use signing key ${file}: it must be an RSA key of at least ${MIN_RSA_BITS} bits ` +
+        '(RS256) or an EC P-256 key (ES256)',
+    );
   }
-  const jwk = createPublicKey(privateKey).export({ format: 'jwk' });
+  const jwk = createPublicKey(privateKey).export({ format: 'jwk' }) as Jwk;
   const kid = jwkThumbprint(jwk);
+  const members =
+    algorithm === 'RS256'
+      ? { kty: 'RSA', n: jwk.n as string, e: jwk.e as string }
+      : { kty: 'EC', crv: 'P-256', x: jwk.x as string, y: jwk.y as string };
   return {
     kid,
+    algorithm,
     privateKey,
-    publicJwk: {
-      kty: 'EC',
-      crv: 'P-256',
-      x: jwk.x,
-      y: jwk.y,
-      kid,
-      alg: TOKEN_ALGORITHM,
-      use: 'sig',
-    },
+    publicJwk: { ...members, kid, alg: algorithm, use: 'sig' },
   };
 }
 
@@ -58,10 +68,13 @@ async function pemFiles(dir: string): Promise<string[]> {
   return names.filter((name) => name.endsWith('.pem') && !name.startsWith('.')).sort();
 }
 
-/** Writes a new P-256 key named by the time, so that names sort by age. */
+/** Writes a new key (RSA, for TOKEN_ALGORITHM) named by the time, so that names sort by age. */
 async function generateLocalKey(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { privateKey } =
+    TOKEN_ALGORITHM === 'RS256'
+      ? generateKeyPairSync('rsa', { modulusLength: MIN_RSA_BITS })
+      : generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const pem = privateKey.export({ format: 'pem', type: 'pkcs8' });
   const name = `${new Date().toISOString().replace(/[:.]/g, '-')}.pem`;
   await writeFile(join(dir, name), pem, { mode: 0o600, flag: 'wx' });

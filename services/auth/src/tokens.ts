@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import jwt from 'jsonwebtoken';
-import { CLAIMS, TOKEN_ALGORITHM, type Role, type TenantEntry } from '@vextrus/shared';
+import { CLAIMS, type Role, type TenantEntry } from '@vextrus/shared';
 import type { KeyRing } from './signing-keys.js';
 
 export interface AccessTokenSubject {
@@ -14,7 +14,10 @@ export interface IssuedAccessToken {
   expiresIn: number;
 }
 
-/** Signs access tokens with the newest key: ES256, `kid` = the key's JWK thumbprint. */
+/**
+ * Signs access tokens with the newest key, in its algorithm (RS256 for the RSA keys the platform
+ * generates), `kid` = the key's JWK thumbprint.
+ */
 export function createAccessTokenIssuer(
   keys: KeyRing,
   policy: { issuer: string; audience: string; ttlSeconds: number },
@@ -28,7 +31,7 @@ export function createAccessTokenIssuer(
       },
       keys.current.privateKey,
       {
-        algorithm: TOKEN_ALGORITHM,
+        algorithm: keys.current.algorithm,
         keyid: keys.current.kid,
         issuer: policy.issuer,
         audience: policy.audience,

@@ -94,7 +94,7 @@ describe('auth service', function () {
   });
 
   describe('login', () => {
-    it('answers an ES256 access token that the shared verifier accepts through the JWKS', async () => {
+    it('answers an RS256 access token that the shared verifier accepts through the JWKS', async () => {
       const verifier = createTokenVerifier(
         { issuer: 'vextrus-auth', audience: 'vextrus-api' },
         remoteKeySource({ url: `${base}/.well-known/jwks.json` }),
@@ -102,8 +102,12 @@ describe('auth service', function () {
 
       const answer = await login('admin@alpha.example');
       const principal = await verifier.verify(answer.body.accessToken as string);
+      const header = JSON.parse(
+        Buffer.from(String(answer.body.accessToken).split('.')[0] ?? '', 'base64url').toString(),
+      ) as { alg?: string };
 
       expect(answer.status).to.equal(200);
+      expect(header.alg).to.equal('RS256');
       expect(answer.headers.get('cache-control')).to.equal('no-store');
       expect(answer.body.expiresIn).to.equal(900);
       expect(principal.tenant).to.equal('alpha');

@@ -24,15 +24,21 @@ const USER = '6f1c1a52-5d8e-4f55-9b1e-2f8f0d7e9a10';
 
 interface TestKey {
   kid: string;
+  alg: 'RS256' | 'ES256';
   privateKey: KeyObject;
   publicKey: KeyObject;
   jwk: PublicJwk;
 }
 
-function newKey(kid: string): TestKey {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const jwk = { ...publicKey.export({ format: 'jwk' }), kid, alg: 'ES256', use: 'sig' };
-  return { kid, privateKey, publicKey, jwk };
+/** An RSA key (RS256, the platform's default), an EC P-256 key (ES256) or a too short RSA key. */
+function newKey(kid: string, type: 'rsa' | 'ec' | 'rsa-1024' = 'rsa'): TestKey {
+  const { privateKey, publicKey } =
+    type === 'ec'
+      ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      : generateKeyPairSync('rsa', { modulusLength: type === 'rsa' ? 2048 : 1024 });
+  const alg = type === 'ec' ? 'ES256' : 'RS256';
+  const jwk = { ...publicKey.export({ format: 'jwk' }), kid, alg, use: 'sig' };
+  return { kid, alg, privateKey, publicKey, jwk };
 }
 
 function b64(value: object): string {
@@ -44,11 +50,13 @@ const now = (): number => Math.floor(Date.now() / 1000);
 describe('shared token verification', function () {
   this.timeout(30_000);
   const key = newKey('key-1');
+  const ecKey = newKey('key-ec', 'ec');
+  const shortKey = newKey('key-short', 'rsa-1024');
   let plane: TestPlane;
   let tenantId: string;
   let service: RunningService;
   let jwks: Server;
-  let published: PublicJwk[] = [key.jwk];
+  let published: PublicJwk[] = [key.jwk, ecKey.jwk, shortKey.jwk];
 
   /** A well-formed token of tenant alpha; `claims` and `options` change one thing each. */
   function token(
@@ -57,7 +65,7 @@ describe('shared token verification', function () {
     signer: TestKey = key,
   ): string {
     const signOptions: jwt.SignOptions = {
-      algorithm: 'ES256',
+      algorithm: signer.alg,
       keyid: signer.kid,
       issuer: POLICY.issuer,
       audience: POLICY.audience,
@@ -92,9 +100,17 @@ describe('shared token verification', function () {
     const publicPem = key.publicKey.export({ format: 'pem', type: 'spki' });
     const hsSignature = createHmac('sha256', publicPem).update(hsInput).digest('base64url');
     const { exp: _exp, ...withoutExp } = payload;
+    // Signed by the EC key but naming the RSA key: the key decides the algorithm, not the token.
+    const crossed = jwt.sign(payload, ecKey.privateKey, { algorithm: 'ES256', keyid: key.kid });
     return {
       'alg none': `${b64(header)}.${b64(payload)}.`,
-      'no exp': jwt.sign(withoutExp, key.privateKey, { algorithm: 'ES256', keyid: key.kid }),
+      'no exp': jwt.sign(withoutExp, key.privateKey, { algorithm: key.alg, keyid: key.kid }),
+      'ES256 header naming an RSA key': crossed,
+      'RSA key shorter than 2048 bits': token({}, { allowInsecureKeySizes: true }, shortKey),
+      'PS256 (not accepted)': jwt.sign(payload, key.privateKey, {
+        algorithm: 'PS256',
+        keyid: key.kid,
+      }),
       'HMAC signed with the public key': `${hsInput}.${hsSignature}`,
       expired: token({ iat: now() - 3600, exp: now() - 600 }, { expiresIn: undefined }),
       'not yet valid': token({}, { notBefore: 600 }),
@@ -168,8 +184,30 @@ describe('shared token verification', function () {
     expect(principal.roles).to.deep.equal(['member']);
   });
 
+  it('an ES256 token of an EC P-256 key verifies too (keys made before RS256 became the default)', async () => {
+    const verifier = createTokenVerifier(POLICY, staticKeySource([key.jwk, ecKey.jwk]));
+
+    const principal = await verifier.verify(token({}, {}, ecKey));
+    const answer = await get('/whoami', token({}, {}, ecKey));
+
+    expect(principal.userId).to.equal(USER);
+    expect(answer.status).to.equal(200);
+  });
+
+  it('a JWKS entry whose alg does not fit its key type is left out', async () => {
+    const mislabeled = { ...ecKey.jwk, alg: 'RS256' };
+    const verifier = createTokenVerifier(POLICY, staticKeySource([mislabeled]));
+
+    const error = await verifier.verify(token({}, {}, ecKey)).then(
+      () => undefined,
+      (err: Error) => err,
+    );
+
+    expect(error?.message).to.contain('unknown key');
+  });
+
   it('createTokenVerifier refuses each rejected-token case with TokenRejected', async () => {
-    const verifier = createTokenVerifier(POLICY, staticKeySource([key.jwk]));
+    const verifier = createTokenVerifier(POLICY, staticKeySource(published));
 
     for (const [name, bad] of Object.entries(rejectedTokens())) {
       const error = await verifier.verify(bad).then(
@@ -215,7 +253,7 @@ describe('shared token verification', function () {
 
   it('a token of a newly published key verifies at once (unknown kid refreshes the JWKS)', async () => {
     const rotated = newKey('key-2');
-    published = [key.jwk, rotated.jwk];
+    published = [...published, rotated.jwk];
 
     const answer = await get('/whoami', token({}, {}, rotated));
 

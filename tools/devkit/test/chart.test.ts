@@ -1,3 +1,4 @@
+import { createPrivateKey } from 'node:crypto';
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -195,7 +196,10 @@ describe('the vextrus Helm chart', function () {
     ]);
     const keys = byKind(manifests, 'Secret').find((s) => s.metadata.name.endsWith('signing-keys'));
     const pem = Object.values((keys?.stringData ?? {}) as Record<string, string>)[0] ?? '';
-    expect(pem).to.match(/^-----BEGIN EC PRIVATE KEY-----/);
+    // An RSA key of 2048 bits (RS256): what the auth service accepts and verifies fastest.
+    const signingKey = createPrivateKey(pem);
+    expect(signingKey.asymmetricKeyType).to.equal('rsa');
+    expect(signingKey.asymmetricKeyDetails?.modulusLength).to.equal(2048);
     const env = (name: string): { name: string; valueFrom?: unknown; value?: string }[] => {
       const deployment = byKind(manifests, 'Deployment').find((d) => d.metadata.name === name);
       const spec = deployment ? podSpecOf(deployment) : undefined;

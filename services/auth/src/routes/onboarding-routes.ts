@@ -13,7 +13,7 @@ import { z } from 'zod';
 import type { AuthContext } from '../context.js';
 import { row, rows } from '../db.js';
 import { errors } from '../errors.js';
-import { hashPassword, PASSWORD_PROBLEMS, passwordProblem } from '../passwords.js';
+import { PASSWORD_PROBLEMS, passwordProblem } from '../passwords.js';
 import { USER_COLUMNS, normalizeEmail, userView, type UserRow } from '../users.js';
 import { addressedTenant, parseBody } from '../validation.js';
 
@@ -73,7 +73,7 @@ async function redeem(
     if (!found) throw errors.INVALID_ONE_TIME_TOKEN();
     assertAcceptablePassword(body.password, found.email);
 
-    const passwordHash = await hashPassword(body.password);
+    const passwordHash = await ctx.passwords.hash(body.password);
     await rows(
       ctx.sequelize,
       `INSERT INTO credentials (user_id, password_hash) VALUES ($1, $2)

@@ -5,7 +5,6 @@ import { z } from 'zod';
 import type { AuthContext } from '../context.js';
 import { row, rows } from '../db.js';
 import { errors } from '../errors.js';
-import { hashPassword } from '../passwords.js';
 import { USER_COLUMNS, userView, type UserRow } from '../users.js';
 import { clientAddress, parseBody } from '../validation.js';
 import { assertAcceptablePassword } from './onboarding-routes.js';
@@ -154,7 +153,7 @@ async function changePassword(ctx: AuthContext, req: Request, res: Response): Pr
     throw errors.CURRENT_PASSWORD_INCORRECT();
   }
   assertAcceptablePassword(body.newPassword, user.email);
-  const passwordHash = await hashPassword(body.newPassword);
+  const passwordHash = await ctx.passwords.hash(body.newPassword);
   await ctx.throttle.succeeded(tenant, user.email, address);
   await withTenantTransaction(ctx.sequelize, tenant, async () => {
     await rows(

@@ -1,15 +1,24 @@
 export { ROLES, CLAIMS, isRole } from './principal.js';
 export type { Principal, Role } from './principal.js';
-export { TOKEN_ALGORITHM, KeysUnavailable, staticKeySource, remoteKeySource } from './keys.js';
-export type { KeySource, PublicJwk, RemoteJwksOptions } from './keys.js';
+export {
+  TOKEN_ALGORITHM,
+  TOKEN_ALGORITHMS,
+  MIN_RSA_BITS,
+  keyAlgorithm,
+  KeysUnavailable,
+  staticKeySource,
+  remoteKeySource,
+} from './keys.js';
+export type { KeySource, PublicJwk, RemoteJwksOptions, TokenAlgorithm } from './keys.js';
 export {
   createTokenVerifier,
   principalFromClaims,
-  tokenKeyId,
+  checkKeyAlgorithm,
+  tokenHeader,
   verifyOptions,
   TokenRejected,
 } from './verifier.js';
-export type { TokenPolicy, TokenVerifier } from './verifier.js';
+export type { TokenHeader, TokenPolicy, TokenVerifier } from './verifier.js';
 export { authenticate, requireRole } from './middleware.js';
 export type { RequireRoleOptions } from './middleware.js';
 export { createTenantDirectory, requireTenant, tenantRoute, tenantErrors } from './tenant-scope.js';

@@ -14,7 +14,14 @@ import { commonErrors } from '../http/errors.js';
 import { currentRequestContext } from '../observability/context.js';
 import { KeysUnavailable } from './keys.js';
 import type { Principal, Role } from './principal.js';
-import { principalFromClaims, tokenKeyId, verifyOptions, type TokenVerifier } from './verifier.js';
+import {
+  checkKeyAlgorithm,
+  principalFromClaims,
+  tokenHeader,
+  verifyOptions,
+  type TokenHeader,
+  type TokenVerifier,
+} from './verifier.js';
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace -- Express's own augmentation point.
@@ -42,14 +49,22 @@ export function authenticate(
   const strategyOptions: StrategyOptionsWithoutRequest = {
     jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
     secretOrKeyProvider: (_req, rawToken: string, done) => {
-      let kid: string;
+      let header: TokenHeader;
       try {
-        kid = tokenKeyId(rawToken);
+        header = tokenHeader(rawToken);
       } catch (err) {
         return done(err);
       }
-      verifier.keys.key(kid).then(
-        (key) => (key ? done(null, key as never) : done(new Error('unknown signing key'))),
+      verifier.keys.key(header.kid).then(
+        (key) => {
+          if (!key) return done(new Error('unknown signing key'));
+          try {
+            checkKeyAlgorithm(key, header);
+          } catch (err) {
+            return done(err);
+          }
+          done(null, key as never);
+        },
         (err: unknown) => done(err as Error),
       );
     },

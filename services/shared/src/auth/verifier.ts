@@ -1,6 +1,13 @@
+import type { KeyObject } from 'node:crypto';
 import jwt, { type JwtPayload, type VerifyOptions } from 'jsonwebtoken';
 import { CLAIMS, isRole, type Principal } from './principal.js';
-import { TOKEN_ALGORITHM, type KeySource } from './keys.js';
+import {
+  isTokenAlgorithm,
+  keyAlgorithm,
+  TOKEN_ALGORITHMS,
+  type KeySource,
+  type TokenAlgorithm,
+} from './keys.js';
 
 export interface TokenPolicy {
   /** The `iss` every token must carry. */
@@ -16,10 +23,13 @@ export class TokenRejected extends Error {
   override readonly name = 'TokenRejected';
 }
 
-/** The verification options: algorithm, issuer and audience pinned. */
+/**
+ * The verification options: algorithms, issuer and audience pinned. A token is further held to
+ * the one algorithm of the key its `kid` names (see tokenHeader and keyAlgorithm).
+ */
 export function verifyOptions(policy: TokenPolicy): VerifyOptions & { complete: false } {
   return {
-    algorithms: [TOKEN_ALGORITHM],
+    algorithms: [...TOKEN_ALGORITHMS],
     issuer: policy.issuer,
     audience: policy.audience,
     clockTolerance: policy.clockToleranceSeconds ?? 5,
@@ -70,22 +80,38 @@ export function principalFromClaims(payload: JwtPayload, clockToleranceSeconds =
   };
 }
 
-/** Reads the `kid` of a token's header without trusting anything else in it. */
-export function tokenKeyId(token: string): string {
-  let decoded: jwt.Jwt | null;
+export interface TokenHeader {
+  kid: string;
+  alg: TokenAlgorithm;
+}
+
+/**
+ * Reads a token's `kid` and `alg` without trusting anything else in it; refuses an algorithm the
+ * platform does not accept (`none`, HMAC, …). Only the header is decoded, not the payload.
+ */
+export function tokenHeader(token: string): TokenHeader {
+  const end = token.indexOf('.');
+  let header: unknown;
   try {
-    decoded = jwt.decode(token, { complete: true });
+    if (end <= 0) throw new Error('no header segment');
+    header = JSON.parse(Buffer.from(token.slice(0, end), 'base64url').toString('utf8'));
   } catch (err) {
     throw new TokenRejected('token cannot be decoded', { cause: err });
   }
-  const kid: unknown = decoded?.header.kid;
-  if (!decoded || typeof kid !== 'string' || kid.length === 0) {
+  const { kid, alg } = (header ?? {}) as { kid?: unknown; alg?: unknown };
+  if (typeof kid !== 'string' || kid.length === 0) {
     throw new TokenRejected('token header has no kid');
   }
-  if (decoded.header.alg !== TOKEN_ALGORITHM) {
-    throw new TokenRejected(`token algorithm ${decoded.header.alg} is not accepted`);
+  if (!isTokenAlgorithm(alg))
+    throw new TokenRejected(`token algorithm ${String(alg)} is not accepted`);
+  return { kid, alg };
+}
+
+/** Throws unless `key` is a key of the token's algorithm (an RSA key for RS256, …). */
+export function checkKeyAlgorithm(key: KeyObject, header: TokenHeader): void {
+  if (keyAlgorithm(key) !== header.alg) {
+    throw new TokenRejected(`token algorithm ${header.alg} does not match its key ${header.kid}`);
   }
-  return kid;
 }
 
 export interface TokenVerifier {
@@ -97,15 +123,21 @@ export interface TokenVerifier {
 
 export function createTokenVerifier(policy: TokenPolicy, keys: KeySource): TokenVerifier {
   const options = verifyOptions(policy);
+  // One options object per algorithm, made once: the key decides which one a token gets.
+  const byAlgorithm = new Map<TokenAlgorithm, VerifyOptions & { complete: false }>(
+    TOKEN_ALGORITHMS.map((alg) => [alg, { ...options, algorithms: [alg] }]),
+  );
   return {
     policy,
     keys,
     async verify(token) {
-      const key = await keys.key(tokenKeyId(token));
+      const header = tokenHeader(token);
+      const key = await keys.key(header.kid);
       if (!key) throw new TokenRejected('token is signed with an unknown key');
+      checkKeyAlgorithm(key, header);
       let payload: string | JwtPayload;
       try {
-        payload = jwt.verify(token, key, options);
+        payload = jwt.verify(token, key, byAlgorithm.get(header.alg));
       } catch (err) {
         throw new TokenRejected(`token is invalid: ${(err as Error).message}`, { cause: err });
       }
