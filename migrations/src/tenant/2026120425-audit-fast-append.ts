@@ -1,5 +1,5 @@
 import type { MigrationContext } from '../migration.js';
-import { quoteIdent, quoteLiteral } from '../identifiers.js';
+import { quoteIdent } from '../identifiers.js';
 
 /**
  * The CHECK constraints of audit_events from 2026120406-audit-events, each as a condition on
@@ -45,18 +45,23 @@ const CONTENT_CHECKS = CHECKS.filter(([name]) => !/_(sequence|hash)_check$/.test
 /** The checks of what the chain gives. */
 const CHAIN_CHECKS = CHECKS.filter(([name]) => /_(sequence|hash)_check$/.test(name));
 
-/** PL/pgSQL that raises what PostgreSQL raises for a violated CHECK constraint of NEW. */
+/**
+ * PL/pgSQL that raises what PostgreSQL raises for a violated CHECK constraint of NEW. The
+ * conditions are tested as one expression, and one by one only to name the violated one.
+ */
 function checkStatements(checks: typeof CHECKS): string {
-  return checks
-    .map(
-      ([name, condition]) => `
-        IF NOT (${condition('NEW.')}) THEN
-          RAISE EXCEPTION 'new row for relation "audit_events" violates check constraint "${name}"'
-            USING ERRCODE = 'check_violation', CONSTRAINT = '${name}',
-                  SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME;
-        END IF;`,
-    )
-    .join('');
+  const all = checks.map(([, condition]) => `(${condition('NEW.')})`).join(' AND ');
+  const each = checks.map(
+    ([name, condition]) => `
+          IF NOT (${condition('NEW.')}) THEN
+            RAISE EXCEPTION 'new row for relation "audit_events" violates check constraint "${name}"'
+              USING ERRCODE = 'check_violation', CONSTRAINT = '${name}',
+                    SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME;
+          END IF;`,
+  );
+  return `
+        IF NOT (${all}) THEN${each.join('')}
+        END IF;`;
 }
 
 /**
@@ -74,8 +79,10 @@ function checkStatements(checks: typeof CHECKS): string {
  *   chain stays a chain. The old head hash comes back through head_previous_hash (PostgreSQL 17
  *   has no RETURNING OLD), a column that nothing else reads;
  * - the guard trigger of audit_chain, a PL/pgSQL call with a catalog query on every move of the
- *   head: it now runs only WHEN the writer is not the owner (the owner is who the definer
- *   functions run as), and refuses as before whoever else writes.
+ *   head, which let only the owner (whom the definer functions run as) through: it now guards
+ *   inserts and deletes only. Updates were already refused to every other role by privileges
+ *   (the tenant role may select and insert, the retention role select and delete, which
+ *   provisioning verifies and repairs), and an owner's update passed the guard before too.
  * - the nine CHECK constraints of audit_events: PostgreSQL reads each one's stored expression
  *   and prepares it anew for every INSERT statement, which cost a third of the insert. The
  *   trigger, which runs on every insert whoever makes it, now tests the same conditions with
@@ -83,12 +90,12 @@ function checkStatements(checks: typeof CHECKS): string {
  *   name); the constraints are dropped.
  * The record's time is read from the clock once instead of twice.
  *
- * audit_append(...) inserts one record with the caller's rights (privileges and row-level
- * security apply as to a plain INSERT, and the chain trigger fires); the audit facility sends
+ * audit_append(...) inserts one record into this schema's table with the caller's rights
+ * (privileges and row-level security apply as to a plain INSERT, and the chain trigger fires); the audit facility sends
  * it with the transaction's COMMIT, as literals in one simple query, and PL/pgSQL keeps the
  * plan of its INSERT for the session, where a literal INSERT would be planned every time.
  */
-export async function up({ sql, schema, roles }: MigrationContext): Promise<void> {
+export async function up({ sql, schema }: MigrationContext): Promise<void> {
   const path = `${quoteIdent(schema)}, pg_catalog`;
   const at = `greatest(least(coalesce(NEW.occurred_at, now_), now_),
                         coalesce(c.head_at, '-infinity'::timestamptz))`;
@@ -141,10 +148,9 @@ ${checkStatements(CONTENT_CHECKS)}
         resource_type text, resource_id text, outcome text, changes jsonb, details jsonb)
       RETURNS void
       LANGUAGE plpgsql
-      SET search_path = ${path}
       AS $$
       BEGIN
-        INSERT INTO audit_events (occurred_at, actor_user_id, actor_roles, actor_system,
+        INSERT INTO ${quoteIdent(schema)}.audit_events (occurred_at, actor_user_id, actor_roles, actor_system,
           client_address, user_agent, request_id, action, resource_type, resource_id, outcome,
           changes, details)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13);
@@ -152,9 +158,8 @@ ${checkStatements(CONTENT_CHECKS)}
       $$;
 
     DROP TRIGGER audit_chain_guard ON audit_chain;
-    CREATE TRIGGER audit_chain_guard BEFORE INSERT OR UPDATE OR DELETE ON audit_chain
-      FOR EACH ROW WHEN (CURRENT_USER <> ${quoteLiteral(roles.owner)})
-      EXECUTE FUNCTION audit_chain_guard();
+    CREATE TRIGGER audit_chain_guard BEFORE INSERT OR DELETE ON audit_chain
+      FOR EACH ROW EXECUTE FUNCTION audit_chain_guard();
   `);
 }
 
