@@ -77,6 +77,22 @@ describe('migrations', function () {
     expect(second).to.equal(first);
   });
 
+  it('the last tenant migration, undone, leaves the catalog that the ones before it build', async () => {
+    const before = tenantMigrations.at(-2)!.name;
+    await provision(plane.db, 'undo');
+
+    await migrateTenant(plane.db, 'undo', { direction: 'down' });
+    const undone = await catalogDump(plane.database.url, 'tenant_undo');
+    await migrateTenant(plane.db, 'undo', { direction: 'down', to: 0 });
+    await migrateTenant(plane.db, 'undo', { direction: 'up', to: before });
+    const built = await catalogDump(plane.database.url, 'tenant_undo');
+
+    expect((await tenantStatus(plane.db, 'undo')).pending).to.deep.equal([
+      tenantMigrations.at(-1)!.name,
+    ]);
+    expect(undone).to.equal(built);
+  });
+
   it('every unique constraint and index of a tenant table leads with tenant_id', async () => {
     const client = new pg.Client({ connectionString: plane.database.url });
     await client.connect();

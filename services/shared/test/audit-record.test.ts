@@ -238,6 +238,38 @@ describe('audit records', function () {
     expect(pgError(error).code).to.equal('42501');
   });
 
+  for (const [column, value, constraint] of [
+    ['action', 'Not.Dotted', 'audit_events_action_check'],
+    ['outcome', 'maybe', 'audit_events_outcome_check'],
+    ['resource_id', '', 'audit_events_resource_check'],
+    ['changes', '[1]', 'audit_events_changes_check'],
+  ] as const) {
+    it(`when the application role inserts a record whose ${column} is invalid, ${constraint} refuses it`, async () => {
+      const values = { action: 'organization.updated', outcome: 'success', [column]: value };
+      const before = (await events()).length;
+
+      const error = await failure(
+        withTenantTransaction(t.app, acme, () =>
+          t.app.query(
+            `INSERT INTO audit_events (action, outcome, resource_id, changes)
+             VALUES ($1, $2, $3, $4::jsonb)`,
+            {
+              bind: [
+                values.action,
+                values.outcome,
+                values.resource_id ?? null,
+                values.changes ?? null,
+              ],
+            },
+          ),
+        ),
+      );
+
+      expect(pgError(error)).to.include({ code: '23514', constraint });
+      expect(await events()).to.have.length(before);
+    });
+  }
+
   it('when the application role inserts a record with its own sequence and hash, the chain overrides them', async () => {
     await withTenantTransaction(t.app, acme, () =>
       t.app.query(

@@ -10,6 +10,7 @@ import {
   validateEvent,
   type AuditEvent,
 } from './event.js';
+import { literal, runAtCommit } from './deferred.js';
 import { openTenantTransaction } from './session.js';
 
 /** Options for imports and tests; services never pass them. */
@@ -36,59 +37,39 @@ function actorOf(event: AuditEvent): [string | null, string[], string | null] {
 }
 
 /**
- * Appends one record inside `transaction`. The insert trigger (running as the table's owner)
- * locks the tenant's chain row, assigns the sequence number and previous hash and computes the
- * hash, so audited writes of one tenant take turns from here until their commit.
+ * The statement that appends the record: audit_append(...) with the values as literals, so that
+ * it can travel in one simple query with the COMMIT (./deferred.ts). Its insert trigger (running
+ * as the table's owner) locks the tenant's chain row, assigns the sequence number and previous
+ * hash and computes the hash.
  */
-async function insertRecord(
-  sequelize: Sequelize,
-  transaction: Transaction,
-  event: AuditEvent,
-  options: RecordOptions,
-): Promise<void> {
+function appendStatement(event: AuditEvent, options: RecordOptions): string {
   const context = currentRequestContext();
   const [userId, roles, system] = actorOf(event);
   const changes = normalizeChanges(event.changes);
   const details = normalizeDetails(event.details);
-  try {
-    await sequelize.query(
-      `INSERT INTO audit_events (occurred_at, actor_user_id, actor_roles, actor_system,
-         client_address, user_agent, request_id, action, resource_type, resource_id, outcome,
-         changes, details)
-       VALUES ($1::timestamptz, $2, $3::text[], $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb,
-         $13::jsonb)`,
-      {
-        transaction,
-        bind: [
-          options.occurredAt?.toISOString() ?? null,
-          userId,
-          roles,
-          system,
-          boundedText(context?.clientIp, 64),
-          boundedText(context?.userAgent, 256),
-          boundedText(context?.reqId, 128),
-          event.action,
-          boundedText(event.resourceType, 100),
-          boundedText(event.resourceId, 200),
-          event.outcome,
-          changes === null ? null : JSON.stringify(changes),
-          details === null ? null : JSON.stringify(details),
-        ],
-      },
-    );
-  } catch (err) {
-    throw new AuditError(
-      AuditErrorCode.WriteFailed,
-      `cannot record audit event ${event.action}: ${(err as Error).message}`,
-      { cause: err },
-    );
-  }
+  const values = [
+    literal(options.occurredAt?.toISOString() ?? null, 'timestamptz'),
+    literal(userId, 'text'),
+    literal(roles, 'text[]'),
+    literal(system, 'text'),
+    literal(boundedText(context?.clientIp, 64), 'text'),
+    literal(boundedText(context?.userAgent, 256), 'text'),
+    literal(boundedText(context?.reqId, 128), 'text'),
+    literal(event.action, 'text'),
+    literal(boundedText(event.resourceType, 100), 'text'),
+    literal(boundedText(event.resourceId, 200), 'text'),
+    literal(event.outcome, 'text'),
+    literal(changes === null ? null : JSON.stringify(changes), 'jsonb'),
+    literal(details === null ? null : JSON.stringify(details), 'jsonb'),
+  ];
+  return `SELECT audit_append(${values.join(', ')})`;
 }
 
 /**
  * Writes the record in the current tenant transaction (withTenantTransaction); throws when
- * there is none, and a failure rolls the change back: the error propagates out of the
- * transaction's function, and PostgreSQL has aborted the transaction in any case.
+ * there is none. The record goes to PostgreSQL with the transaction's COMMIT, in the same round
+ * trip (./deferred.ts): if writing it fails, nothing commits and withTenantTransaction rejects
+ * with AUDIT_WRITE_FAILED. Its time is therefore that of the commit, unless options say another.
  */
 export async function recordAudit(event: AuditEvent, options: RecordOptions = {}): Promise<void> {
   validateEvent(event);
@@ -102,7 +83,7 @@ export async function recordAudit(event: AuditEvent, options: RecordOptions = {}
     );
   }
   const sequelize = (transaction as unknown as { sequelize: Sequelize }).sequelize;
-  await insertRecord(sequelize, transaction, event, options);
+  await runAtCommit(sequelize, transaction, appendStatement(event, options), event.action);
 }
 
 /**
@@ -120,7 +101,7 @@ export async function recordAuditSeparately(
   validateEvent(event);
   const transaction = await openTenantTransaction(sequelize, tenant);
   try {
-    await insertRecord(sequelize, transaction, event, options);
+    await runAtCommit(sequelize, transaction, appendStatement(event, options), event.action);
     await transaction.commit();
   } catch (err) {
     await transaction.rollback().catch(() => undefined);
