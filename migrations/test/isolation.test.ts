@@ -337,6 +337,20 @@ describe('tenant isolation', function () {
     expect(error.status).to.equal(403);
   });
 
+  it('when the opening fails, a transaction whose work never touched the database fails too', async () => {
+    const echo = await provision(plane.db, 'echo');
+    await deprovision(plane.db, 'echo', 'retain');
+
+    const context = { tenantId: echo.tenantId, schema: echo.schema, role: echo.role };
+    const error = (await failure(
+      withTenantTransaction(app, context, () => Promise.resolve(1)),
+    )) as {
+      code?: string;
+    };
+
+    expect(error.code).to.equal('TENANT_UNAVAILABLE');
+  });
+
   it('the start-up check accepts the application role, refuses superuser and owner', async () => {
     const owner = new Sequelize(
       loginUrl(plane.database.url, plane.db.roles.owner, plane.ownerPassword),

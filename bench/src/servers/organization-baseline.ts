@@ -1,8 +1,8 @@
 /**
  * The benchmark's yardstick: a bare node:http server with a pg pool that answers a page of 50
  * organizations with the same SQL in the same transaction shape as the service (one round trip
- * that begins the transaction and sets the tenant, search path and role, the keyset query,
- * commit), without token checks, validation or Express.
+ * that begins the transaction and sets the tenant, search path and role, the keyset query queued
+ * right behind it, commit), without token checks, validation or Express.
  */
 import { createServer } from 'node:http';
 import pg from 'pg';
@@ -24,8 +24,12 @@ const server = createServer((_req, res) => {
   void (async () => {
     const client = await pool.connect();
     try {
-      await client.query(OPENING);
-      const { rows } = await client.query(LIST, [51]);
+      // Issued back to back, as the service does: pg sends the keyset query the moment the
+      // opening statement is answered.
+      const opened = client.query(OPENING);
+      const listed = client.query(LIST, [51]);
+      await opened;
+      const { rows } = await listed;
       await client.query('COMMIT');
       const items = rows.slice(0, 50).map(({ _cursor: _, ...row }: Record<string, unknown>) => row);
       res.setHeader('Content-Type', 'application/json');

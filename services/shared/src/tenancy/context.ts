@@ -129,14 +129,28 @@ class SettingsTransaction extends Transaction {
     super(db, {});
   }
 
-  /** Called by Sequelize in place of its START TRANSACTION. */
+  /**
+   * The opening statement's outcome: undefined once it succeeded, its error if it failed. Set by
+   * begin(); the statement may still be running when fn starts.
+   */
+  opened: Promise<SettingsError | undefined> = Promise.resolve(undefined);
+
+  /**
+   * Called by Sequelize in place of its START TRANSACTION. It sends the opening statement and
+   * returns without waiting for its answer: pg runs a client's statements one after another, in
+   * the order they were issued, so fn's first statement, queued behind it on the same client,
+   * can only run once the settings are in place, and it goes to the server as soon as the opening
+   * is answered instead of one event-loop turn of this process later (the connection is held for
+   * less time). Had the opening failed, everything after it fails too (the transaction is
+   * aborted) and the wrapper reports the opening's error.
+   */
   async begin(): Promise<void> {
     const { connection } = this as unknown as { connection: PgConnection };
-    try {
-      await clientRows(this.db, connection, this.opening, []);
-    } catch (err) {
-      throw new SettingsError('cannot open the transaction with its settings', { cause: err });
-    }
+    this.opened = clientRows(this.db, connection, this.opening, []).then(
+      () => undefined,
+      (err: unknown) => new SettingsError('cannot open the transaction', { cause: err }),
+    );
+    return Promise.resolve();
   }
 
   /** Transaction.commit of Sequelize 6, with the COMMIT sent on the client directly. */
@@ -210,16 +224,21 @@ export async function transactionWithSettings<T>(
       const cause = err instanceof SettingsError ? err.cause : err;
       throw hooks.openingError ? hooks.openingError(cause) : cause;
     }
+    // The opening is awaited only after fn: by then fn's statements, queued behind it, have run.
     let result: T;
     try {
       result = await fn(transaction);
+      const failed = await transaction.opened;
+      if (failed) throw failed;
     } catch (err) {
       try {
         await transaction.rollback();
       } catch {
         // The error of fn is the one to report; a failed rollback destroys the connection.
       }
-      throw err;
+      const failed = await transaction.opened;
+      if (!failed) throw err;
+      throw hooks.openingError ? hooks.openingError(failed.cause) : failed.cause;
     }
     await transaction.commit();
     return result;
