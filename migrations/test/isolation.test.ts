@@ -1,10 +1,19 @@
 import { setImmediate as tick } from 'node:timers/promises';
 import { expect } from 'chai';
-import { DataTypes, Model, QueryTypes, Sequelize, type ModelStatic } from 'sequelize';
+import {
+  DataTypes,
+  Model,
+  QueryTypes,
+  Sequelize,
+  UniqueConstraintError,
+  type ModelStatic,
+} from 'sequelize';
 import {
   TenancyErrorCode,
   assertSafeLoginRole,
   currentTenant,
+  transactionRows,
+  transactionWithSettings,
   withTenantTransaction,
   type TenancyError,
   type TenantContext,
@@ -231,6 +240,73 @@ describe('tenant isolation', function () {
     expect(error.code).to.equal(TenancyErrorCode.NestedContext);
   });
 
+  it('in A’s transaction, transactionRows runs on its connection and fails as Sequelize does', async () => {
+    const [seen, settings] = await withTenantTransaction(app, a, async () => [
+      await transactionRows<{ code: string }>(app, 'SELECT code FROM organizations ORDER BY code'),
+      await transactionRows<{ tenant: string; path: string }>(
+        app,
+        `SELECT current_setting('app.tenant_id') AS tenant, current_setting('search_path') AS path`,
+      ),
+    ]);
+    const error = await failure(
+      withTenantTransaction(app, a, () =>
+        transactionRows(
+          app,
+          `INSERT INTO organizations (code, legal_name, display_name, country, currency, time_zone)
+           VALUES ($1, 'X', 'X', 'BD', 'BDT', 'UTC')`,
+          ['A1'],
+        ),
+      ),
+    );
+
+    expect(seen.map((row) => row.code)).to.deep.equal(['A1', 'A2']);
+    expect(settings).to.deep.equal([{ tenant: a.tenantId, path: `"${a.schema}"` }]);
+    expect(error).to.be.instanceOf(UniqueConstraintError);
+    expect((error as UniqueConstraintError & { parent: { code: string } }).parent.code).to.equal(
+      '23505',
+    );
+  });
+
+  it('a failing tenant transaction rolls back; a committed one runs its afterCommit hooks', async () => {
+    const insert = `INSERT INTO organizations (code, legal_name, display_name, country, currency,
+      time_zone) VALUES ($1, 'X', 'X', 'BD', 'BDT', 'UTC')`;
+    const error = await failure(
+      withTenantTransaction(app, a, async () => {
+        await transactionRows(app, insert, ['A-ROLLED-BACK']);
+        throw new Error('the handler failed');
+      }),
+    );
+    let hooked = false;
+    await withTenantTransaction(app, a, async (transaction) => {
+      transaction.afterCommit(() => {
+        hooked = true;
+      });
+      await transactionRows(app, insert, ['A-COMMITTED']);
+    });
+    const codes = await withTenantTransaction(app, a, () =>
+      transactionRows<{ code: string }>(app, 'SELECT code FROM organizations WHERE code LIKE $1', [
+        'A-%',
+      ]),
+    );
+    await withTenantTransaction(app, a, () =>
+      transactionRows(app, `DELETE FROM organizations WHERE code = 'A-COMMITTED'`),
+    );
+
+    expect(error.message).to.equal('the handler failed');
+    expect(hooked).to.equal(true);
+    expect(codes.map((row) => row.code)).to.deep.equal(['A-COMMITTED']);
+  });
+
+  it('a transaction setting that could leave its literal is refused before any statement', async () => {
+    const error = await failure(
+      transactionWithSettings(app, { search_path: "x', true); DROP TABLE t; --" }, () =>
+        Promise.resolve(),
+      ),
+    );
+
+    expect(error.code).to.equal(TenancyErrorCode.InvalidContext);
+  });
+
   it('when a tenant is retained, the application role cannot reach its data', async () => {
     const charlie = await provision(plane.db, 'charlie');
     await deprovision(plane.db, 'charlie', 'retain');
@@ -259,6 +335,20 @@ describe('tenant isolation', function () {
 
     expect(error.code).to.equal('TENANT_UNAVAILABLE');
     expect(error.status).to.equal(403);
+  });
+
+  it('when the opening fails, a transaction whose work never touched the database fails too', async () => {
+    const echo = await provision(plane.db, 'echo');
+    await deprovision(plane.db, 'echo', 'retain');
+
+    const context = { tenantId: echo.tenantId, schema: echo.schema, role: echo.role };
+    const error = (await failure(
+      withTenantTransaction(app, context, () => Promise.resolve(1)),
+    )) as {
+      code?: string;
+    };
+
+    expect(error.code).to.equal('TENANT_UNAVAILABLE');
   });
 
   it('the start-up check accepts the application role, refuses superuser and owner', async () => {

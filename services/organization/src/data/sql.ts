@@ -1,20 +1,18 @@
-import { QueryTypes, type Sequelize } from 'sequelize';
+import type { Sequelize } from 'sequelize';
+import { transactionRows } from '@vextrus/shared';
 
 /**
- * Parameterized SQL in the caller's tenant transaction (Sequelize picks it up from the
- * transaction context). Statement text is only ever built from this service's constants; every
- * value a client sends travels as a bind parameter.
+ * Parameterized SQL in the caller's tenant transaction, run on the pg client that transaction
+ * holds (transactionRows of the shared library; Sequelize still owns the transaction). Statement
+ * text is only ever built from this service's constants; every value a client sends travels as a
+ * bind parameter.
  */
 export class Sql {
   constructor(private readonly sequelize: Sequelize) {}
 
-  /**
-   * Rows of a query, or those of an INSERT, UPDATE or DELETE … RETURNING. RAW hands back pg's
-   * row objects as they are (a SELECT-typed query copies every row once more).
-   */
+  /** Rows of a query, or those of an INSERT, UPDATE or DELETE … RETURNING, as pg returns them. */
   async rows<T extends object>(text: string, bind: unknown[] = []): Promise<T[]> {
-    const [rows] = await this.sequelize.query(text, { bind, type: QueryTypes.RAW, raw: true });
-    return rows as T[];
+    return transactionRows<T>(this.sequelize, text, bind);
   }
 
   /** The first row, if any. */

@@ -14,17 +14,35 @@ export const code = z
   })
   .meta({ example: 'HQ-01' });
 
-export const name = z.string().trim().min(1).max(200);
+/** Whether a string is free of NUL, which PostgreSQL text cannot hold. */
+export function withoutNul(value: string): boolean {
+  return !value.includes('\u0000');
+}
 
-const line = z.string().trim().min(1).max(200);
+/**
+ * Free text of 1 to `max` characters, trimmed. PostgreSQL text cannot hold NUL, so it is refused
+ * here with a field error rather than failing (or being rewritten) on its way to the database.
+ */
+function text(max: number) {
+  return z
+    .string()
+    .trim()
+    .min(1)
+    .max(max)
+    .refine(withoutNul, { error: 'must not contain NUL characters' });
+}
+
+export const name = text(200);
+
+const line = text(200);
 
 export const address = z
   .strictObject({
     line1: line.optional(),
     line2: line.optional(),
-    city: z.string().trim().min(1).max(100).optional(),
-    region: z.string().trim().min(1).max(100).optional(),
-    postalCode: z.string().trim().min(1).max(20).optional(),
+    city: text(100).optional(),
+    region: text(100).optional(),
+    postalCode: text(20).optional(),
     country: z
       .string()
       .regex(/^[A-Z]{2}$/, { error: 'must be an ISO 3166-1 alpha-2 code such as BD' })
@@ -60,7 +78,7 @@ export const timeZone = z
   .max(64)
   .refine(isTimeZone, { error: 'is not a known IANA time zone' });
 
-export const identifier = z.string().trim().min(1).max(64);
+export const identifier = text(64);
 
 export const phone = z
   .string()

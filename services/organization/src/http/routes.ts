@@ -96,9 +96,15 @@ function listQuery(entity: Entity): z.ZodType {
     }),
     status: z.enum(entity.statuses).optional(),
     code: f.code.optional().meta({ description: 'Exact code' }),
-    name: z.string().min(1).max(100).optional().meta({
-      description: 'Part of the name, case-insensitive',
-    }),
+    name: z
+      .string()
+      .min(1)
+      .max(100)
+      .refine(f.withoutNul, { error: 'must not contain NUL characters' })
+      .optional()
+      .meta({
+        description: 'Part of the name, case-insensitive',
+      }),
     ...ids,
   });
 }

@@ -1,4 +1,4 @@
-import type { Sequelize, Transaction } from 'sequelize';
+import { QueryTypes, Transaction, type Sequelize } from 'sequelize';
 import { enableTransactionContext, namespace } from './cls.js';
 import { AppError } from '../http/errors.js';
 import { TenancyError, TenancyErrorCode } from './errors.js';
@@ -37,6 +37,20 @@ function validate(context: TenantContext): void {
   }
 }
 
+/** The pg client a Sequelize transaction holds (Sequelize's postgres connection is one). */
+interface PgConnection {
+  query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
+  /** Sequelize's mark for a connection its pool must destroy instead of reusing. */
+  _invalid?: boolean;
+}
+
+/** Sequelize's postgres Query class, whose formatError turns a pg error into Sequelize's. */
+type DialectQuery = new (
+  connection: PgConnection,
+  sequelize: Sequelize,
+  options: object,
+) => { formatError(error: unknown, stack?: string): Error };
+
 /** The tenant of the transaction the caller runs in, if any. */
 export function currentTenant(): TenantContext | undefined {
   return namespace.get(TENANT_KEY) as TenantContext | undefined;
@@ -67,25 +81,216 @@ export async function withTenantTransaction<T>(
       'cannot open a tenant transaction inside the transaction of another tenant',
     );
   }
-  return sequelize.transaction(async (transaction) => {
-    namespace.set(TENANT_KEY, Object.freeze({ ...context }));
-    try {
-      await sequelize.query(
-        `SELECT set_config('app.tenant_id', $1, true), set_config('search_path', $2, true)` +
-          (context.role === undefined ? '' : `, set_config('role', $3, true)`),
-        {
-          transaction,
-          bind: [context.tenantId, `"${context.schema}"`, ...(context.role ? [context.role] : [])],
-        },
-      );
-    } catch (err) {
-      // The tenant role was revoked (the tenant is being retained or deleted) while a cached
-      // directory entry still called it active: the tenant is unavailable, not a server error.
-      if (sqlState(err) === '42501') throw tenantUnavailable(context.schema, err);
-      throw err;
-    }
-    return fn(transaction);
+  const settings: Record<string, string> = {
+    'app.tenant_id': context.tenantId,
+    search_path: `"${context.schema}"`,
+  };
+  if (context.role !== undefined) settings.role = context.role;
+  const frozen = Object.freeze({ ...context });
+  return transactionWithSettings(sequelize, settings, fn, {
+    onContext: () => namespace.set(TENANT_KEY, frozen),
+    // The tenant role was revoked (the tenant is being retained or deleted) while a cached
+    // directory entry still called it active: the tenant is unavailable, not a server error.
+    openingError: (err) =>
+      sqlState(err) === '42501' ? tenantUnavailable(context.schema, err) : err,
   });
+}
+
+/** A failure of the statement that opens the transaction and applies its settings. */
+class SettingsError extends Error {
+  override readonly name = 'SettingsError';
+}
+
+/** Setting names and values that may be written into the opening statement as literals. */
+const SETTING_NAME = /^[a-z_][a-z0-9_.]{0,62}$/;
+const SETTING_VALUE = /^[A-Za-z0-9_".-]{1,128}$/;
+
+/** The parts of Sequelize's Transaction that its typings leave out. */
+interface TransactionInternals {
+  connection: PgConnection;
+  finished?: string;
+  _afterCommitHooks: ((transaction: Transaction) => unknown)[];
+  cleanup(): void;
+  forceCleanup(): Promise<void>;
+}
+
+/**
+ * A Sequelize transaction whose BEGIN also applies its settings: Sequelize's prepareEnvironment
+ * calls begin(), which here sends `START TRANSACTION; SELECT set_config(…, true), …` as one
+ * simple-protocol statement, one round trip instead of two. Its COMMIT goes straight to the pg
+ * client as well (what Transaction.commit does, minus the trip through sequelize.query).
+ * Everything else (the pool, the CLS binding, rollback, afterCommit hooks) is Sequelize's own.
+ */
+class SettingsTransaction extends Transaction {
+  constructor(
+    private readonly db: Sequelize,
+    private readonly opening: string,
+  ) {
+    super(db, {});
+  }
+
+  /**
+   * The opening statement's outcome: undefined once it succeeded, its error if it failed. Set by
+   * begin(); the statement may still be running when fn starts.
+   */
+  opened: Promise<SettingsError | undefined> = Promise.resolve(undefined);
+
+  /**
+   * Called by Sequelize in place of its START TRANSACTION. It sends the opening statement and
+   * returns without waiting for its answer: pg runs a client's statements one after another, in
+   * the order they were issued, so fn's first statement, queued behind it on the same client,
+   * can only run once the settings are in place, and it goes to the server as soon as the opening
+   * is answered instead of one event-loop turn of this process later (the connection is held for
+   * less time). Had the opening failed, everything after it fails too (the transaction is
+   * aborted) and the wrapper reports the opening's error.
+   */
+  async begin(): Promise<void> {
+    const { connection } = this as unknown as { connection: PgConnection };
+    this.opened = clientRows(this.db, connection, this.opening, []).then(
+      () => undefined,
+      (err: unknown) => new SettingsError('cannot open the transaction', { cause: err }),
+    );
+    return Promise.resolve();
+  }
+
+  /** Transaction.commit of Sequelize 6, with the COMMIT sent on the client directly. */
+  override async commit(): Promise<void> {
+    const self = this as unknown as TransactionInternals;
+    if (self.finished) {
+      throw new Error(`Transaction cannot be committed: it has been finished (${self.finished})`);
+    }
+    try {
+      self.finished = 'commit';
+      await clientRows(this.db, self.connection, 'COMMIT', []);
+      self.cleanup();
+    } catch (err) {
+      // The connection is in an unknown state: the pool destroys it instead of reusing it.
+      await self.forceCleanup();
+      throw err;
+    } finally {
+      for (const hook of self._afterCommitHooks) await hook.apply(this, [this]);
+    }
+  }
+}
+
+interface PreparedTransaction {
+  prepareEnvironment(useCls: boolean): Promise<void>;
+}
+
+/**
+ * Runs fn in a new transaction that first sets each of `settings` transaction-locally
+ * (set_config(name, value, true)), in the same round trip as its BEGIN; commits when fn resolves,
+ * rolls back when it throws. Sequelize queries inside fn use the transaction (CLS). The building
+ * block of withTenantTransaction, which is what requests must use; exported so that a benchmark
+ * can open a transaction of exactly the same shape without a tenant. Names and values are
+ * written into the statement as literals, so only plain identifiers, quoted schema names, uuids
+ * and role names are accepted.
+ */
+export async function transactionWithSettings<T>(
+  sequelize: Sequelize,
+  settings: Record<string, string>,
+  fn: (transaction: Transaction) => Promise<T>,
+  hooks: {
+    /** Called inside the new transaction context, before the transaction opens. */
+    onContext?: () => void;
+    /** Maps a failure of the opening statement (BEGIN and settings) to the error to throw. */
+    openingError?: (err: unknown) => unknown;
+  } = {},
+): Promise<T> {
+  const entries = Object.entries(settings);
+  for (const [name, value] of entries) {
+    if (!SETTING_NAME.test(name) || !SETTING_VALUE.test(value)) {
+      throw new TenancyError(
+        TenancyErrorCode.InvalidContext,
+        `cannot open a transaction with the setting ${JSON.stringify(name)}: ` +
+          'only plain names and values are accepted',
+      );
+    }
+  }
+  const opening =
+    'START TRANSACTION' +
+    (entries.length === 0
+      ? ''
+      : `; SELECT ${entries.map(([n, v]) => `set_config('${n}', '${v}', true)`).join(', ')}`);
+  enableTransactionContext(sequelize);
+  const transaction = new SettingsTransaction(sequelize, opening);
+  return namespace.run(async () => {
+    hooks.onContext?.();
+    // As sequelize.transaction(callback) does, with this transaction class.
+    try {
+      await (transaction as unknown as PreparedTransaction).prepareEnvironment(true);
+    } catch (err) {
+      // prepareEnvironment has rolled back and released the connection already.
+      const cause = err instanceof SettingsError ? err.cause : err;
+      throw hooks.openingError ? hooks.openingError(cause) : cause;
+    }
+    // The opening is awaited only after fn: by then fn's statements, queued behind it, have run.
+    let result: T;
+    try {
+      result = await fn(transaction);
+      const failed = await transaction.opened;
+      if (failed) throw failed;
+    } catch (err) {
+      try {
+        await transaction.rollback();
+      } catch {
+        // The error of fn is the one to report; a failed rollback destroys the connection.
+      }
+      const failed = await transaction.opened;
+      if (!failed) throw err;
+      throw hooks.openingError ? hooks.openingError(failed.cause) : failed.cause;
+    }
+    await transaction.commit();
+    return result;
+  });
+}
+
+/**
+ * Rows of one statement, run directly on the pg client of the transaction the caller is in (the
+ * request's tenant transaction), or through sequelize.query outside of one. The direct path
+ * skips Sequelize's per-query work (option merging, placeholder parsing, retry wrapper, hooks),
+ * which on the hot path costs more than the statement itself; a failure still becomes the same
+ * Sequelize error (UniqueConstraintError, DatabaseError with `parent.code`, …) that
+ * sequelize.query would throw. Statement text must be the caller's constant; values go in
+ * `bind` ($1, $2, …) only.
+ */
+export async function transactionRows<T extends object>(
+  sequelize: Sequelize,
+  text: string,
+  bind: unknown[] = [],
+): Promise<T[]> {
+  const transaction = namespace.get('transaction') as
+    (Transaction & { connection?: PgConnection; finished?: string }) | null | undefined;
+  const connection = transaction?.connection;
+  if (!transaction || !connection || transaction.finished) {
+    const [rows] = await sequelize.query(text, { bind, type: QueryTypes.RAW, raw: true });
+    return rows as T[];
+  }
+  return clientRows<T>(sequelize, connection, text, bind);
+}
+
+/** One statement on a transaction's pg client; a failure becomes Sequelize's error for it. */
+async function clientRows<T>(
+  sequelize: Sequelize,
+  connection: PgConnection,
+  text: string,
+  bind: unknown[],
+): Promise<T[]> {
+  // Where the statement came from: pg's own error has no useful stack once it crosses the socket.
+  const site = new Error();
+  try {
+    const result = await connection.query(text, bind.length > 0 ? bind : undefined);
+    return result.rows as T[];
+  } catch (err) {
+    if (typeof err !== 'object' || err === null) throw err;
+    const e = err as { code?: string; sql?: string; parameters?: unknown[] };
+    // As Sequelize does: a connection reset is not given back to the pool for reuse.
+    if (e.code === 'ECONNRESET') connection._invalid = true;
+    e.sql = text;
+    e.parameters = bind;
+    const { Query } = (sequelize as unknown as { dialect: { Query: DialectQuery } }).dialect;
+    throw new Query(connection, sequelize, { logging: false }).formatError(err, site.stack);
+  }
 }
 
 function sqlState(err: unknown): string | undefined {

@@ -1,5 +1,10 @@
 export { AsyncLocalStorageNamespace, enableTransactionContext } from './cls.js';
-export { currentTenant, withTenantTransaction } from './context.js';
+export {
+  currentTenant,
+  transactionRows,
+  transactionWithSettings,
+  withTenantTransaction,
+} from './context.js';
 export type { TenantContext } from './context.js';
 export { TenancyError, TenancyErrorCode } from './errors.js';
 export { assertSafeLoginRole } from './login-role.js';
