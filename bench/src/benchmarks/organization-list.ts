@@ -14,7 +14,7 @@ import path from 'node:path';
 import jwt from 'jsonwebtoken';
 import { createPlane, freePort, spawnTs, type SpawnedProcess } from '@vextrus/devkit';
 import { provision, seedOrganization } from '@vextrus/migrations';
-import { withTenantTransaction } from '@vextrus/shared';
+import { MIN_RSA_BITS, TOKEN_ALGORITHM, withTenantTransaction } from '@vextrus/shared';
 import { Sequelize } from 'sequelize';
 import type { Benchmark, Figure } from '../harness.js';
 import { load, waitForHttp, type LoadResult } from '../load.js';
@@ -77,11 +77,12 @@ export const organizationList: Benchmark = {
       });
       await app.close();
 
-      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      // A key like the ones the platform makes (RSA 2048, RS256).
+      const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: MIN_RSA_BITS });
       const jwk = {
         ...publicKey.export({ format: 'jwk' }),
         kid: 'bench',
-        alg: 'ES256',
+        alg: TOKEN_ALGORITHM,
         use: 'sig',
       };
       jwks.on('request', (_req, res: http.ServerResponse) => {
@@ -119,7 +120,7 @@ export const organizationList: Benchmark = {
         { tid: tenant.tenantId, tenant: 'bench', roles: ['member'] },
         privateKey,
         {
-          algorithm: 'ES256',
+          algorithm: TOKEN_ALGORITHM,
           keyid: 'bench',
           issuer: 'vextrus-auth',
           audience: 'vextrus-api',

@@ -111,6 +111,11 @@ export async function runAtCommit(
         await sequelize.query(unsent.statements.join(';\n'), { transaction });
       }
       await commit();
+      if (pending.has(transaction)) {
+        // A commit that did not ask the query generator for its text: loud, never silent.
+        pending.delete(transaction);
+        throw new Error('the COMMIT went out without the audit records queued for it');
+      }
     } catch (err) {
       if (!(transaction as unknown as { finished?: string }).finished) {
         await transaction.rollback().catch(() => undefined);

@@ -153,7 +153,12 @@ class SettingsTransaction extends Transaction {
     return Promise.resolve();
   }
 
-  /** Transaction.commit of Sequelize 6, with the COMMIT sent on the client directly. */
+  /**
+   * Transaction.commit of Sequelize 6, with the COMMIT sent on the client directly. Its text
+   * comes from Sequelize's query generator, as in Transaction.commit, because that is where
+   * statements ride along with the COMMIT (the audit records of ../audit/deferred.ts): sending a
+   * bare COMMIT here would commit the change without them.
+   */
   override async commit(): Promise<void> {
     const self = this as unknown as TransactionInternals;
     if (self.finished) {
@@ -161,7 +166,10 @@ class SettingsTransaction extends Transaction {
     }
     try {
       self.finished = 'commit';
-      await clientRows(this.db, self.connection, 'COMMIT', []);
+      const generator = (this.db.getQueryInterface() as unknown as QueryInterfaceInternals)
+        .queryGenerator;
+      const text = generator.commitTransactionQuery(this) ?? 'COMMIT';
+      await clientRows(this.db, self.connection, text, []);
       self.cleanup();
     } catch (err) {
       // The connection is in an unknown state: the pool destroys it instead of reusing it.
@@ -171,6 +179,10 @@ class SettingsTransaction extends Transaction {
       for (const hook of self._afterCommitHooks) await hook.apply(this, [this]);
     }
   }
+}
+
+interface QueryInterfaceInternals {
+  queryGenerator: { commitTransactionQuery(transaction: Transaction): string | undefined };
 }
 
 interface PreparedTransaction {
