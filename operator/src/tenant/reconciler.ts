@@ -1,10 +1,11 @@
-import type { CoreV1Api, KubeConfig, V1Job, V1Secret } from '@kubernetes/client-node';
+import type { KubeConfig, V1Job, V1Secret } from '@kubernetes/client-node';
 import {
   deprovision,
   provision,
   seedAdmin,
   setSuspended,
   tenantSchema,
+  tenantStatus,
   verify,
   type Database,
 } from '@vextrus/migrations';
@@ -16,8 +17,8 @@ import type { Informer } from '../runtime/informer.js';
 import { optionalSeeds } from './seeds.js';
 import {
   ensureMigrationJob,
-  LATEST_MIGRATION,
   type MigrationJobSettings,
+  type MigrationSlots,
 } from './migration-job.js';
 import { applyRoutes, removeRoutes, routesExist, type RouteTargets } from './routes.js';
 import { StatusBuilder, writeStatus } from './status.js';
@@ -35,12 +36,13 @@ export interface OperatorSettings {
 
 export interface OperatorContext {
   kubeConfig: KubeConfig;
-  core: CoreV1Api;
   db: Database;
   logger: Logger;
   events: EventRecorder;
   tenants: Informer<Tenant>;
   jobs: Informer<V1Job>;
+  /** The fleet-wide bound on running migration Jobs, shared by every worker. */
+  slots: MigrationSlots;
   settings: OperatorSettings;
 }
 
@@ -173,25 +175,47 @@ async function ensureSchema(ctx: OperatorContext, tenant: Tenant, status: Status
 }
 
 async function ensureMigrations(ctx: OperatorContext, tenant: Tenant, status: StatusBuilder) {
+  const { image } = ctx.settings.migrations;
   const outcome = await ensureMigrationJob(
     ctx.kubeConfig,
-    ctx.core,
     ctx.jobs,
+    ctx.slots,
     tenant,
     ctx.settings.migrations,
   );
+  // An upgrade (the tenant was migrated before, to another image) is reported as such.
+  const upgrading = Boolean(status.status.migrationImage && status.status.migrationImage !== image);
   switch (outcome.state) {
-    case 'done':
-      status.status.migrationVersion = LATEST_MIGRATION;
+    case 'done': {
+      if (status.status.migrationImage !== image || !status.status.migrationVersion) {
+        // What the Job applied, read from the tenant's own migration table.
+        const applied = await tenantStatus(ctx.db, tenant.spec.slug);
+        status.status.migrationVersion = applied.executed.at(-1) ?? '';
+        status.status.migrationImage = image;
+        if (upgrading) {
+          await ctx.events.record(
+            tenant,
+            'Normal',
+            'MigrationsUpgraded',
+            `Migrated to ${status.status.migrationVersion} with ${image}`,
+          );
+        }
+      }
       status.set(
         CONDITIONS.migrations,
         true,
         'MigrationsApplied',
-        `Applied up to ${LATEST_MIGRATION}`,
+        `Applied up to ${status.status.migrationVersion} (Job ${outcome.job}, image ${image})`,
       );
       return;
+    }
     case 'running':
-      status.set(CONDITIONS.migrations, false, 'MigrationRunning', `Job ${outcome.job} is running`);
+      status.set(
+        CONDITIONS.migrations,
+        false,
+        'MigrationRunning',
+        `Job ${outcome.job} (image ${image}) is running`,
+      );
       throw new Pending(ctx.settings.resyncMs);
     case 'waiting':
       status.set(CONDITIONS.migrations, false, 'WaitingForMigrationSlot', outcome.message);
@@ -367,9 +391,11 @@ async function finalizeTenant(ctx: OperatorContext, tenant: Tenant, log: Logger)
     await removeRoutes(ctx.kubeConfig, slug, ctx.settings.namespace);
     await deprovision(ctx.db, slug, policy === 'Delete' ? 'delete' : 'retain');
     if (policy === 'Delete') {
-      await ctx.core
-        .deleteNamespacedSecret({ name: setupSecretName(slug), namespace: ctx.settings.namespace })
-        .catch(() => undefined);
+      await kubeRequest(
+        ctx.kubeConfig,
+        'DELETE',
+        `/api/v1/namespaces/${ctx.settings.namespace}/secrets/${setupSecretName(slug)}`,
+      ).catch(() => undefined);
     }
   } catch (err) {
     const message = `Cleanup (${policy}) failed: ${errorMessage(err)}`;
