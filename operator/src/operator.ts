@@ -86,7 +86,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     const { name, namespace, labels, uid, resourceVersion } = object.metadata ?? {};
     return { metadata: { name, namespace, labels, uid, resourceVersion } };
   };
-  const owned = [
+  const [secrets, middlewares, ingressroutes] = [
     informer('secrets', `/api/v1/namespaces/${namespace}/secrets`, TENANT_LABEL, reference),
     informer(
       'middlewares',
@@ -101,6 +101,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       reference,
     ),
   ];
+  const owned = [secrets, middlewares, ingressroutes];
 
   const slots = new MigrationSlots(jobs);
   const controller = new Controller({
@@ -110,7 +111,17 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     workers: options.workers ?? 4,
     reconcile: (key) =>
       reconcileTenant(
-        { kubeConfig, db: options.db, logger, events, tenants, jobs, slots, settings },
+        {
+          kubeConfig,
+          db: options.db,
+          logger,
+          events,
+          tenants,
+          jobs,
+          slots,
+          owned: { secrets, middlewares, ingressroutes },
+          settings,
+        },
         key,
       ),
   });
@@ -139,6 +150,9 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   const warm = Promise.all([tenants.start(), jobs.start()]).then(() => {
     synced = true;
   });
+  // Not awaited: without Traefik's CRDs their lists fail until installed (the routes step says
+  // GatewayNotInstalled). The reconciler trusts these caches only for "present"; a miss is asked
+  // of the API server.
   for (const cache of owned) void cache.start();
 
   let probe: Server | undefined;

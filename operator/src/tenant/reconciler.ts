@@ -1,4 +1,4 @@
-import type { KubeConfig, V1Job, V1Secret } from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject, V1Job, V1Secret } from '@kubernetes/client-node';
 import {
   deprovision,
   provision,
@@ -20,7 +20,14 @@ import {
   type MigrationJobSettings,
   type MigrationSlots,
 } from './migration-job.js';
-import { applyRoutes, removeRoutes, routesExist, type RouteTargets } from './routes.js';
+import {
+  applyRoutes,
+  middlewareName,
+  removeRoutes,
+  routeName,
+  routesExist,
+  type RouteTargets,
+} from './routes.js';
 import { StatusBuilder, writeStatus } from './status.js';
 import { CONDITIONS, FINALIZER, TENANT_LABEL, TENANTS_PATH, type Tenant } from './types.js';
 
@@ -43,6 +50,12 @@ export interface OperatorContext {
   jobs: Informer<V1Job>;
   /** The fleet-wide bound on running migration Jobs, shared by every worker. */
   slots: MigrationSlots;
+  /** Caches of what the operator creates per tenant (name and labels only). */
+  owned: {
+    secrets: Informer<KubernetesObject>;
+    middlewares: Informer<KubernetesObject>;
+    ingressroutes: Informer<KubernetesObject>;
+  };
   settings: OperatorSettings;
 }
 
@@ -265,6 +278,13 @@ async function ensureRowLevelSecurity(ctx: OperatorContext, tenant: Tenant, stat
  * The Secret, or undefined when the API server says it does not exist. IMPORTANT: any other
  * failure must not read as "absent": seeding again revokes the token the Secret already holds.
  */
+async function secretExists(ctx: OperatorContext, name: string): Promise<boolean> {
+  // The cache answers "present" without a request on every resync; only "absent" is confirmed
+  // by the API server, since the cache may lag behind a Secret created a moment ago.
+  if (ctx.owned.secrets.get(`${ctx.settings.namespace}/${name}`)) return true;
+  return (await readSecret(ctx, name)) !== undefined;
+}
+
 async function readSecret(ctx: OperatorContext, name: string): Promise<V1Secret | undefined> {
   try {
     return await kubeRequest<V1Secret>(
@@ -286,7 +306,7 @@ async function ensureFirstAdministrator(
 ) {
   const slug = tenant.spec.slug;
   const name = setupSecretName(slug);
-  if (await readSecret(ctx, name)) {
+  if (await secretExists(ctx, name)) {
     status.status.setupTokenSecret = name;
     return;
   }
@@ -349,8 +369,13 @@ async function ensureRoutes(
     );
     return;
   }
+  // Both objects in the cache: no request; a miss is confirmed by the API server.
+  const cached =
+    ctx.owned.middlewares.get(`${namespace}/${middlewareName(slug)}`) !== undefined &&
+    ctx.owned.ingressroutes.get(`${namespace}/${routeName(slug)}`) !== undefined;
   const existed =
-    status.isTrue(CONDITIONS.routes) && (await routesExist(ctx.kubeConfig, slug, namespace));
+    status.isTrue(CONDITIONS.routes) &&
+    (cached || (await routesExist(ctx.kubeConfig, slug, namespace)));
   try {
     await applyRoutes(ctx.kubeConfig, tenant, hosts, ctx.settings.routes);
   } catch (err) {
