@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import type { KubeConfig } from '@kubernetes/client-node';
+
 import type { KubernetesObject, V1Job } from '@kubernetes/client-node';
 import type { Database } from '@vextrus/migrations';
 import type { Logger } from 'pino';
@@ -7,7 +7,7 @@ import { Controller } from './runtime/controller.js';
 import { EventRecorder } from './runtime/events.js';
 import { startProbeServer } from './runtime/health.js';
 import { Informer, stripMetadata } from './runtime/informer.js';
-import { observedKubeConfig } from './runtime/http.js';
+import { observedKubeConfig, type KubeAccess } from './runtime/http.js';
 import { LeaderElector } from './runtime/leader.js';
 import { createControllerMetrics, type ControllerMetrics } from './runtime/metrics.js';
 import { COMPONENT_LABEL, MIGRATION_COMPONENT, MigrationSlots } from './tenant/migration-job.js';
@@ -15,7 +15,7 @@ import { reconcileTenant, type OperatorSettings } from './tenant/reconciler.js';
 import { TENANT_LABEL, TENANTS_PATH, type Tenant } from './tenant/types.js';
 
 export interface OperatorOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeAccess;
   db: Database;
   logger: Logger;
   settings: OperatorSettings;

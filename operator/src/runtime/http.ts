@@ -1,5 +1,14 @@
 import { request, type RequestOptions } from 'node:https';
-import type { KubeConfig } from '@kubernetes/client-node';
+
+/**
+ * What the operator needs of a kubeconfig: the API server's address and the request credentials.
+ * @kubernetes/client-node's KubeConfig has both (tests pass one); the operator's process uses its
+ * own loader (kubeconfig.ts), since loading that library costs about 35 MB of resident memory.
+ */
+export interface KubeAccess {
+  getCurrentCluster(): { server: string } | null;
+  applyToHTTPSOptions(options: RequestOptions): Promise<void>;
+}
 
 /** An API server answer that is not a success. */
 export class ApiError extends Error {
@@ -16,15 +25,15 @@ export class ApiError extends Error {
 /** Called once per request the operator makes to the API server. */
 export type RequestObserver = (verb: string, resource: string) => void;
 
-const observers = new WeakMap<KubeConfig, RequestObserver>();
+const observers = new WeakMap<KubeAccess, RequestObserver>();
 
 /**
- * A KubeConfig that behaves as `kubeConfig` (it inherits everything from it) and reports every
+ * A KubeAccess that behaves as `kubeConfig` (it inherits everything from it) and reports every
  * request made with it (kubeRequest, informer lists and watches) to `observer`: one operator's
  * count, even when several run in one process on the same configuration.
  */
-export function observedKubeConfig(kubeConfig: KubeConfig, observer: RequestObserver): KubeConfig {
-  const observed = Object.create(kubeConfig) as KubeConfig;
+export function observedKubeConfig(kubeConfig: KubeAccess, observer: RequestObserver): KubeAccess {
+  const observed = Object.create(kubeConfig) as KubeAccess;
   observers.set(observed, observer);
   return observed;
 }
@@ -68,7 +77,7 @@ export function describeRequest(method: string, url: URL): { verb: string; resou
 }
 
 export async function httpsOptions(
-  kubeConfig: KubeConfig,
+  kubeConfig: KubeAccess,
   method: string,
   path: string,
   headers: Record<string, string> = {},
@@ -92,7 +101,7 @@ export async function httpsOptions(
  * millisecond precision, which the API server refuses) and for list calls of the informers.
  */
 export async function kubeRequest<T = unknown>(
-  kubeConfig: KubeConfig,
+  kubeConfig: KubeAccess,
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
   path: string,
   body?: unknown,

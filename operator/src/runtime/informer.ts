@@ -1,6 +1,7 @@
 import { request } from 'node:https';
 import { createInterface } from 'node:readline';
-import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import type { KubeAccess } from './http.js';
 import type { Logger } from 'pino';
 import { ApiError, httpsOptions, kubeRequest } from './http.js';
 
@@ -10,7 +11,7 @@ export type EventHandler<T> = (type: EventType, object: T, previous?: T) => void
 export interface InformerOptions<T extends KubernetesObject = KubernetesObject> {
   /** For logs: what is being watched. */
   name: string;
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeAccess;
   /** Collection path, e.g. /apis/batch/v1/namespaces/vextrus/jobs. */
   path: string;
   labelSelector?: string;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { KubeConfig, V1Job, V1Pod } from '@kubernetes/client-node';
+import type { V1Job, V1Pod } from '@kubernetes/client-node';
+import type { KubeAccess } from '../runtime/http.js';
 import { tenantMigrations } from '@vextrus/migrations';
 import { ApiError, kubeRequest } from '../runtime/http.js';
 import type { Informer } from '../runtime/informer.js';
@@ -169,7 +170,7 @@ function jobBody(tenant: Tenant, settings: MigrationJobSettings, attempt: number
   };
 }
 
-async function logTail(kubeConfig: KubeConfig, namespace: string, job: string): Promise<string> {
+async function logTail(kubeConfig: KubeAccess, namespace: string, job: string): Promise<string> {
   try {
     const selector = new URLSearchParams({ labelSelector: `job-name=${job}` });
     const pods = await kubeRequest<{ items: V1Pod[] }>(
@@ -198,7 +199,7 @@ async function logTail(kubeConfig: KubeConfig, namespace: string, job: string): 
  * Once the tenant's Job of the current target completed, its Jobs of earlier targets are deleted.
  */
 export async function ensureMigrationJob(
-  kubeConfig: KubeConfig,
+  kubeConfig: KubeAccess,
   jobs: Informer<V1Job>,
   slots: MigrationSlots,
   tenant: Tenant,
@@ -253,7 +254,7 @@ export async function ensureMigrationJob(
 
 /** The tenant's finished migration Jobs of earlier targets: they did their work. */
 async function deleteSuperseded(
-  kubeConfig: KubeConfig,
+  kubeConfig: KubeAccess,
   jobs: Informer<V1Job>,
   tenant: Tenant,
   current: string,

@@ -1,4 +1,5 @@
-import type { KubeConfig, KubernetesObject, V1Job, V1Secret } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Job, V1Secret } from '@kubernetes/client-node';
+import type { KubeAccess } from '../runtime/http.js';
 import {
   deprovision,
   provision,
@@ -42,7 +43,7 @@ export interface OperatorSettings {
 }
 
 export interface OperatorContext {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeAccess;
   db: Database;
   logger: Logger;
   events: EventRecorder;

@@ -1,4 +1,4 @@
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeAccess } from '../runtime/http.js';
 import { kubeRequest } from '../runtime/http.js';
 import {
   CONDITIONS,
@@ -103,7 +103,7 @@ export class StatusBuilder {
 
 /** Writes the status subresource (a merge patch of the whole status). */
 export async function writeStatus(
-  kubeConfig: KubeConfig,
+  kubeConfig: KubeAccess,
   tenant: Tenant,
   status: TenantStatus,
 ): Promise<void> {
