@@ -284,7 +284,8 @@ export const operatorBenchmark: Benchmark = {
           1_800_000,
           async () => {
             const now = await scrape(probePort);
-            return now.reconciles >= tenants && now.queueDepth === 0;
+            // Not "until the queue is empty": with 1,000 tenants a 60 s resync keeps it busy.
+            return now.reconciles >= tenants;
           },
         );
         const sample = { rss: [] as number[], heap: [] as number[], requests: [] as number[] };
