@@ -7,4 +7,9 @@ export { LeaderElector } from './runtime/leader.js';
 export { Controller, TerminalError } from './runtime/controller.js';
 export * from './tenant/types.js';
 export { setupSecretName } from './tenant/reconciler.js';
-export { migrationJobName, MIGRATION_SET, LATEST_MIGRATION } from './tenant/migration-job.js';
+export {
+  migrationJobName,
+  migrationTarget,
+  MIGRATION_SET,
+  LATEST_MIGRATION,
+} from './tenant/migration-job.js';

@@ -4,10 +4,10 @@
  * (DATABASE_* or DATABASE_URL, as the services read them), and runs until SIGTERM.
  */
 import { hostname } from 'node:os';
-import { KubeConfig } from '@kubernetes/client-node';
 import { ConfigError, createLogger, EnvReader } from '@vextrus/shared';
 import { databaseUrl, openDatabase } from '@vextrus/migrations';
 import { startOperator } from './operator.js';
+import { OperatorKubeConfig } from './runtime/kubeconfig.js';
 import { readOperatorSettings } from './settings.js';
 
 const logger = createLogger({ service: 'operator', level: process.env.LOG_LEVEL ?? 'info' });
@@ -27,8 +27,12 @@ try {
 }
 if (reader.problems.length > 0) fail(new ConfigError(reader.problems).message, reader.problems);
 
-const kubeConfig = new KubeConfig();
-kubeConfig.loadFromDefault();
+let kubeConfig: OperatorKubeConfig;
+try {
+  kubeConfig = OperatorKubeConfig.load();
+} catch (err) {
+  fail(err instanceof Error ? err.message : String(err));
+}
 const db = openDatabase({ url, logger, roles: settings.roles });
 const operator = await startOperator({
   kubeConfig,

@@ -1,20 +1,21 @@
 import type { Server } from 'node:http';
-import type { KubeConfig } from '@kubernetes/client-node';
-import { CoreV1Api, type KubernetesObject, type V1Job } from '@kubernetes/client-node';
+
+import type { KubernetesObject, V1Job } from '@kubernetes/client-node';
 import type { Database } from '@vextrus/migrations';
 import type { Logger } from 'pino';
 import { Controller } from './runtime/controller.js';
 import { EventRecorder } from './runtime/events.js';
 import { startProbeServer } from './runtime/health.js';
-import { Informer } from './runtime/informer.js';
+import { Informer, stripMetadata } from './runtime/informer.js';
+import { observedKubeConfig, type KubeAccess } from './runtime/http.js';
 import { LeaderElector } from './runtime/leader.js';
 import { createControllerMetrics, type ControllerMetrics } from './runtime/metrics.js';
-import { COMPONENT_LABEL, MIGRATION_COMPONENT } from './tenant/migration-job.js';
+import { COMPONENT_LABEL, MIGRATION_COMPONENT, MigrationSlots } from './tenant/migration-job.js';
 import { reconcileTenant, type OperatorSettings } from './tenant/reconciler.js';
 import { TENANT_LABEL, TENANTS_PATH, type Tenant } from './tenant/types.js';
 
 export interface OperatorOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeAccess;
   db: Database;
   logger: Logger;
   settings: OperatorSettings;
@@ -45,15 +46,19 @@ export interface RunningOperator {
  * on every replica; only the leader reconciles.
  */
 export async function startOperator(options: OperatorOptions): Promise<RunningOperator> {
-  const { kubeConfig, logger, settings } = options;
+  const { logger, settings } = options;
   const metrics = createControllerMetrics();
+  // Every request goes through this configuration, so the counter sees them all.
+  const kubeConfig = observedKubeConfig(options.kubeConfig, (verb, resource) =>
+    metrics.apiRequests.inc({ verb, resource }),
+  );
   const namespace = settings.namespace;
-  const core = kubeConfig.makeApiClient(CoreV1Api);
   const events = new EventRecorder(kubeConfig, 'vextrus-operator', options.identity, logger);
   const informer = <T extends KubernetesObject>(
     name: string,
     path: string,
     labelSelector?: string,
+    transform?: (object: T) => T,
   ) =>
     new Informer<T>({
       name,
@@ -62,28 +67,43 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       labelSelector,
       logger,
       silenceTimeoutMs: options.watchSilenceMs,
-      onRequest: (verb) => metrics.apiRequests.inc({ verb, resource: name }),
+      transform,
     });
+  // The caches keep only what the reconciler reads (memory grows with the number of tenants):
+  // Tenants without managedFields; Jobs without their Pod template; owned objects as a name
+  // and labels, since they serve only to map an event back to its Tenant.
   const tenants = informer<Tenant>('tenants', TENANTS_PATH);
   const jobs = informer<V1Job>(
     'jobs',
     `/apis/batch/v1/namespaces/${namespace}/jobs`,
     `${COMPONENT_LABEL}=${MIGRATION_COMPONENT}`,
+    (job) => {
+      const { metadata } = stripMetadata(job);
+      return { metadata, status: job.status };
+    },
   );
-  const owned = [
-    informer<KubernetesObject>('secrets', `/api/v1/namespaces/${namespace}/secrets`, TENANT_LABEL),
-    informer<KubernetesObject>(
+  const reference = (object: KubernetesObject): KubernetesObject => {
+    const { name, namespace, labels, uid, resourceVersion } = object.metadata ?? {};
+    return { metadata: { name, namespace, labels, uid, resourceVersion } };
+  };
+  const [secrets, middlewares, ingressroutes] = [
+    informer('secrets', `/api/v1/namespaces/${namespace}/secrets`, TENANT_LABEL, reference),
+    informer(
       'middlewares',
       `/apis/traefik.io/v1alpha1/namespaces/${namespace}/middlewares`,
       TENANT_LABEL,
+      reference,
     ),
-    informer<KubernetesObject>(
+    informer(
       'ingressroutes',
       `/apis/traefik.io/v1alpha1/namespaces/${namespace}/ingressroutes`,
       TENANT_LABEL,
+      reference,
     ),
   ];
+  const owned = [secrets, middlewares, ingressroutes];
 
+  const slots = new MigrationSlots(jobs);
   const controller = new Controller({
     name: 'tenant',
     logger,
@@ -91,7 +111,17 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     workers: options.workers ?? 4,
     reconcile: (key) =>
       reconcileTenant(
-        { kubeConfig, core, db: options.db, logger, events, tenants, jobs, settings },
+        {
+          kubeConfig,
+          db: options.db,
+          logger,
+          events,
+          tenants,
+          jobs,
+          slots,
+          owned: { secrets, middlewares, ingressroutes },
+          settings,
+        },
         key,
       ),
   });
@@ -120,6 +150,9 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   const warm = Promise.all([tenants.start(), jobs.start()]).then(() => {
     synced = true;
   });
+  // Not awaited: without Traefik's CRDs their lists fail until installed (the routes step says
+  // GatewayNotInstalled). The reconciler trusts these caches only for "present"; a miss is asked
+  // of the API server.
   for (const cache of owned) void cache.start();
 
   let probe: Server | undefined;

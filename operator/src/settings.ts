@@ -45,6 +45,7 @@ export function readOperatorSettings(reader: EnvReader): Settings {
         image: reader.string('MIGRATIONS_IMAGE', 'vextrus/migrations:latest'),
         databaseSecret: reader.string('MIGRATIONS_DATABASE_SECRET', 'vextrus-database-owner'),
         concurrency: reader.integer('MIGRATION_CONCURRENCY', 4, 1, 100),
+        retryBaseMs: reader.integer('MIGRATION_RETRY_SECONDS', 30, 1, 3600) * 1000,
       },
       routes: {
         namespace: reader.string('OPERATOR_NAMESPACE', 'vextrus'),

@@ -391,7 +391,7 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
       all.map((slug) => tenantSchema(slug)).sort(),
     );
     expect(chaosJobs.map((j) => j.metadata?.name).sort()).to.deep.equal(
-      all.map((slug) => migrationJobName(slug)).sort(),
+      all.map((slug) => migrationJobName(slug, SETTINGS.migrations.image)).sort(),
     );
     for (const job of chaosJobs) {
       const slug = job.metadata?.labels?.['platform.vextrus.dev/tenant'] ?? '';

@@ -148,8 +148,14 @@ describe('tenant operator (real API server, real PostgreSQL, local node)', funct
     expect((await findTenant(plane.db, 'acme'))?.status).to.equal('active');
   });
 
-  it('moves observedGeneration when the spec changes', async () => {
+  const requests = async (verb: string, resource: string) =>
+    (await operator.metrics.apiRequests.get()).values.find(
+      (v) => v.labels.verb === verb && v.labels.resource === resource,
+    )?.value ?? 0;
+
+  it('moves observedGeneration when the spec changes, and counts its status write', async () => {
     const before = await read('acme');
+    const statusWrites = await requests('patch', 'tenants/status');
     await custom.patchClusterCustomObject({
       ...GROUP,
       name: 'acme',
@@ -164,6 +170,8 @@ describe('tenant operator (real API server, real PostgreSQL, local node)', funct
     );
 
     expect(after.status?.observedGeneration).to.equal(after.metadata?.generation);
+    // vextrus_operator_api_requests_total counts the operator's writes, not only its watches.
+    expect(await requests('patch', 'tenants/status')).to.be.above(statusWrites);
   });
 
   it('repairs a dropped policy, unforced RLS and a deleted IngressRoute within a resync', async () => {
@@ -297,5 +305,20 @@ describe('tenant operator (real API server, real PostgreSQL, local node)', funct
     expect(metrics).to.match(/controller_runtime_reconcile_total\{controller="tenant",result="/);
     expect(metrics).to.include('workqueue_depth{name="tenant"}');
     expect(metrics).to.include('leader_election_master_status{name="vextrus-operator-leader"} 1');
+    for (const [verb, resource] of [
+      ['list', 'tenants'],
+      ['watch', 'jobs'],
+      ['create', 'jobs'],
+      ['create', 'secrets'],
+      ['get', 'secrets'],
+      ['patch', 'ingressroutes'],
+      ['update', 'leases'],
+    ]) {
+      expect(metrics).to.match(
+        new RegExp(
+          `vextrus_operator_api_requests_total\\{verb="${verb}",resource="${resource}"\\} [1-9]`,
+        ),
+      );
+    }
   });
 });

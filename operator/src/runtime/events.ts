@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import type { KubeAccess } from './http.js';
 import type { Logger } from 'pino';
 import { kubeRequest, microTime } from './http.js';
 
@@ -14,7 +15,7 @@ export class EventRecorder {
   private readonly recent = new Map<string, number>();
 
   constructor(
-    private readonly kubeConfig: KubeConfig,
+    private readonly kubeConfig: KubeAccess,
     private readonly controller: string,
     private readonly instance: string,
     private readonly logger: Logger,

@@ -1,16 +1,17 @@
 import { request } from 'node:https';
 import { createInterface } from 'node:readline';
-import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import type { KubeAccess } from './http.js';
 import type { Logger } from 'pino';
 import { ApiError, httpsOptions, kubeRequest } from './http.js';
 
 export type EventType = 'add' | 'update' | 'delete';
 export type EventHandler<T> = (type: EventType, object: T, previous?: T) => void;
 
-export interface InformerOptions {
+export interface InformerOptions<T extends KubernetesObject = KubernetesObject> {
   /** For logs: what is being watched. */
   name: string;
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeAccess;
   /** Collection path, e.g. /apis/batch/v1/namespaces/vextrus/jobs. */
   path: string;
   labelSelector?: string;
@@ -19,13 +20,33 @@ export interface InformerOptions {
   watchTimeoutSeconds?: number;
   /** A watch that brings neither events nor bookmarks for this long is restarted. */
   silenceTimeoutMs?: number;
-  /** Counts API requests (verb, resource) for the steady-state request-rate figures. */
-  onRequest?: (verb: 'list' | 'watch') => void;
+  /**
+   * Trims each object before it is cached and handed to handlers (client-go's SetTransform):
+   * the cache then holds only what the controller reads. By default managedFields and
+   * kubectl's last-applied-configuration annotation are dropped.
+   */
+  transform?: (object: T) => T;
 }
 
 interface WatchEvent<T> {
   type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
   object: T & { code?: number; message?: string };
+}
+
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/** Drops the server-side apply bookkeeping and kubectl's copy of the object from metadata. */
+export function stripMetadata<T extends KubernetesObject>(object: T): T {
+  const metadata = object.metadata;
+  if (!metadata || (!metadata.managedFields && !metadata.annotations?.[LAST_APPLIED])) {
+    return object;
+  }
+  const { managedFields: _managedFields, ...rest } = metadata;
+  if (rest.annotations?.[LAST_APPLIED] !== undefined) {
+    const { [LAST_APPLIED]: _lastApplied, ...annotations } = rest.annotations;
+    rest.annotations = annotations;
+  }
+  return { ...object, metadata: rest };
 }
 
 export function objectKey(object: KubernetesObject): string {
@@ -49,7 +70,7 @@ export class Informer<T extends KubernetesObject> {
   private synced?: Promise<void>;
   private failures = 0;
 
-  constructor(private readonly options: InformerOptions) {}
+  constructor(private readonly options: InformerOptions<T>) {}
 
   on(handler: EventHandler<T>): void {
     this.handlers.push(handler);
@@ -114,7 +135,6 @@ export class Informer<T extends KubernetesObject> {
   }
 
   private async relist(): Promise<void> {
-    this.options.onRequest?.('list');
     const query = new URLSearchParams();
     if (this.options.labelSelector) query.set('labelSelector', this.options.labelSelector);
     const list = await kubeRequest<{ items: T[]; metadata: { resourceVersion: string } }>(
@@ -123,7 +143,8 @@ export class Informer<T extends KubernetesObject> {
       `${this.options.path}?${query.toString()}`,
     );
     const seen = new Set<string>();
-    for (const item of list.items) {
+    for (const listed of list.items) {
+      const item = this.trim(listed);
       const key = objectKey(item);
       seen.add(key);
       const previous = this.cache.get(key);
@@ -142,7 +163,6 @@ export class Informer<T extends KubernetesObject> {
   }
 
   private async watch(): Promise<void> {
-    this.options.onRequest?.('watch');
     const query = new URLSearchParams({
       watch: 'true',
       allowWatchBookmarks: 'true',
@@ -202,14 +222,19 @@ export class Informer<T extends KubernetesObject> {
     });
   }
 
+  private trim(object: T): T {
+    return (this.options.transform ?? stripMetadata)(object);
+  }
+
   private apply(event: WatchEvent<T>): void {
-    const object = event.object;
     if (event.type === 'ERROR') {
-      throw new ApiError(object.code ?? 500, `watch error: ${object.message ?? ''}`);
+      const error = event.object;
+      throw new ApiError(error.code ?? 500, `watch error: ${error.message ?? ''}`);
     }
-    const version = object.metadata?.resourceVersion;
+    const version = event.object.metadata?.resourceVersion;
     if (version) this.resourceVersion = version;
     if (event.type === 'BOOKMARK') return;
+    const object = this.trim(event.object);
     const key = objectKey(object);
     const previous = this.cache.get(key);
     if (event.type === 'DELETED') {

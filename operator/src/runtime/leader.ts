@@ -1,10 +1,10 @@
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeAccess } from './http.js';
 import type { Logger } from 'pino';
 import { ApiError, kubeRequest, microTime } from './http.js';
 import type { ControllerMetrics } from './metrics.js';
 
 export interface LeaderElectionOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeAccess;
   namespace: string;
   /** Name of the coordination.k8s.io Lease. */
   name: string;

@@ -82,7 +82,9 @@ export function createControllerMetrics(): ControllerMetrics {
     }),
     apiRequests: new Counter({
       name: 'vextrus_operator_api_requests_total',
-      help: 'Requests this operator made to the Kubernetes API server, by verb and resource',
+      help:
+        'Requests this operator made to the Kubernetes API server (every list, watch, read ' +
+        'and write), by Kubernetes verb and resource',
       labelNames: ['verb', 'resource'],
       registers,
     }),

@@ -1,10 +1,12 @@
-import type { CoreV1Api, KubeConfig, V1Job, V1Secret } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Job, V1Secret } from '@kubernetes/client-node';
+import type { KubeAccess } from '../runtime/http.js';
 import {
   deprovision,
   provision,
   seedAdmin,
   setSuspended,
   tenantSchema,
+  tenantStatus,
   verify,
   type Database,
 } from '@vextrus/migrations';
@@ -16,10 +18,17 @@ import type { Informer } from '../runtime/informer.js';
 import { optionalSeeds } from './seeds.js';
 import {
   ensureMigrationJob,
-  LATEST_MIGRATION,
   type MigrationJobSettings,
+  type MigrationSlots,
 } from './migration-job.js';
-import { applyRoutes, removeRoutes, routesExist, type RouteTargets } from './routes.js';
+import {
+  applyRoutes,
+  middlewareName,
+  removeRoutes,
+  routeName,
+  routesExist,
+  type RouteTargets,
+} from './routes.js';
 import { StatusBuilder, writeStatus } from './status.js';
 import { CONDITIONS, FINALIZER, TENANT_LABEL, TENANTS_PATH, type Tenant } from './types.js';
 
@@ -34,13 +43,20 @@ export interface OperatorSettings {
 }
 
 export interface OperatorContext {
-  kubeConfig: KubeConfig;
-  core: CoreV1Api;
+  kubeConfig: KubeAccess;
   db: Database;
   logger: Logger;
   events: EventRecorder;
   tenants: Informer<Tenant>;
   jobs: Informer<V1Job>;
+  /** The fleet-wide bound on running migration Jobs, shared by every worker. */
+  slots: MigrationSlots;
+  /** Caches of what the operator creates per tenant (name and labels only). */
+  owned: {
+    secrets: Informer<KubernetesObject>;
+    middlewares: Informer<KubernetesObject>;
+    ingressroutes: Informer<KubernetesObject>;
+  };
   settings: OperatorSettings;
 }
 
@@ -173,25 +189,47 @@ async function ensureSchema(ctx: OperatorContext, tenant: Tenant, status: Status
 }
 
 async function ensureMigrations(ctx: OperatorContext, tenant: Tenant, status: StatusBuilder) {
+  const { image } = ctx.settings.migrations;
   const outcome = await ensureMigrationJob(
     ctx.kubeConfig,
-    ctx.core,
     ctx.jobs,
+    ctx.slots,
     tenant,
     ctx.settings.migrations,
   );
+  // An upgrade (the tenant was migrated before, to another image) is reported as such.
+  const upgrading = Boolean(status.status.migrationImage && status.status.migrationImage !== image);
   switch (outcome.state) {
-    case 'done':
-      status.status.migrationVersion = LATEST_MIGRATION;
+    case 'done': {
+      if (status.status.migrationImage !== image || !status.status.migrationVersion) {
+        // What the Job applied, read from the tenant's own migration table.
+        const applied = await tenantStatus(ctx.db, tenant.spec.slug);
+        status.status.migrationVersion = applied.executed.at(-1) ?? '';
+        status.status.migrationImage = image;
+        if (upgrading) {
+          await ctx.events.record(
+            tenant,
+            'Normal',
+            'MigrationsUpgraded',
+            `Migrated to ${status.status.migrationVersion} with ${image}`,
+          );
+        }
+      }
       status.set(
         CONDITIONS.migrations,
         true,
         'MigrationsApplied',
-        `Applied up to ${LATEST_MIGRATION}`,
+        `Applied up to ${status.status.migrationVersion} (Job ${outcome.job}, image ${image})`,
       );
       return;
+    }
     case 'running':
-      status.set(CONDITIONS.migrations, false, 'MigrationRunning', `Job ${outcome.job} is running`);
+      status.set(
+        CONDITIONS.migrations,
+        false,
+        'MigrationRunning',
+        `Job ${outcome.job} (image ${image}) is running`,
+      );
       throw new Pending(ctx.settings.resyncMs);
     case 'waiting':
       status.set(CONDITIONS.migrations, false, 'WaitingForMigrationSlot', outcome.message);
@@ -241,6 +279,13 @@ async function ensureRowLevelSecurity(ctx: OperatorContext, tenant: Tenant, stat
  * The Secret, or undefined when the API server says it does not exist. IMPORTANT: any other
  * failure must not read as "absent": seeding again revokes the token the Secret already holds.
  */
+async function secretExists(ctx: OperatorContext, name: string): Promise<boolean> {
+  // The cache answers "present" without a request on every resync; only "absent" is confirmed
+  // by the API server, since the cache may lag behind a Secret created a moment ago.
+  if (ctx.owned.secrets.get(`${ctx.settings.namespace}/${name}`)) return true;
+  return (await readSecret(ctx, name)) !== undefined;
+}
+
 async function readSecret(ctx: OperatorContext, name: string): Promise<V1Secret | undefined> {
   try {
     return await kubeRequest<V1Secret>(
@@ -262,7 +307,7 @@ async function ensureFirstAdministrator(
 ) {
   const slug = tenant.spec.slug;
   const name = setupSecretName(slug);
-  if (await readSecret(ctx, name)) {
+  if (await secretExists(ctx, name)) {
     status.status.setupTokenSecret = name;
     return;
   }
@@ -325,8 +370,13 @@ async function ensureRoutes(
     );
     return;
   }
+  // Both objects in the cache: no request; a miss is confirmed by the API server.
+  const cached =
+    ctx.owned.middlewares.get(`${namespace}/${middlewareName(slug)}`) !== undefined &&
+    ctx.owned.ingressroutes.get(`${namespace}/${routeName(slug)}`) !== undefined;
   const existed =
-    status.isTrue(CONDITIONS.routes) && (await routesExist(ctx.kubeConfig, slug, namespace));
+    status.isTrue(CONDITIONS.routes) &&
+    (cached || (await routesExist(ctx.kubeConfig, slug, namespace)));
   try {
     await applyRoutes(ctx.kubeConfig, tenant, hosts, ctx.settings.routes);
   } catch (err) {
@@ -367,9 +417,11 @@ async function finalizeTenant(ctx: OperatorContext, tenant: Tenant, log: Logger)
     await removeRoutes(ctx.kubeConfig, slug, ctx.settings.namespace);
     await deprovision(ctx.db, slug, policy === 'Delete' ? 'delete' : 'retain');
     if (policy === 'Delete') {
-      await ctx.core
-        .deleteNamespacedSecret({ name: setupSecretName(slug), namespace: ctx.settings.namespace })
-        .catch(() => undefined);
+      await kubeRequest(
+        ctx.kubeConfig,
+        'DELETE',
+        `/api/v1/namespaces/${ctx.settings.namespace}/secrets/${setupSecretName(slug)}`,
+      ).catch(() => undefined);
     }
   } catch (err) {
     const message = `Cleanup (${policy}) failed: ${errorMessage(err)}`;

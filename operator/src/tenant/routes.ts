@@ -1,4 +1,4 @@
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeAccess } from '../runtime/http.js';
 import { ApiError, kubeRequest } from '../runtime/http.js';
 import { FIELD_MANAGER, TENANT_LABEL, type Tenant } from './types.js';
 
@@ -31,7 +31,7 @@ function ownerReference(tenant: Tenant) {
 }
 
 /** Server-side apply with the operator's field manager, taking over conflicting fields. */
-async function apply(kubeConfig: KubeConfig, path: string, body: object): Promise<void> {
+async function apply(kubeConfig: KubeAccess, path: string, body: object): Promise<void> {
   await kubeRequest(
     kubeConfig,
     'PATCH',
@@ -41,7 +41,7 @@ async function apply(kubeConfig: KubeConfig, path: string, body: object): Promis
   );
 }
 
-async function remove(kubeConfig: KubeConfig, path: string): Promise<void> {
+async function remove(kubeConfig: KubeAccess, path: string): Promise<void> {
   try {
     await kubeRequest(kubeConfig, 'DELETE', path);
   } catch (err) {
@@ -60,7 +60,7 @@ function hostRule(hosts: string[]): string {
  * applied first: a route naming a missing Middleware would answer 404.
  */
 export async function applyRoutes(
-  kubeConfig: KubeConfig,
+  kubeConfig: KubeAccess,
   tenant: Tenant,
   hosts: string[],
   targets: RouteTargets,
@@ -107,7 +107,7 @@ export async function applyRoutes(
 
 /** Removes the tenant's route, then its Middleware (the reverse order of applyRoutes). */
 export async function removeRoutes(
-  kubeConfig: KubeConfig,
+  kubeConfig: KubeAccess,
   slug: string,
   namespace: string,
 ): Promise<void> {
@@ -118,7 +118,7 @@ export async function removeRoutes(
 
 /** Whether both gateway objects exist (drift check). */
 export async function routesExist(
-  kubeConfig: KubeConfig,
+  kubeConfig: KubeAccess,
   slug: string,
   namespace: string,
 ): Promise<boolean> {

@@ -1,4 +1,4 @@
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeAccess } from '../runtime/http.js';
 import { kubeRequest } from '../runtime/http.js';
 import {
   CONDITIONS,
@@ -78,14 +78,24 @@ export class StatusBuilder {
       this.set(CONDITIONS.ready, false, 'NotReady', `Waiting for: ${why.join(', ')}`);
     }
     const ready = this.isTrue(CONDITIONS.ready);
+    const migration = this.get(CONDITIONS.migrations);
+    // A tenant that was migrated before and now waits for, or runs, its next migration Job.
+    const migrating =
+      Boolean(this.status.migrationImage) &&
+      migration?.status === 'False' &&
+      ['WaitingForMigrationSlot', 'MigrationRunning'].includes(migration.reason);
     this.status.phase =
       suspended && ready
         ? 'Suspended'
         : ready
           ? 'Ready'
-          : this.get(CONDITIONS.schema)?.status === 'False' || conflict
+          : this.get(CONDITIONS.schema)?.status === 'False' ||
+              conflict ||
+              migration?.reason === 'MigrationJobFailed'
             ? 'Degraded'
-            : 'Provisioning';
+            : migrating
+              ? 'Migrating'
+              : 'Provisioning';
     this.status.observedGeneration = this.generation;
     return this.status;
   }
@@ -93,7 +103,7 @@ export class StatusBuilder {
 
 /** Writes the status subresource (a merge patch of the whole status). */
 export async function writeStatus(
-  kubeConfig: KubeConfig,
+  kubeConfig: KubeAccess,
   tenant: Tenant,
   status: TenantStatus,
 ): Promise<void> {

@@ -33,6 +33,8 @@ export interface TenantStatus {
   observedGeneration?: number;
   schema?: string;
   migrationVersion?: string;
+  /** The migrations image whose Job brought the schema to migrationVersion. */
+  migrationImage?: string;
   setupTokenSecret?: string;
   urls?: string[];
   conditions?: Condition[];
