@@ -12,7 +12,7 @@ MANIFESTS := package.json package-lock.json $(wildcard */package.json services/*
 	chart-lint images kind-up kind-down dev bench
 
 # What the tests need of the Go-built tools (the first build takes several minutes).
-TEST_TOOLS := etcd kube-apiserver kube-controller-manager kubectl helm traefik
+TEST_TOOLS := etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \

@@ -9,7 +9,8 @@
 # scripts) and the cache key changes with them.
 #
 # Usage: tools/build-tools.sh [options] [tool...]        (no tool: all of them)
-#   tools:  etcd kube-apiserver kube-controller-manager kubectl helm traefik
+#   tools:  etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest
+#           ct kind-config
 #   --path            print each tool's absolute binary path on stdout (building if needed)
 #   --print-dir, --bin-dir
 #                     print each tool's absolute folder on stdout (building if needed)
@@ -39,7 +40,8 @@ set -euo pipefail
 tools_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mods="$tools_root/go"
 cache_root="${VEXTRUS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vextrus/tools}"
-all_tools=(etcd kube-apiserver kube-controller-manager kubectl helm traefik)
+all_tools=(etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest ct
+  kind-config)
 
 # Same settings for every go command: the local toolchain, no workspace, no user GOFLAGS.
 export GOTOOLCHAIN=local GOWORK=off GOFLAGS=
@@ -55,6 +57,10 @@ tool_info() {
     etcd) mod=etcd pin=go.etcd.io/etcd/server/v3 pkg=vextrus.local/tools/etcd ;;
     helm) mod=helm pin=helm.sh/helm/v4 pkg=helm.sh/helm/v4/cmd/helm ;;
     traefik) mod=traefik pin=github.com/traefik/traefik/v3 pkg="$pin/cmd/traefik" ;;
+    helm-unittest)
+      mod=helm-unittest pin=github.com/helm-unittest/helm-unittest pkg="$pin/cmd/helm-unittest" ;;
+    ct) mod=chart-testing pin=github.com/helm/chart-testing/v3 pkg="$pin/ct" ;;
+    kind-config) mod=kind-config pin=sigs.k8s.io/kind pkg=vextrus.local/tools/kind-config ;;
     *) die "unknown tool '$1' (known: ${all_tools[*]})" ;;
   esac
   mod="$mods/$mod"
@@ -72,6 +78,8 @@ tool_version() {
   local v
   v="$(pinned_version "$mod/go.mod" "$pin")"
   [[ -n "$v" ]] || die "$1: no version of $pin in $mod/go.mod"
+  # kind-config is our own main.go: its hash joins the cache key, so an edit rebuilds it.
+  [[ "$1" != kind-config ]] || v+="-$(sha256sum "$mod/main.go" | cut -c1-12)"
   echo "$v"
 }
 
@@ -90,6 +98,8 @@ ldflags() {
       ld+=" -X helm.sh/helm/v4/internal/version.version=$2"
       ld+=" -X helm.sh/helm/v4/internal/version.gitTreeState=clean" ;;
     traefik) ld+=" -X github.com/traefik/traefik/v3/pkg/version.Version=$2" ;;
+    helm-unittest) ld+=" -X github.com/helm-unittest/helm-unittest/internal/build.version=${2#v}" ;;
+    ct) ld+=" -X github.com/helm/chart-testing/v3/ct/cmd.Version=$2" ;;
   esac
   echo "$ld"
 }

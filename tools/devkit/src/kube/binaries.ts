@@ -6,7 +6,15 @@ import { REPO_ROOT } from '../testing/process.js';
 const run = promisify(execFile);
 
 export type ToolName =
-  'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kubectl' | 'helm' | 'traefik';
+  | 'etcd'
+  | 'kube-apiserver'
+  | 'kube-controller-manager'
+  | 'kubectl'
+  | 'helm'
+  | 'traefik'
+  | 'helm-unittest'
+  | 'ct'
+  | 'kind-config';
 
 const BUILD_SCRIPT = path.join(REPO_ROOT, 'tools', 'build-tools.sh');
 
