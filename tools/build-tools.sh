@@ -10,7 +10,12 @@
 #
 # Usage: tools/build-tools.sh [options] [tool...]        (no tool: all of them)
 #   tools:  etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest
-#           ct kind-config
+#           ct ct-linters kind-config
+#
+# ct-linters is not a Go tool: it is a Python virtualenv with yamllint and yamale, the two
+# commands chart-testing's `ct lint` runs, installed with pip from tools/python/ct-linters.txt
+# (pinned with hashes) into <tools dir>/ct-linters-<hash of that file>/; its --path is the
+# virtualenv's bin folder, for PATH. It needs python3 with the venv module.
 #   --path            print each tool's absolute binary path on stdout (building if needed)
 #   --print-dir, --bin-dir
 #                     print each tool's absolute folder on stdout (building if needed)
@@ -41,7 +46,7 @@ tools_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mods="$tools_root/go"
 cache_root="${VEXTRUS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vextrus/tools}"
 all_tools=(etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest ct
-  kind-config)
+  ct-linters kind-config)
 
 # Same settings for every go command: the local toolchain, no workspace, no user GOFLAGS.
 export GOTOOLCHAIN=local GOWORK=off GOFLAGS=
@@ -61,6 +66,7 @@ tool_info() {
       mod=helm-unittest pin=github.com/helm-unittest/helm-unittest pkg="$pin/cmd/helm-unittest" ;;
     ct) mod=chart-testing pin=github.com/helm/chart-testing/v3 pkg="$pin/ct" ;;
     kind-config) mod=kind-config pin=sigs.k8s.io/kind pkg=vextrus.local/tools/kind-config ;;
+    ct-linters) mod=../python pin="" pkg="" ;;
     *) die "unknown tool '$1' (known: ${all_tools[*]})" ;;
   esac
   mod="$mods/$mod"
@@ -76,6 +82,10 @@ pinned_version() {
 tool_version() {
   tool_info "$1"
   local v
+  if [[ "$1" == ct-linters ]]; then
+    sha256sum "$mod/ct-linters.txt" | cut -c1-12
+    return
+  fi
   v="$(pinned_version "$mod/go.mod" "$pin")"
   [[ -n "$v" ]] || die "$1: no version of $pin in $mod/go.mod"
   # kind-config is our own main.go: its hash joins the cache key, so an edit rebuilds it.
@@ -106,6 +116,41 @@ ldflags() {
 
 tool_dir() { echo "$cache_root/$1-$(tool_version "$1")"; }
 
+# tool_bin TOOL: what --path prints and what must exist for TOOL to count as built.
+tool_bin() {
+  if [[ "$1" == ct-linters ]]; then echo "$(tool_dir "$1")/bin"; else echo "$(tool_dir "$1")/$1"; fi
+}
+
+# build_ct_linters: the yamllint + yamale virtualenv. A virtualenv cannot be moved (its scripts
+# name its folder), so it is made in place and marked complete last; an unmarked one is an
+# interrupted install and is made again.
+build_ct_linters() {
+  local dir start rc=0
+  dir="$(tool_dir ct-linters)"
+  [[ -f "$dir/.complete" ]] && return 0
+  command -v python3 >/dev/null || die "python3 is not on PATH (ct-linters needs it)"
+  rm -rf "$dir"
+  mkdir -p "$cache_root"
+  log="$(mktemp "${TMPDIR:-/tmp}/build-tools-ct-linters.XXXXXX")"
+  printf 'installing ct-linters %s (yamllint, yamale) ... ' "$(tool_version ct-linters)" >&2
+  start=$SECONDS
+  { python3 -m venv "$dir" &&
+    "$dir/bin/pip" install --no-input --disable-pip-version-check --require-hashes \
+      -r "$tools_root/python/ct-linters.txt"; } >"$log" 2>&1 || rc=$?
+  if ((rc != 0)); then
+    echo "FAILED after $((SECONDS - start))s" >&2
+    echo "build-tools: ct-linters failed to install from tools/python/ct-linters.txt:" >&2
+    tail -n 25 "$log" | sed 's/^/  | /' >&2
+    rm -rf "$dir" "$log"
+    log=""
+    exit 1
+  fi
+  touch "$dir/.complete"
+  rm -f "$log"
+  log=""
+  echo "done in $((SECONDS - start))s" >&2
+}
+
 tmp_bin="" log=""
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() { [[ -z "$tmp_bin" ]] || rm -f "$tmp_bin"; [[ -z "$log" ]] || rm -f "$log"; }
@@ -117,6 +162,7 @@ trap 'exit 143' TERM
 # for an optional Traefik (see the top), which is reported and skipped.
 build() {
   local tool="$1" version dir ld start rc=0
+  [[ "$tool" != ct-linters ]] || { build_ct_linters; return; }
   version="$(tool_version "$tool")"
   dir="$cache_root/$tool-$version"
   [[ -x "$dir/$tool" ]] && return 0
@@ -193,13 +239,14 @@ missing=0
 for t in "${tools[@]}"; do
   dir="$(tool_dir "$t")"
   if ((no_build)); then
-    [[ -x "$dir/$t" ]] || { echo "build-tools: $t is not built ($dir)" >&2; missing=1; }
+    [[ -x "$(tool_bin "$t")" && ($t != ct-linters || -f "$dir/.complete") ]] ||
+      { echo "build-tools: $t is not built ($dir)" >&2; missing=1; }
   else
     build "$t"
     [[ " ${skipped[*]} " != *" $t "* ]] || continue
   fi
   case "$mode" in
-    path) echo "$dir/$t" ;;
+    path) tool_bin "$t" ;;
     dir) echo "$dir" ;;
   esac
 done
