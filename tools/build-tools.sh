@@ -10,7 +10,7 @@
 #
 # Usage: tools/build-tools.sh [options] [tool...]        (no tool: all of them)
 #   tools:  etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest
-#           ct ct-linters kind-config
+#           ct ct-linters kind-config skaffold
 #
 # ct-linters is not a Go tool: it is a Python virtualenv with yamllint and yamale, the two
 # commands chart-testing's `ct lint` runs, installed with pip from tools/python/ct-linters.txt
@@ -24,6 +24,11 @@
 #   --traefik-crds    print the absolute path of Traefik's CRD definitions file
 #                     (all traefik.io/v1alpha1 CRDs: IngressRoute, Middleware, ...) inside
 #                     the Go module cache, downloading the module if needed
+#   --skaffold-schema
+#                     print the absolute path of the JSON schema of the newest skaffold.yaml
+#                     apiVersion that the pinned Skaffold reads (docs-v2/content/en/schemas/
+#                     <version>.json inside its module in the Go module cache), downloading
+#                     the module (43 MB) if needed, without building Skaffold
 #   --traefik-optional
 #                     same as VEXTRUS_TRAEFIK_OPTIONAL=1, see below
 #
@@ -46,7 +51,7 @@ tools_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mods="$tools_root/go"
 cache_root="${VEXTRUS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vextrus/tools}"
 all_tools=(etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest ct
-  ct-linters kind-config)
+  ct-linters kind-config skaffold)
 
 # Same settings for every go command: the local toolchain, no workspace, no user GOFLAGS.
 export GOTOOLCHAIN=local GOWORK=off GOFLAGS=
@@ -67,6 +72,8 @@ tool_info() {
     ct) mod=chart-testing pin=github.com/helm/chart-testing/v3 pkg="$pin/ct" ;;
     kind-config) mod=kind-config pin=sigs.k8s.io/kind pkg=vextrus.local/tools/kind-config ;;
     ct-linters) mod=../python pin="" pkg="" ;;
+    skaffold)
+      mod=skaffold pin=github.com/GoogleContainerTools/skaffold/v2 pkg="$pin/cmd/skaffold" ;;
     *) die "unknown tool '$1' (known: ${all_tools[*]})" ;;
   esac
   mod="$mods/$mod"
@@ -110,6 +117,7 @@ ldflags() {
     traefik) ld+=" -X github.com/traefik/traefik/v3/pkg/version.Version=$2" ;;
     helm-unittest) ld+=" -X github.com/helm-unittest/helm-unittest/internal/build.version=${2#v}" ;;
     ct) ld+=" -X github.com/helm/chart-testing/v3/ct/cmd.Version=$2" ;;
+    skaffold) ld+=" -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$2" ;;
   esac
   echo "$ld"
 }
@@ -197,16 +205,36 @@ build() {
   echo "done in $((SECONDS - start))s" >&2
 }
 
-traefik_crds() {
-  local version tmp dir file
+# module_dir TOOL: the folder of TOOL's pinned module in the Go module cache (downloaded if needed).
+module_dir() {
+  local version tmp dir
   command -v go >/dev/null || die "go is not on PATH"
-  version="$(tool_version traefik)"
+  tool_info "$1"
+  version="$(tool_version "$1")"
   tmp="$(mktemp -d)"
   # From an empty folder, so that no go.mod is read or changed.
-  dir="$(cd "$tmp" && go mod download -json "github.com/traefik/traefik/v3@$version" \
+  dir="$(cd "$tmp" && go mod download -json "$pin@$version" \
     | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')" || true
   rmdir "$tmp"
-  [[ -n "$dir" ]] || die "traefik: go mod download of $version failed"
+  [[ -n "$dir" ]] || die "$1: go mod download of $pin@$version failed"
+  echo "$dir"
+}
+
+skaffold_schema() {
+  local dir api file
+  dir="$(module_dir skaffold)"
+  api="$(sed -n 's/^const Version string = "skaffold\/\(v[0-9a-z]*\)"$/\1/p' \
+    "$dir/pkg/skaffold/schema/latest/config.go")"
+  [[ -n "$api" ]] || die "skaffold: no latest config version in $dir/pkg/skaffold/schema/latest"
+  file="$dir/docs-v2/content/en/schemas/$api.json"
+  [[ -f "$file" ]] || die "skaffold: no JSON schema at $file"
+  echo "$file"
+}
+
+traefik_crds() {
+  local version dir file
+  version="$(tool_version traefik)"
+  dir="$(module_dir traefik)"
   file="$dir/docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml"
   [[ -f "$file" ]] || die "traefik $version: no CRD definitions at $file"
   echo "$file"
@@ -220,6 +248,7 @@ while (($#)); do
     --no-build) no_build=1 ;;
     --versions) mode=versions ;;
     --traefik-crds) mode=crds ;;
+    --skaffold-schema) mode=skaffold-schema ;;
     --traefik-optional) traefik_optional=1 ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     -*) die "unknown option '$1' (see --help)" ;;
@@ -232,6 +261,7 @@ explicit=$((${#tools[@]} > 0))
 
 case "$mode" in
   crds) traefik_crds; exit ;;
+  skaffold-schema) skaffold_schema; exit ;;
   versions) for t in "${tools[@]}"; do echo "$t $(tool_version "$t")"; done; exit ;;
 esac
 

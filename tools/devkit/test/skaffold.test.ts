@@ -65,8 +65,8 @@ describe('skaffold.yaml', function () {
   this.timeout(60_000);
   const release = config.manifests.helm.releases[0];
 
-  it('is a Skaffold v4beta14 Config with one Helm release of the chart', () => {
-    expect(config.apiVersion).to.equal('skaffold/v4beta14');
+  it('is a Skaffold v4beta13 Config with one Helm release of the chart', () => {
+    expect(config.apiVersion).to.equal('skaffold/v4beta13');
     expect(config.kind).to.equal('Config');
     expect(config.manifests.helm.releases).to.have.length(1);
     expect(path.resolve(REPO_ROOT, release?.chartPath ?? '')).to.equal(CHART);

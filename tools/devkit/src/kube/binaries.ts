@@ -15,7 +15,8 @@ export type ToolName =
   | 'helm-unittest'
   | 'ct'
   | 'ct-linters'
-  | 'kind-config';
+  | 'kind-config'
+  | 'skaffold';
 
 const BUILD_SCRIPT = path.join(REPO_ROOT, 'tools', 'build-tools.sh');
 
