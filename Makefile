@@ -79,7 +79,7 @@ KIND_CLUSTER ?= vextrus
 IMAGE_TAG ?= dev
 IMAGES := auth organization operator migrations
 
-chart-lint: test-tools ## Lint the chart: helm lint --strict, ct lint, the helm-unittest suites
+chart-lint: ## Lint the chart: helm lint --strict, ct lint, the helm-unittest suites
 	@for values in charts/vextrus/ci/*-values.yaml; do \
 		"$$(tools/build-tools.sh --path helm)" lint --strict charts/vextrus -f "$$values"; \
 	done
