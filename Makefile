@@ -83,7 +83,9 @@ chart-lint: ## Lint the chart: helm lint --strict, ct lint, the helm-unittest su
 	@for values in charts/vextrus/ci/*-values.yaml; do \
 		"$$(tools/build-tools.sh --path helm)" lint --strict charts/vextrus -f "$$values"; \
 	done
-	PATH="$$(tools/build-tools.sh --print-dir helm):$$(tools/build-tools.sh --path ct-linters):$$PATH" \
+	helm_dir="$$(tools/build-tools.sh --print-dir helm)"; \
+		linters="$$(tools/build-tools.sh --path ct-linters)"; \
+		PATH="$$helm_dir:$$linters:$$PATH" \
 		"$$(tools/build-tools.sh --path ct)" lint --config ct.yaml --charts charts/vextrus
 	"$$(tools/build-tools.sh --path helm-unittest)" --strict charts/vextrus
 

@@ -117,7 +117,8 @@ ldflags() {
     traefik) ld+=" -X github.com/traefik/traefik/v3/pkg/version.Version=$2" ;;
     helm-unittest) ld+=" -X github.com/helm-unittest/helm-unittest/internal/build.version=${2#v}" ;;
     ct) ld+=" -X github.com/helm/chart-testing/v3/ct/cmd.Version=$2" ;;
-    skaffold) ld+=" -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$2" ;;
+    skaffold)
+      ld+=" -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$2" ;;
   esac
   echo "$ld"
 }
