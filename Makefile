@@ -12,7 +12,8 @@ MANIFESTS := package.json package-lock.json $(wildcard */package.json services/*
 	chart-lint images kind-up kind-down dev bench
 
 # What the tests need of the Go-built tools (the first build takes several minutes).
-TEST_TOOLS := etcd kube-apiserver kube-controller-manager kubectl helm traefik
+TEST_TOOLS := etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest ct \
+	ct-linters kind-config
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -24,7 +25,7 @@ $(INSTALL_STAMP): $(MANIFESTS)
 	npm ci --no-audit --no-fund
 	@touch $@
 
-tools: ## Build (or reuse) etcd, kube-apiserver, kube-controller-manager, kubectl, Helm, Traefik
+tools: ## Build (or reuse) every tool of tools/build-tools.sh (Kubernetes, Helm, chart checks)
 	tools/build-tools.sh
 
 test-tools: ## Build (or reuse) only the tools the tests need
@@ -78,10 +79,15 @@ KIND_CLUSTER ?= vextrus
 IMAGE_TAG ?= dev
 IMAGES := auth organization operator migrations
 
-chart-lint: ## Lint the Helm chart (helm lint --strict) with every values file of charts/vextrus/ci
+chart-lint: ## Lint the chart: helm lint --strict, ct lint, the helm-unittest suites
 	@for values in charts/vextrus/ci/*-values.yaml; do \
 		"$$(tools/build-tools.sh --path helm)" lint --strict charts/vextrus -f "$$values"; \
 	done
+	helm_dir="$$(tools/build-tools.sh --print-dir helm)"; \
+		linters="$$(tools/build-tools.sh --path ct-linters)"; \
+		PATH="$$helm_dir:$$linters:$$PATH" \
+		"$$(tools/build-tools.sh --path ct)" lint --config ct.yaml --charts charts/vextrus
+	"$$(tools/build-tools.sh --path helm-unittest)" --strict charts/vextrus
 
 images: ## Build the four container images with Docker (vextrus/<name>:$(IMAGE_TAG))
 	docker build -f services/auth/Dockerfile -t vextrus/auth:$(IMAGE_TAG) .

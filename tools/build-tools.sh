@@ -9,7 +9,13 @@
 # scripts) and the cache key changes with them.
 #
 # Usage: tools/build-tools.sh [options] [tool...]        (no tool: all of them)
-#   tools:  etcd kube-apiserver kube-controller-manager kubectl helm traefik
+#   tools:  etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest
+#           ct ct-linters kind-config skaffold
+#
+# ct-linters is not a Go tool: it is a Python virtualenv with yamllint and yamale, the two
+# commands chart-testing's `ct lint` runs, installed with pip from tools/python/ct-linters.txt
+# (pinned with hashes) into <tools dir>/ct-linters-<hash of that file>/; its --path is the
+# virtualenv's bin folder, for PATH. It needs python3 with the venv module.
 #   --path            print each tool's absolute binary path on stdout (building if needed)
 #   --print-dir, --bin-dir
 #                     print each tool's absolute folder on stdout (building if needed)
@@ -18,6 +24,11 @@
 #   --traefik-crds    print the absolute path of Traefik's CRD definitions file
 #                     (all traefik.io/v1alpha1 CRDs: IngressRoute, Middleware, ...) inside
 #                     the Go module cache, downloading the module if needed
+#   --skaffold-schema
+#                     print the absolute path of the JSON schema of the newest skaffold.yaml
+#                     apiVersion that the pinned Skaffold reads (docs-v2/content/en/schemas/
+#                     <version>.json inside its module in the Go module cache), downloading
+#                     the module (43 MB) if needed, without building Skaffold
 #   --traefik-optional
 #                     same as VEXTRUS_TRAEFIK_OPTIONAL=1, see below
 #
@@ -39,7 +50,8 @@ set -euo pipefail
 tools_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mods="$tools_root/go"
 cache_root="${VEXTRUS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vextrus/tools}"
-all_tools=(etcd kube-apiserver kube-controller-manager kubectl helm traefik)
+all_tools=(etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest ct
+  ct-linters kind-config skaffold)
 
 # Same settings for every go command: the local toolchain, no workspace, no user GOFLAGS.
 export GOTOOLCHAIN=local GOWORK=off GOFLAGS=
@@ -55,6 +67,13 @@ tool_info() {
     etcd) mod=etcd pin=go.etcd.io/etcd/server/v3 pkg=vextrus.local/tools/etcd ;;
     helm) mod=helm pin=helm.sh/helm/v4 pkg=helm.sh/helm/v4/cmd/helm ;;
     traefik) mod=traefik pin=github.com/traefik/traefik/v3 pkg="$pin/cmd/traefik" ;;
+    helm-unittest)
+      mod=helm-unittest pin=github.com/helm-unittest/helm-unittest pkg="$pin/cmd/helm-unittest" ;;
+    ct) mod=chart-testing pin=github.com/helm/chart-testing/v3 pkg="$pin/ct" ;;
+    kind-config) mod=kind-config pin=sigs.k8s.io/kind pkg=vextrus.local/tools/kind-config ;;
+    ct-linters) mod=../python pin="" pkg="" ;;
+    skaffold)
+      mod=skaffold pin=github.com/GoogleContainerTools/skaffold/v2 pkg="$pin/cmd/skaffold" ;;
     *) die "unknown tool '$1' (known: ${all_tools[*]})" ;;
   esac
   mod="$mods/$mod"
@@ -70,8 +89,14 @@ pinned_version() {
 tool_version() {
   tool_info "$1"
   local v
+  if [[ "$1" == ct-linters ]]; then
+    sha256sum "$mod/ct-linters.txt" | cut -c1-12
+    return
+  fi
   v="$(pinned_version "$mod/go.mod" "$pin")"
   [[ -n "$v" ]] || die "$1: no version of $pin in $mod/go.mod"
+  # kind-config is our own main.go: its hash joins the cache key, so an edit rebuilds it.
+  [[ "$1" != kind-config ]] || v+="-$(sha256sum "$mod/main.go" | cut -c1-12)"
   echo "$v"
 }
 
@@ -90,11 +115,50 @@ ldflags() {
       ld+=" -X helm.sh/helm/v4/internal/version.version=$2"
       ld+=" -X helm.sh/helm/v4/internal/version.gitTreeState=clean" ;;
     traefik) ld+=" -X github.com/traefik/traefik/v3/pkg/version.Version=$2" ;;
+    helm-unittest) ld+=" -X github.com/helm-unittest/helm-unittest/internal/build.version=${2#v}" ;;
+    ct) ld+=" -X github.com/helm/chart-testing/v3/ct/cmd.Version=$2" ;;
+    skaffold)
+      ld+=" -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$2" ;;
   esac
   echo "$ld"
 }
 
 tool_dir() { echo "$cache_root/$1-$(tool_version "$1")"; }
+
+# tool_bin TOOL: what --path prints and what must exist for TOOL to count as built.
+tool_bin() {
+  if [[ "$1" == ct-linters ]]; then echo "$(tool_dir "$1")/bin"; else echo "$(tool_dir "$1")/$1"; fi
+}
+
+# build_ct_linters: the yamllint + yamale virtualenv. A virtualenv cannot be moved (its scripts
+# name its folder), so it is made in place and marked complete last; an unmarked one is an
+# interrupted install and is made again.
+build_ct_linters() {
+  local dir start rc=0
+  dir="$(tool_dir ct-linters)"
+  [[ -f "$dir/.complete" ]] && return 0
+  command -v python3 >/dev/null || die "python3 is not on PATH (ct-linters needs it)"
+  rm -rf "$dir"
+  mkdir -p "$cache_root"
+  log="$(mktemp "${TMPDIR:-/tmp}/build-tools-ct-linters.XXXXXX")"
+  printf 'installing ct-linters %s (yamllint, yamale) ... ' "$(tool_version ct-linters)" >&2
+  start=$SECONDS
+  { python3 -m venv "$dir" &&
+    "$dir/bin/pip" install --no-input --disable-pip-version-check --require-hashes \
+      -r "$tools_root/python/ct-linters.txt"; } >"$log" 2>&1 || rc=$?
+  if ((rc != 0)); then
+    echo "FAILED after $((SECONDS - start))s" >&2
+    echo "build-tools: ct-linters failed to install from tools/python/ct-linters.txt:" >&2
+    tail -n 25 "$log" | sed 's/^/  | /' >&2
+    rm -rf "$dir" "$log"
+    log=""
+    exit 1
+  fi
+  touch "$dir/.complete"
+  rm -f "$log"
+  log=""
+  echo "done in $((SECONDS - start))s" >&2
+}
 
 tmp_bin="" log=""
 # shellcheck disable=SC2317 # invoked by the EXIT trap
@@ -107,6 +171,7 @@ trap 'exit 143' TERM
 # for an optional Traefik (see the top), which is reported and skipped.
 build() {
   local tool="$1" version dir ld start rc=0
+  [[ "$tool" != ct-linters ]] || { build_ct_linters; return; }
   version="$(tool_version "$tool")"
   dir="$cache_root/$tool-$version"
   [[ -x "$dir/$tool" ]] && return 0
@@ -141,16 +206,36 @@ build() {
   echo "done in $((SECONDS - start))s" >&2
 }
 
-traefik_crds() {
-  local version tmp dir file
+# module_dir TOOL: the folder of TOOL's pinned module in the Go module cache (downloaded if needed).
+module_dir() {
+  local version tmp dir
   command -v go >/dev/null || die "go is not on PATH"
-  version="$(tool_version traefik)"
+  tool_info "$1"
+  version="$(tool_version "$1")"
   tmp="$(mktemp -d)"
   # From an empty folder, so that no go.mod is read or changed.
-  dir="$(cd "$tmp" && go mod download -json "github.com/traefik/traefik/v3@$version" \
+  dir="$(cd "$tmp" && go mod download -json "$pin@$version" \
     | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')" || true
   rmdir "$tmp"
-  [[ -n "$dir" ]] || die "traefik: go mod download of $version failed"
+  [[ -n "$dir" ]] || die "$1: go mod download of $pin@$version failed"
+  echo "$dir"
+}
+
+skaffold_schema() {
+  local dir api file
+  dir="$(module_dir skaffold)"
+  api="$(sed -n 's/^const Version string = "skaffold\/\(v[0-9a-z]*\)"$/\1/p' \
+    "$dir/pkg/skaffold/schema/latest/config.go")"
+  [[ -n "$api" ]] || die "skaffold: no latest config version in $dir/pkg/skaffold/schema/latest"
+  file="$dir/docs-v2/content/en/schemas/$api.json"
+  [[ -f "$file" ]] || die "skaffold: no JSON schema at $file"
+  echo "$file"
+}
+
+traefik_crds() {
+  local version dir file
+  version="$(tool_version traefik)"
+  dir="$(module_dir traefik)"
   file="$dir/docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml"
   [[ -f "$file" ]] || die "traefik $version: no CRD definitions at $file"
   echo "$file"
@@ -164,6 +249,7 @@ while (($#)); do
     --no-build) no_build=1 ;;
     --versions) mode=versions ;;
     --traefik-crds) mode=crds ;;
+    --skaffold-schema) mode=skaffold-schema ;;
     --traefik-optional) traefik_optional=1 ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     -*) die "unknown option '$1' (see --help)" ;;
@@ -176,6 +262,7 @@ explicit=$((${#tools[@]} > 0))
 
 case "$mode" in
   crds) traefik_crds; exit ;;
+  skaffold-schema) skaffold_schema; exit ;;
   versions) for t in "${tools[@]}"; do echo "$t $(tool_version "$t")"; done; exit ;;
 esac
 
@@ -183,13 +270,14 @@ missing=0
 for t in "${tools[@]}"; do
   dir="$(tool_dir "$t")"
   if ((no_build)); then
-    [[ -x "$dir/$t" ]] || { echo "build-tools: $t is not built ($dir)" >&2; missing=1; }
+    [[ -x "$(tool_bin "$t")" && ($t != ct-linters || -f "$dir/.complete") ]] ||
+      { echo "build-tools: $t is not built ($dir)" >&2; missing=1; }
   else
     build "$t"
     [[ " ${skipped[*]} " != *" $t "* ]] || continue
   fi
   case "$mode" in
-    path) echo "$dir/$t" ;;
+    path) tool_bin "$t" ;;
     dir) echo "$dir" ;;
   esac
 done

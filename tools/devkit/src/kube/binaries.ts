@@ -6,12 +6,23 @@ import { REPO_ROOT } from '../testing/process.js';
 const run = promisify(execFile);
 
 export type ToolName =
-  'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kubectl' | 'helm' | 'traefik';
+  | 'etcd'
+  | 'kube-apiserver'
+  | 'kube-controller-manager'
+  | 'kubectl'
+  | 'helm'
+  | 'traefik'
+  | 'helm-unittest'
+  | 'ct'
+  | 'ct-linters'
+  | 'kind-config'
+  | 'skaffold';
 
 const BUILD_SCRIPT = path.join(REPO_ROOT, 'tools', 'build-tools.sh');
 
 /**
- * The absolute path of a tool built from Go modules by tools/build-tools.sh, building it first
+ * The absolute path of a tool built from Go modules by tools/build-tools.sh (for ct-linters: the
+ * bin folder of its yamllint + yamale virtualenv), building it first
  * when it is not in the cache yet (the first build of the Kubernetes binaries takes many minutes).
  */
 export async function toolPath(tool: ToolName): Promise<string> {
