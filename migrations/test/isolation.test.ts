@@ -351,6 +351,36 @@ describe('tenant isolation', function () {
     expect(error.code).to.equal('TENANT_UNAVAILABLE');
   });
 
+  it('when the tenant role no longer exists (tenant deleted), it answers TENANT_UNAVAILABLE', async () => {
+    const context = { ...a, role: 'tenant_role_that_was_dropped' };
+
+    const error = await failure(withTenantTransaction(app, context, () => Promise.resolve(1)));
+
+    expect(error.code).to.equal('TENANT_UNAVAILABLE');
+  });
+
+  it('when fn swallows a failed statement and returns, it rejects instead of losing the write', async () => {
+    const code = `SWALLOW${Date.now() % 100000}`;
+    const error = await failure(
+      withTenantTransaction(app, a, async () => {
+        await transactionRows(
+          app,
+          `INSERT INTO organizations (code, legal_name, display_name, country, currency, time_zone)
+           VALUES ($1, 'Swallow', 'Swallow', 'BD', 'BDT', 'Asia/Dhaka') RETURNING code`,
+          [code],
+        );
+        await transactionRows(app, 'SELECT 1/0').catch(() => undefined);
+        return 'resolved';
+      }),
+    );
+    const stored = await withTenantTransaction(app, a, () =>
+      transactionRows(app, 'SELECT code FROM organizations WHERE code = $1', [code]),
+    );
+
+    expect(error.code).to.equal(TenancyErrorCode.RolledBack);
+    expect(stored).to.have.length(0);
+  });
+
   it('the start-up check accepts the application role, refuses superuser and owner', async () => {
     const owner = new Sequelize(
       loginUrl(plane.database.url, plane.db.roles.owner, plane.ownerPassword),

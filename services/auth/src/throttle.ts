@@ -1,4 +1,4 @@
-import { withTenantTransaction, type TenantContext } from '@vextrus/shared';
+import { AppError, withTenantTransaction, type TenantContext } from '@vextrus/shared';
 import type { Sequelize } from 'sequelize';
 import { rows } from './db.js';
 
@@ -22,6 +22,12 @@ export interface Throttle {
   attempt(tenant: TenantContext, email: string, address: string): Promise<ThrottleVerdict>;
   /** After a successful login: the account starts afresh; the address gets its attempt back. */
   succeeded(tenant: TenantContext, email: string, address: string): Promise<void>;
+  /**
+   * Runs the password check of a counted attempt. When it is refused because too many checks
+   * wait (503 PASSWORD_CHECKS_BUSY), no password was checked, so the attempt is given back to
+   * the account and the address: a busy service must not lock its users out.
+   */
+  check<T>(tenant: TenantContext, email: string, address: string, fn: () => Promise<T>): Promise<T>;
 }
 
 interface Counter {
@@ -40,7 +46,28 @@ export function createThrottle(sequelize: Sequelize, limits: ThrottleLimits): Th
   const accountKey = (email: string): string => `account:${email}`;
   const addressKey = (address: string): string => `address:${address}`;
 
+  const giveBack = (tenant: TenantContext, email: string, address: string): Promise<unknown> =>
+    withTenantTransaction(sequelize, tenant, () =>
+      rows(
+        sequelize,
+        `UPDATE login_throttle SET attempts = greatest(attempts - 1, 0) WHERE key IN ($1, $2)
+         RETURNING key`,
+        [accountKey(email), addressKey(address)],
+      ),
+    );
+
   return {
+    async check(tenant, email, address, fn) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (err instanceof AppError && err.code === 'PASSWORD_CHECKS_BUSY') {
+          await giveBack(tenant, email, address);
+        }
+        throw err;
+      }
+    },
+
     async attempt(tenant: TenantContext, email: string, address: string): Promise<ThrottleVerdict> {
       const counters = await withTenantTransaction(sequelize, tenant, () =>
         rows<Counter>(

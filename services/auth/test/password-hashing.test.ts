@@ -1,6 +1,10 @@
 import { expect } from 'chai';
 import { AppError } from '@vextrus/shared';
+import { QueryTypes } from 'sequelize';
+import type { TenantContext } from '@vextrus/shared';
+import { errors } from '../src/errors.js';
 import { defaultHashLimits, HashGate } from '../src/passwords.js';
+import { createThrottle } from '../src/throttle.js';
 import { PASSWORD, call, comparable, createAuthHarness, type AuthHarness } from './support.js';
 
 /** A task that reports how many tasks run at once, and finishes when released. */
@@ -128,6 +132,49 @@ describe('auth service under a login flood', function () {
     expect(metrics).to.match(
       new RegExp(`auth_password_checks_refused_total\\{[^}]*\\} ${busy.length}\\n`),
     );
+  });
+
+  it('attempts whose check was refused as busy are given back, so they never lock out', async () => {
+    const setup = await harness.start();
+    const tenant = await setup.service.runtime.sequelize.query<TenantContext>(
+      `SELECT id AS "tenantId", schema_name AS schema, role_name AS role
+         FROM platform.tenants WHERE slug = 'alpha'`,
+      { type: QueryTypes.SELECT },
+    );
+    const context = tenant[0] as TenantContext;
+    const throttle = createThrottle(setup.service.runtime.sequelize, {
+      accountLimit: 3,
+      addressLimit: 100,
+      windowSeconds: 900,
+    });
+    const busy = () => Promise.reject(errors.PASSWORD_CHECKS_BUSY());
+
+    const verdicts = [];
+    for (let attempt = 0; attempt < 6; attempt++) {
+      verdicts.push((await throttle.attempt(context, 'busy@alpha.example', '10.0.0.1')).allowed);
+      await throttle.check(context, 'busy@alpha.example', '10.0.0.1', busy).catch(() => undefined);
+    }
+    const wrongPassword = () => Promise.resolve(false);
+    for (let attempt = 0; attempt < 4; attempt++) {
+      verdicts.push((await throttle.attempt(context, 'busy@alpha.example', '10.0.0.1')).allowed);
+      await throttle.check(context, 'busy@alpha.example', '10.0.0.1', wrongPassword);
+    }
+
+    // Six refused-as-busy attempts cost nothing; then three real ones are allowed, the 4th not.
+    expect(verdicts).to.deep.equal([true, true, true, true, true, true, true, true, true, false]);
+  });
+
+  it('an email with a lone surrogate gets the usual 401, and its failed login is recorded', async () => {
+    const { service } = await harness.start();
+
+    const answer = await call(service.url, 'POST', '/auth/login', {
+      tenant: 'alpha',
+      body: { email: 'admin@alpha.example\udfff', password: 'some wrong password' },
+    });
+    const failed = await harness.audits('tenant_alpha', 'auth.login.failed');
+
+    expect(answer.status).to.equal(401);
+    expect(failed.some((row) => String(row.details?.email).endsWith('\uFFFD'))).to.equal(true);
   });
 
   it('a refused config value is named at start-up', async () => {

@@ -193,6 +193,25 @@ describe('audit records', function () {
     expect(JSON.stringify(event)).not.to.match(/argon2id|k-123|r-1/);
   });
 
+  it('when details hold lone surrogates or a long string cut inside a character, the record is stored', async () => {
+    const long = `${'x'.repeat(4095)}\u{1F600}tail`;
+
+    await withTenantTransaction(t.app, acme, () =>
+      recordAudit({
+        action: 'user.login_failed_oddly',
+        outcome: 'failure',
+        resourceId: 'id\udfff',
+        details: { email: 'admin@acme.example\udfff', lone: '\ud83d', long },
+      }),
+    );
+
+    const [event] = (await events()).filter((e) => e.action === 'user.login_failed_oddly');
+    const details = event?.details as Record<string, string> | undefined;
+    expect(details?.email).to.equal('admin@acme.example\uFFFD');
+    expect(details?.lone).to.equal('\uFFFD');
+    expect(details?.long).to.equal('x'.repeat(4095));
+  });
+
   it('when 200 mutations run concurrently, there are 200 records and the chain verifies', async () => {
     const before = (await events()).length;
 

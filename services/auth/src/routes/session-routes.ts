@@ -74,9 +74,11 @@ async function login(ctx: AuthContext, req: Request, res: Response): Promise<voi
       [email],
     ),
   );
-  const passwordOk = found?.password_hash
-    ? await ctx.passwords.verify(found.password_hash, body.password)
-    : await ctx.passwords.verifyNothing(body.password);
+  const passwordOk = await ctx.throttle.check(tenant, email, address, () =>
+    found?.password_hash
+      ? ctx.passwords.verify(found.password_hash, body.password)
+      : ctx.passwords.verifyNothing(body.password),
+  );
   if (!found || !passwordOk || found.status !== 'active') {
     const reason = !found
       ? 'unknown_email'

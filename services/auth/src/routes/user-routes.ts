@@ -139,9 +139,11 @@ async function changePassword(ctx: AuthContext, req: Request, res: Response): Pr
       [user.id],
     ),
   );
-  const ok = credential
-    ? await ctx.passwords.verify(credential.password_hash, body.currentPassword)
-    : await ctx.passwords.verifyNothing(body.currentPassword);
+  const ok = await ctx.throttle.check(tenant, user.email, address, () =>
+    credential
+      ? ctx.passwords.verify(credential.password_hash, body.currentPassword)
+      : ctx.passwords.verifyNothing(body.currentPassword),
+  );
   if (!ok) {
     await ctx.audit.recordSeparately(tenant, {
       action: 'auth.password.change_failed',

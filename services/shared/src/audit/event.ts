@@ -40,10 +40,28 @@ export const REDACTED = '[redacted]';
 const MAX_DEPTH = 16;
 const MAX_STRING = 4096;
 
+/** A high surrogate not followed by a low one, or a low surrogate not preceded by a high one. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
 /**
- * Turns a value into something jsonb accepts: Dates become ISO strings, bigints strings, undefined members vanish,
- * non-finite numbers become null, NUL characters (which jsonb refuses) are dropped, long strings
- * are cut, and the values of secret-looking keys are redacted.
+ * Text as PostgreSQL stores it: NUL dropped (text and jsonb refuse it), at most `max` UTF-16
+ * units without cutting a character in two, and any lone surrogate (which jsonb refuses, and a
+ * client can send as `\udfff` in JSON) replaced by U+FFFD, so that an odd string in a request
+ * can never make its audit record, and so its change, fail.
+ */
+function clean(value: string, max: number): string {
+  let result = value.replaceAll('\u0000', '');
+  if (result.length > max) {
+    const last = result.charCodeAt(max - 1);
+    result = result.slice(0, last >= 0xd800 && last <= 0xdbff ? max - 1 : max);
+  }
+  return result.replace(LONE_SURROGATE, '\uFFFD');
+}
+
+/**
+ * Turns a value into something jsonb accepts: Dates become ISO strings, bigints strings, undefined
+ * members vanish, non-finite numbers become null, strings are cleaned (see clean: NUL dropped,
+ * long strings cut, lone surrogates replaced), and the values of secret-looking keys are redacted.
  */
 export function toJson(value: unknown, depth = 0): JsonValue {
   if (value === null || value === undefined) return null;
@@ -56,7 +74,7 @@ export function toJson(value: unknown, depth = 0): JsonValue {
     case 'bigint':
       return value.toString();
     case 'string':
-      return value.replaceAll('\u0000', '').slice(0, MAX_STRING);
+      return clean(value, MAX_STRING);
     case 'object':
       break;
     default:
@@ -68,7 +86,7 @@ export function toJson(value: unknown, depth = 0): JsonValue {
   const object: JsonObject = {};
   for (const [key, member] of Object.entries(value)) {
     if (member === undefined) continue;
-    const name = key.replaceAll('\u0000', '');
+    const name = clean(key, MAX_STRING);
     object[name] = SECRET_KEY.test(name) ? REDACTED : toJson(member, depth + 1);
   }
   return object;
@@ -95,7 +113,7 @@ export { toJsonObject as normalizeDetails };
 
 function text(value: string | undefined, max: number): string | null {
   if (value === undefined || value === '') return null;
-  return value.replaceAll('\u0000', '').slice(0, max);
+  return clean(value, max);
 }
 
 /** Refuses events that would make a useless record; these are programming errors. */

@@ -38,8 +38,15 @@ function validate(context: TenantContext): void {
 }
 
 /** The pg client a Sequelize transaction holds (Sequelize's postgres connection is one). */
+interface PgResult {
+  rows: unknown[];
+  /** The command tag: COMMIT, or ROLLBACK when a COMMIT met an aborted transaction. */
+  command?: string;
+}
+
 interface PgConnection {
-  query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
+  /** One result, or one per statement when the text holds several. */
+  query(text: string, values?: unknown[]): Promise<PgResult | PgResult[]>;
   /** Sequelize's mark for a connection its pool must destroy instead of reusing. */
   _invalid?: boolean;
 }
@@ -91,8 +98,11 @@ export async function withTenantTransaction<T>(
     onContext: () => namespace.set(TENANT_KEY, frozen),
     // The tenant role was revoked (the tenant is being retained or deleted) while a cached
     // directory entry still called it active: the tenant is unavailable, not a server error.
+    // 42501: the role's grant was revoked; 22023: the role itself is gone (tenant deleted).
     openingError: (err) =>
-      sqlState(err) === '42501' ? tenantUnavailable(context.schema, err) : err,
+      ['42501', '22023'].includes(sqlState(err) ?? '')
+        ? tenantUnavailable(context.schema, err)
+        : err,
   });
 }
 
@@ -169,7 +179,15 @@ class SettingsTransaction extends Transaction {
       const generator = (this.db.getQueryInterface() as unknown as QueryInterfaceInternals)
         .queryGenerator;
       const text = generator.commitTransactionQuery(this) ?? 'COMMIT';
-      await clientRows(this.db, self.connection, text, []);
+      const result = await clientQuery(this.db, self.connection, text, []);
+      const last = Array.isArray(result) ? result.at(-1) : result;
+      if (last?.command === 'ROLLBACK') {
+        throw new TenancyError(
+          TenancyErrorCode.RolledBack,
+          'the transaction was rolled back, not committed: a statement in it failed and its ' +
+            'error was caught and ignored',
+        );
+      }
       self.cleanup();
     } catch (err) {
       // The connection is in an unknown state: the pool destroys it instead of reusing it.
@@ -288,11 +306,21 @@ async function clientRows<T>(
   text: string,
   bind: unknown[],
 ): Promise<T[]> {
+  const result = await clientQuery(sequelize, connection, text, bind);
+  return (Array.isArray(result) ? (result.at(-1)?.rows ?? []) : result.rows) as T[];
+}
+
+/** A statement on the pg client, its failure turned into Sequelize's error as sequelize.query does. */
+async function clientQuery(
+  sequelize: Sequelize,
+  connection: PgConnection,
+  text: string,
+  bind: unknown[],
+): Promise<PgResult | PgResult[]> {
   // Where the statement came from: pg's own error has no useful stack once it crosses the socket.
   const site = new Error();
   try {
-    const result = await connection.query(text, bind.length > 0 ? bind : undefined);
-    return result.rows as T[];
+    return await connection.query(text, bind.length > 0 ? bind : undefined);
   } catch (err) {
     if (typeof err !== 'object' || err === null) throw err;
     const e = err as { code?: string; sql?: string; parameters?: unknown[] };

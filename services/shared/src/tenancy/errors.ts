@@ -6,6 +6,11 @@ export const TenancyErrorCode = {
   NestedContext: 'TENANT_CONTEXT_NESTED',
   /** Sequelize already has a CLS namespace that is not this module's. */
   ClsConflict: 'TENANT_CLS_CONFLICT',
+  /**
+   * The transaction was rolled back instead of committed: a statement inside it failed and its
+   * error was caught and ignored, so PostgreSQL answered the COMMIT with ROLLBACK.
+   */
+  RolledBack: 'TENANT_TRANSACTION_ROLLED_BACK',
   /** The login role could bypass row-level security; the service must not start. */
   UnsafeLoginRole: 'UNSAFE_DATABASE_ROLE',
 } as const;
