@@ -276,8 +276,13 @@ export const operatorBenchmark: Benchmark = {
       const tenants = bulk + singleRounds;
 
       // Steady state of one operator process: once it reconciled every tenant (a fresh process
-      // does so at start), its memory and request rate are sampled `segments` times.
-      const segments = settings.smoke ? 1 : 2;
+      // does so at start), its memory and request rate are sampled once per process.
+      const segments = 1;
+      // A window shorter than the resync period (60 s) may see no resync at all, and so count
+      // no request: each window of the request rate spans at least one whole period.
+      const windowSeconds = settings.smoke
+        ? steadySeconds / segments / memoryRounds / 2
+        : Math.max(steadySeconds / segments / memoryRounds / 2, 65);
       const steady = async (current: OperatorProcess) => {
         await until(
           `the ${current.runtime} operator reconciled every tenant`,
@@ -292,9 +297,7 @@ export const operatorBenchmark: Benchmark = {
         for (let segment = 0; segment < segments; segment++) {
           const before = await scrape(probePort);
           const segmentStart = performance.now();
-          await new Promise((resolve) =>
-            setTimeout(resolve, (steadySeconds / segments / memoryRounds / 2) * 1000),
-          );
+          await new Promise((resolve) => setTimeout(resolve, windowSeconds * 1000));
           const after = await scrape(probePort);
           const hours = (performance.now() - segmentStart) / 3_600_000;
           sample.rss.push(after.rss / MB);
