@@ -14,7 +14,10 @@ export interface TenantDirectory {
   lookup(slug: string): Promise<TenantEntry | undefined>;
 }
 
-/** Reads platform.tenants (the application role may only SELECT it), caching each answer briefly. */
+/**
+ * Reads platform.tenants (the application role may only SELECT it), caching each answer
+ * briefly.
+ */
 export function createTenantDirectory(sequelize: Sequelize, ttlMs = 15_000): TenantDirectory {
   const cache = new Map<string, { entry: TenantEntry | undefined; until: number }>();
   return {

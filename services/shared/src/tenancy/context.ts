@@ -310,7 +310,10 @@ async function clientRows<T>(
   return (Array.isArray(result) ? (result.at(-1)?.rows ?? []) : result.rows) as T[];
 }
 
-/** A statement on the pg client, its failure turned into Sequelize's error as sequelize.query does. */
+/**
+ * A statement on the pg client, its failure turned into Sequelize's error as sequelize.query
+ * does.
+ */
 async function clientQuery(
   sequelize: Sequelize,
   connection: PgConnection,
