@@ -1,4 +1,5 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import pg from 'pg';
 import { z } from 'zod';
 import { commonErrors } from '../http/errors.js';
 import { ACTION_PATTERN, AUDIT_OUTCOMES } from './event.js';
@@ -92,16 +93,49 @@ export function decodeCursor(cursor: string): string {
   return match[1];
 }
 
-/** A record as the API shows it, built by PostgreSQL (so export rows are never parsed in JS). */
-export const EVENT_JSON = `json_build_object(
-  'sequence', e.sequence, 'id', e.id,
-  'occurredAt', to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-  'actor', json_build_object('userId', e.actor_user_id, 'roles', e.actor_roles,
-                             'system', e.actor_system),
-  'clientAddress', e.client_address, 'userAgent', e.user_agent, 'requestId', e.request_id,
-  'action', e.action, 'resourceType', e.resource_type, 'resourceId', e.resource_id,
-  'outcome', e.outcome, 'changes', e.changes, 'details', e.details,
-  'previousHash', encode(e.previous_hash, 'hex'), 'hash', encode(e.hash, 'hex'))`;
+/**
+ * The columns of a record over `audit_events e`, in the order formatEvent reads them, for a
+ * query whose rows come back as unparsed text (transactionTextRows).
+ */
+export const EVENT_COLUMNS = `e.sequence, e.id, (extract(epoch FROM e.occurred_at) * 1000000)::bigint,
+  e.actor_user_id, e.actor_roles, e.actor_system, e.client_address, e.user_agent, e.request_id,
+  e.action, e.resource_type, e.resource_id, e.outcome, e.changes, e.details,
+  encode(e.previous_hash, 'hex'), encode(e.hash, 'hex')`;
+
+/** pg's parser of a text[] value (type OID 1009) from its text output: {a,"b c"}. */
+const parseTextArray = pg.types.getTypeParser(
+  1009 as Parameters<typeof pg.types.getTypeParser>[0],
+) as (value: string) => string[];
+
+/** A JSON string, or null. */
+function str(value: string | null | undefined): string {
+  return value == null ? 'null' : JSON.stringify(value);
+}
+
+/** Microseconds since the epoch as ISO 8601 in UTC with six decimals: 2026-12-04T21:14:11.000123Z. */
+export function isoMicros(micros: string): string {
+  const us = Number(micros);
+  const ms = Math.floor(us / 1000);
+  return `${new Date(ms).toISOString().slice(0, 23)}${String(us - ms * 1000).padStart(3, '0')}Z`;
+}
+
+/**
+ * One record (a row of EVENT_COLUMNS as text) as the API's JSON object, written out in
+ * JavaScript: PostgreSQL's json_build_object looks up every value's output function again for
+ * every row, which made a day of 10,000 records cost ~10 times the index scan that finds them.
+ * changes and details are jsonb, whose text output is JSON already.
+ */
+export function formatEvent(row: readonly (string | null)[]): string {
+  const roles = row[4] == null ? 'null' : JSON.stringify(parseTextArray(row[4]));
+  return (
+    `{"sequence":${row[0]},"id":${str(row[1])},"occurredAt":${str(isoMicros(row[2] ?? '0'))},` +
+    `"actor":{"userId":${str(row[3])},"roles":${roles},"system":${str(row[5])}},` +
+    `"clientAddress":${str(row[6])},"userAgent":${str(row[7])},"requestId":${str(row[8])},` +
+    `"action":${str(row[9])},"resourceType":${str(row[10])},"resourceId":${str(row[11])},` +
+    `"outcome":${str(row[12])},"changes":${row[13] ?? 'null'},"details":${row[14] ?? 'null'},` +
+    `"previousHash":${str(row[15])},"hash":${str(row[16])}}`
+  );
+}
 
 /** A WHERE clause over `audit_events e` and its bind values, numbered from $1. */
 export interface Condition {

@@ -1,18 +1,19 @@
 import { Router, type Response } from 'express';
 import type { Logger } from 'pino';
-import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import type { Sequelize, Transaction } from 'sequelize';
 import { authenticate, requireRole } from '../auth/middleware.js';
 import { requireTenant, type TenantDirectory, type TenantEntry } from '../auth/tenant-scope.js';
 import type { TokenVerifier } from '../auth/verifier.js';
 import { enableTransactionContext } from '../tenancy/cls.js';
-import { withTenantTransaction } from '../tenancy/context.js';
+import { transactionTextRows, withTenantTransaction } from '../tenancy/context.js';
 import {
-  EVENT_JSON,
+  EVENT_COLUMNS,
   decodeCursor,
   encodeCursor,
   eventsQuery,
   exportQuery,
   filterCondition,
+  formatEvent,
   parseQuery,
 } from './query.js';
 import { auditClientErrors, auditRefusals } from './refusals.js';
@@ -26,17 +27,6 @@ export interface AuditRouterOptions {
   logger?: Logger;
   /** Records per query of the export; memory stays bounded by it. */
   exportBatchSize?: number;
-}
-
-interface PageRow {
-  sequence: string;
-  item: Record<string, unknown>;
-}
-
-interface BatchRow {
-  last: string | null;
-  count: string;
-  lines: string | null;
 }
 
 /** Resolves once the response can take more, or has closed (the client went away). */
@@ -84,19 +74,24 @@ export function auditRouter(options: AuditRouterOptions): Router {
       if (!condition) return [];
       const bind = [...condition.bind, query.limit + 1];
       const cursorSql = after === undefined ? '' : ` AND e.sequence < $${bind.push(after)}`;
-      return sequelize.query<PageRow>(
-        `SELECT e.sequence, ${EVENT_JSON} AS item FROM audit_events e
+      return transactionTextRows(
+        sequelize,
+        transaction,
+        `SELECT ${EVENT_COLUMNS} FROM audit_events e
           WHERE ${condition.where}${cursorSql}
           ORDER BY e.sequence DESC LIMIT $${condition.bind.length + 1}`,
-        { transaction, type: QueryTypes.SELECT, bind },
+        bind,
       );
     });
     const page = rows.slice(0, query.limit);
-    const last = page.at(-1);
-    res.json({
-      items: page.map((row) => row.item),
-      nextCursor: rows.length > query.limit && last ? encodeCursor(last.sequence) : null,
-    });
+    const last = page.at(-1)?.[0];
+    const nextCursor = rows.length > query.limit && last ? encodeCursor(last) : null;
+    // Written out rather than through res.json: the items are JSON text already (formatEvent).
+    res
+      .type('application/json')
+      .send(
+        `{"items":[${page.map(formatEvent).join(',')}],"nextCursor":${JSON.stringify(nextCursor)}}`,
+      );
   });
 
   router.get('/events/export', async (req, res) => {
@@ -116,18 +111,21 @@ export function auditRouter(options: AuditRouterOptions): Router {
       let after = '0';
       while (condition && !res.destroyed) {
         const bind = [...condition.bind, after, batchSize];
-        const [batch] = await sequelize.query<BatchRow>(
-          `SELECT max(sequence)::text AS last, count(*) AS count,
-                  string_agg(line, E'\\n' ORDER BY sequence) AS lines
-             FROM (SELECT e.sequence, ${EVENT_JSON}::text AS line FROM audit_events e
-                    WHERE ${condition.where} AND e.sequence > $${bind.length - 1}
-                    ORDER BY e.sequence LIMIT $${bind.length}) page`,
-          { transaction, type: QueryTypes.SELECT, bind },
+        const rows = await transactionTextRows(
+          sequelize,
+          transaction,
+          `SELECT ${EVENT_COLUMNS} FROM audit_events e
+            WHERE ${condition.where} AND e.sequence > $${bind.length - 1}
+            ORDER BY e.sequence LIMIT $${bind.length}`,
+          bind,
         );
-        if (!batch?.last || !batch.lines) break;
-        if (!res.write(`${batch.lines}\n`)) await writable(res);
-        if (Number(batch.count) < batchSize) break;
-        after = batch.last;
+        const last = rows.at(-1)?.[0];
+        if (!last) break;
+        let lines = '';
+        for (const row of rows) lines += `${formatEvent(row)}\n`;
+        if (!res.write(lines)) await writable(res);
+        if (rows.length < batchSize) break;
+        after = last;
       }
       res.end();
     } catch (err) {

@@ -44,9 +44,17 @@ interface PgResult {
   command?: string;
 }
 
+/** A query as pg's Client#query takes it, for rows as arrays of unparsed text. */
+interface PgTextQuery {
+  text: string;
+  values?: unknown[];
+  rowMode: 'array';
+  types: { getTypeParser: () => (value: string) => string };
+}
+
 interface PgConnection {
   /** One result, or one per statement when the text holds several. */
-  query(text: string, values?: unknown[]): Promise<PgResult | PgResult[]>;
+  query(text: string | PgTextQuery, values?: unknown[]): Promise<PgResult | PgResult[]>;
   /** Sequelize's mark for a connection its pool must destroy instead of reusing. */
   _invalid?: boolean;
 }
@@ -299,6 +307,28 @@ export async function transactionRows<T extends object>(
   return clientRows<T>(sequelize, connection, text, bind);
 }
 
+/** A type parser that leaves every value as PostgreSQL's text output. */
+const AS_TEXT = { getTypeParser: () => (value: string) => value };
+
+/**
+ * Rows of one statement on `transaction`'s pg client, each an array of column values as
+ * PostgreSQL's text output (null for NULL), unparsed: for results that are only passed on as
+ * text, where building a Date or parsing JSON per value would cost more than the query. A
+ * failure becomes the Sequelize error sequelize.query would throw.
+ */
+export async function transactionTextRows(
+  sequelize: Sequelize,
+  transaction: Transaction,
+  text: string,
+  bind: unknown[] = [],
+): Promise<(string | null)[][]> {
+  const connection = (transaction as Transaction & { connection?: PgConnection }).connection;
+  if (!connection) throw new Error('transactionTextRows needs a transaction that has begun');
+  const query: PgTextQuery = { text, values: bind, rowMode: 'array', types: AS_TEXT };
+  const result = await clientQuery(sequelize, connection, query, bind);
+  return (Array.isArray(result) ? (result.at(-1)?.rows ?? []) : result.rows) as (string | null)[][];
+}
+
 /** One statement on a transaction's pg client; a failure becomes Sequelize's error for it. */
 async function clientRows<T>(
   sequelize: Sequelize,
@@ -317,13 +347,14 @@ async function clientRows<T>(
 async function clientQuery(
   sequelize: Sequelize,
   connection: PgConnection,
-  text: string,
+  query: string | PgTextQuery,
   bind: unknown[],
 ): Promise<PgResult | PgResult[]> {
   // Where the statement came from: pg's own error has no useful stack once it crosses the socket.
   const site = new Error();
+  const text = typeof query === 'string' ? query : query.text;
   try {
-    return await connection.query(text, bind.length > 0 ? bind : undefined);
+    return await connection.query(query, bind.length > 0 ? bind : undefined);
   } catch (err) {
     if (typeof err !== 'object' || err === null) throw err;
     const e = err as { code?: string; sql?: string; parameters?: unknown[] };

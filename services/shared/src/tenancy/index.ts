@@ -2,6 +2,7 @@ export { AsyncLocalStorageNamespace, enableTransactionContext } from './cls.js';
 export {
   currentTenant,
   transactionRows,
+  transactionTextRows,
   transactionWithSettings,
   withTenantTransaction,
 } from './context.js';
