@@ -91,3 +91,41 @@ export async function waitForHttp(url: string, timeoutMs = 60_000): Promise<void
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/** One request to a loopback server, on `agent` (keep-alive), with the whole body read. */
+export function send(
+  agent: http.Agent,
+  url: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<Reply> {
+  const target = new URL(url);
+  if (!LOOPBACK.has(target.hostname)) {
+    return Promise.reject(new Error(`cannot send to ${target.hostname}: only 127.0.0.1`));
+  }
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      target,
+      { agent, method: options.method ?? 'GET', headers: options.headers },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString(),
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}

@@ -5,16 +5,13 @@
  * transaction. The three run interleaved, round after round.
  */
 import { execFile } from 'node:child_process';
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import jwt from 'jsonwebtoken';
 import { createPlane, freePort, spawnTs, type SpawnedProcess } from '@vextrus/devkit';
+import { startIssuer } from '../servers/issuer.js';
 import { provision, seedOrganization } from '@vextrus/migrations';
-import { MIN_RSA_BITS, TOKEN_ALGORITHM, withTenantTransaction } from '@vextrus/shared';
+import { withTenantTransaction } from '@vextrus/shared';
 import { Sequelize } from 'sequelize';
 import type { Benchmark, Figure } from '../harness.js';
 import { load, waitForHttp, type LoadResult } from '../load.js';
@@ -61,7 +58,7 @@ export const organizationList: Benchmark = {
     const folder = await mkdtemp(path.join(tmpdir(), 'vextrus-bench-org-'));
     const plane = await createPlane('bench_org');
     const children: SpawnedProcess[] = [];
-    const jwks = http.createServer();
+    const closers: (() => Promise<void>)[] = [];
     try {
       const tenant = await provision(plane.db, 'bench');
       await seedOrganization(plane.db, 'bench', { name: 'Bench Group', code: 'BENCH' });
@@ -77,20 +74,8 @@ export const organizationList: Benchmark = {
       });
       await app.close();
 
-      // A key like the ones the platform makes (RSA 2048, RS256).
-      const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: MIN_RSA_BITS });
-      const jwk = {
-        ...publicKey.export({ format: 'jwk' }),
-        kid: 'bench',
-        alg: TOKEN_ALGORITHM,
-        use: 'sig',
-      };
-      jwks.on('request', (_req, res: http.ServerResponse) => {
-        res.setHeader('Content-Type', 'application/json');
-        res.end(JSON.stringify({ keys: [jwk] }));
-      });
-      await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve));
-      const jwksPort = (jwks.address() as AddressInfo).port;
+      const issuer = await startIssuer();
+      closers.push(() => issuer.close());
 
       const servicePort = await freePort();
       children.push(
@@ -100,7 +85,7 @@ export const organizationList: Benchmark = {
           HOST: '127.0.0.1',
           PORT: String(servicePort),
           LOG_LEVEL: 'warn',
-          AUTH_JWKS_URL: `http://127.0.0.1:${jwksPort}/jwks.json`,
+          AUTH_JWKS_URL: issuer.jwksUrl,
         }),
       );
       const basePort = await freePort();
@@ -116,19 +101,7 @@ export const organizationList: Benchmark = {
       await baseline.waitForOutput((out) => out.includes('listening'), 60_000);
       await waitForHttp(`http://127.0.0.1:${servicePort}/health/ready`);
 
-      const token = jwt.sign(
-        { tid: tenant.tenantId, tenant: 'bench', roles: ['member'] },
-        privateKey,
-        {
-          algorithm: TOKEN_ALGORITHM,
-          keyid: 'bench',
-          issuer: 'vextrus-auth',
-          audience: 'vextrus-api',
-          subject: randomUUID(),
-          jwtid: randomUUID(),
-          expiresIn: 3600,
-        },
-      );
+      const token = issuer.token(tenant.tenantId, 'bench', ['member']);
       const script = path.join(folder, 'list.sql');
       await writeFile(
         script,
@@ -226,7 +199,7 @@ export const organizationList: Benchmark = {
     } finally {
       for (const child of children) child.child.kill('SIGTERM');
       await Promise.all(children.map((c) => c.exited));
-      await new Promise<void>((resolve) => jwks.close(() => resolve()));
+      for (const close of closers) await close();
       await plane.close();
       await rm(folder, { recursive: true, force: true });
     }

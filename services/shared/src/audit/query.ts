@@ -107,6 +107,20 @@ const parseTextArray = pg.types.getTypeParser(
   1009 as Parameters<typeof pg.types.getTypeParser>[0],
 ) as (value: string) => string[];
 
+/** JSON arrays of the role lists seen lately (a tenant has few), by their text output. */
+const rolesJson = new Map<string, string>();
+
+/** A text[] value's text output ({a,"b c"}) as a JSON array. */
+function rolesOf(value: string): string {
+  let json = rolesJson.get(value);
+  if (json === undefined) {
+    json = JSON.stringify(parseTextArray(value));
+    if (rolesJson.size >= 256) rolesJson.clear();
+    rolesJson.set(value, json);
+  }
+  return json;
+}
+
 /** A JSON string, or null. */
 function str(value: string | null | undefined): string {
   return value == null ? 'null' : JSON.stringify(value);
@@ -126,7 +140,7 @@ export function isoMicros(micros: string): string {
  * changes and details are jsonb, whose text output is JSON already.
  */
 export function formatEvent(row: readonly (string | null)[]): string {
-  const roles = row[4] == null ? 'null' : JSON.stringify(parseTextArray(row[4]));
+  const roles = row[4] == null ? 'null' : rolesOf(row[4]);
   return (
     `{"sequence":${row[0]},"id":${str(row[1])},"occurredAt":${str(isoMicros(row[2] ?? '0'))},` +
     `"actor":{"userId":${str(row[3])},"roles":${roles},"system":${str(row[5])}},` +
@@ -135,6 +149,13 @@ export function formatEvent(row: readonly (string | null)[]): string {
     `"outcome":${str(row[12])},"changes":${row[13] ?? 'null'},"details":${row[14] ?? 'null'},` +
     `"previousHash":${str(row[15])},"hash":${str(row[16])}}`
   );
+}
+
+/** Rows of EVENT_COLUMNS as NDJSON: one formatEvent line each, every line ending in \n. */
+export function formatEvents(rows: readonly (readonly (string | null)[])[]): string {
+  let lines = '';
+  for (const row of rows) lines += `${formatEvent(row)}\n`;
+  return lines;
 }
 
 /** A WHERE clause over `audit_events e` and its bind values, numbered from $1. */

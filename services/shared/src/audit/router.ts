@@ -12,8 +12,10 @@ import {
   encodeCursor,
   eventsQuery,
   exportQuery,
+  type Condition,
   filterCondition,
   formatEvent,
+  formatEvents,
   parseQuery,
 } from './query.js';
 import { auditClientErrors, auditRefusals } from './refusals.js';
@@ -108,24 +110,30 @@ export function auditRouter(options: AuditRouterOptions): Router {
       res.setHeader('Content-Type', 'application/x-ndjson; charset=utf-8');
       res.setHeader('Content-Disposition', `attachment; filename="audit-${tenant.slug}.ndjson"`);
       res.setHeader('Cache-Control', 'no-store');
-      let after = '0';
-      while (condition && !res.destroyed) {
-        const bind = [...condition.bind, after, batchSize];
-        const rows = await transactionTextRows(
+      const open = transaction;
+      const batch = (where: Condition, after: string): Promise<(string | null)[][]> =>
+        transactionTextRows(
           sequelize,
-          transaction,
+          open,
           `SELECT ${EVENT_COLUMNS} FROM audit_events e
-            WHERE ${condition.where} AND e.sequence > $${bind.length - 1}
-            ORDER BY e.sequence LIMIT $${bind.length}`,
-          bind,
+            WHERE ${where.where} AND e.sequence > $${where.bind.length + 1}
+            ORDER BY e.sequence LIMIT $${where.bind.length + 2}`,
+          [...where.bind, after, batchSize],
         );
-        const last = rows.at(-1)?.[0];
-        if (!last) break;
-        let lines = '';
-        for (const row of rows) lines += `${formatEvent(row)}\n`;
-        if (!res.write(lines)) await writable(res);
-        if (rows.length < batchSize) break;
-        after = last;
+      // The next batch is asked for as soon as a batch arrives, so that PostgreSQL reads it
+      // while this one is written out as JSON and sent.
+      let next = condition ? batch(condition, '0') : undefined;
+      try {
+        while (next && !res.destroyed) {
+          const rows = await next;
+          const last = rows.at(-1)?.[0];
+          next =
+            condition && last && rows.length === batchSize ? batch(condition, last) : undefined;
+          if (rows.length > 0 && !res.write(formatEvents(rows))) await writable(res);
+        }
+      } finally {
+        // A batch still on its way (the client went away) must be done before the rollback.
+        await next?.catch(() => undefined);
       }
       res.end();
     } catch (err) {
