@@ -95,9 +95,11 @@ export function decodeCursor(cursor: string): string {
 
 /**
  * The columns of a record over `audit_events e`, in the order formatEvent reads them, for a
- * query whose rows come back as unparsed text (transactionTextRows).
+ * query whose rows come back as unparsed text (transactionTextRows). The time is written by
+ * to_char in UTC, so neither DateStyle nor TimeZone of the session changes it.
  */
-export const EVENT_COLUMNS = `e.sequence, e.id, (extract(epoch FROM e.occurred_at) * 1000000)::bigint,
+export const EVENT_COLUMNS = `e.sequence, e.id,
+  to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
   e.actor_user_id, e.actor_roles, e.actor_system, e.client_address, e.user_agent, e.request_id,
   e.action, e.resource_type, e.resource_id, e.outcome, e.changes, e.details,
   encode(e.previous_hash, 'hex'), encode(e.hash, 'hex')`;
@@ -121,16 +123,14 @@ function rolesOf(value: string): string {
   return json;
 }
 
+/** Characters JSON must escape in a string (text from PostgreSQL has no lone surrogates). */
+// eslint-disable-next-line no-control-regex -- the control characters are what it looks for
+const NEEDS_ESCAPE = /["\\\u0000-\u001f]/;
+
 /** A JSON string, or null. */
 function str(value: string | null | undefined): string {
-  return value == null ? 'null' : JSON.stringify(value);
-}
-
-/** Microseconds since the epoch as ISO 8601 in UTC with six decimals: 2026-12-04T21:14:11.000123Z. */
-export function isoMicros(micros: string): string {
-  const us = Number(micros);
-  const ms = Math.floor(us / 1000);
-  return `${new Date(ms).toISOString().slice(0, 23)}${String(us - ms * 1000).padStart(3, '0')}Z`;
+  if (value == null) return 'null';
+  return NEEDS_ESCAPE.test(value) ? JSON.stringify(value) : `"${value}"`;
 }
 
 /**
@@ -142,12 +142,13 @@ export function isoMicros(micros: string): string {
 export function formatEvent(row: readonly (string | null)[]): string {
   const roles = row[4] == null ? 'null' : rolesOf(row[4]);
   return (
-    `{"sequence":${row[0]},"id":${str(row[1])},"occurredAt":${str(isoMicros(row[2] ?? '0'))},` +
+    // sequence (digits), id (a uuid), the time and the hashes (hex) need no escaping.
+    `{"sequence":${row[0]},"id":"${row[1]}","occurredAt":"${row[2]}",` +
     `"actor":{"userId":${str(row[3])},"roles":${roles},"system":${str(row[5])}},` +
     `"clientAddress":${str(row[6])},"userAgent":${str(row[7])},"requestId":${str(row[8])},` +
     `"action":${str(row[9])},"resourceType":${str(row[10])},"resourceId":${str(row[11])},` +
     `"outcome":${str(row[12])},"changes":${row[13] ?? 'null'},"details":${row[14] ?? 'null'},` +
-    `"previousHash":${str(row[15])},"hash":${str(row[16])}}`
+    `"previousHash":"${row[15]}","hash":"${row[16]}"}`
   );
 }
 
