@@ -19,10 +19,16 @@ const DAY_MS = 86_400_000;
 const UPDATE = `UPDATE organizations SET display_name = $1, version = version + 1, updated_at = now()
   WHERE code = 'BENCH' RETURNING id, display_name, version`;
 
-/** The same columns the /audit route returns, for the records of one day. */
+/** The same columns the /audit routes return, for the records of one day, oldest first. */
 const ONE_DAY = `SELECT sequence, id, occurred_at, actor_user_id, actor_roles, action, resource_type,
   resource_id, outcome, changes, details FROM audit_events
   WHERE occurred_at >= $1 AND occurred_at < $2 ORDER BY occurred_at, sequence`;
+
+/** The newest 200 of them, the first page GET /audit/events answers for that day. */
+const FIRST_PAGE = ONE_DAY.replace(
+  'ORDER BY occurred_at, sequence',
+  'ORDER BY occurred_at DESC, sequence DESC LIMIT 200',
+);
 
 /** The median of `count` runs of `fn`, one after another, in milliseconds. */
 async function medianOf(count: number, fn: (i: number) => Promise<unknown>): Promise<number> {
@@ -247,17 +253,16 @@ export const audit: Benchmark = {
           throw new Error(`GET ${url} answered ${reply.status}: ${reply.body.slice(0, 300)}`);
         }
       };
-      /** The floor: the same day's rows read by the superuser (RLS bypassed), no HTTP, no JSON. */
-      const readDay = async (): Promise<void> => {
+      /** The floor: the same rows read by the superuser (RLS bypassed), no HTTP, no JSON. */
+      const readRows = (sql: string) => async (): Promise<void> => {
         const day = randomDay();
         const from = new Date(start.getTime() + day * DAY_MS).toISOString();
         const to = new Date(start.getTime() + (day + 1) * DAY_MS).toISOString();
         const rows = await superuser.query(
           // The tenant predicate RLS would add, written out, so that both use one plan.
-          ONE_DAY.replace('FROM audit_events', `FROM "${logTenant.schema}".audit_events`).replace(
-            'WHERE',
-            'WHERE tenant_id = $3 AND',
-          ),
+          sql
+            .replace('FROM audit_events', `FROM "${logTenant.schema}".audit_events`)
+            .replace('WHERE', 'WHERE tenant_id = $3 AND'),
           { bind: [from, to, logTenant.tenantId], type: QueryTypes.SELECT },
         );
         if (rows.length === 0) throw new Error('one day of the audit log came back empty');
@@ -272,12 +277,17 @@ export const audit: Benchmark = {
         ),
       );
       await medianOf(3, exportDay);
+      await medianOf(3, firstPage);
+      const page = await interleave(
+        settings.rounds,
+        () => medianOf(queries, firstPage),
+        () => medianOf(queries, readRows(FIRST_PAGE)),
+      );
       const day = await interleave(
         settings.rounds,
         () => medianOf(queries, exportDay),
-        () => medianOf(queries, readDay),
+        () => medianOf(queries, readRows(ONE_DAY)),
       );
-      const page = await medianOf(queries * settings.rounds, firstPage);
 
       const figures: Figure[] = [
         {
@@ -330,8 +340,33 @@ export const audit: Benchmark = {
         {
           id: 'audit-one-day',
           issue: 6,
-          title: `One day out of ${records.toLocaleString('en-US')} audit records`,
+          title: `Querying one day out of ${records.toLocaleString('en-US')} audit records`,
           unit: 'ms (median per query)',
+          better: 'lower',
+          subject: {
+            label: 'GET /audit/events?from&to&limit=200: the day’s first page',
+            samples: page.subject,
+          },
+          baseline: {
+            label: 'the same 200 rows read by the superuser (RLS bypassed, no HTTP, no JSON)',
+            samples: page.baseline,
+          },
+          target: { text: '< 50 ms', met: summarize(page.subject).median < 50 },
+          method:
+            `${records.toLocaleString('en-US')} records spread evenly over ${DAYS} days ` +
+            `(about ${Math.round(records / DAYS).toLocaleString('en-US')} a day); each round ` +
+            `asks the organization service's query API for ${queries} random days (an ` +
+            'auditor’s token, forced RLS, the answer read whole) and keeps the median. The query ' +
+            'API answers in pages of at most 200 with a cursor for the next, so this is what an ' +
+            'auditor waits for; the whole day at once is the export, in the next figure. The ' +
+            'records are written by the superuser with the chain trigger off (through it, a ' +
+            'million take hours here), so their hashes are placeholders.',
+        },
+        {
+          id: 'audit-one-day-export',
+          issue: 6,
+          title: `Exporting one whole day out of ${records.toLocaleString('en-US')} audit records`,
+          unit: 'ms (median per export)',
           better: 'lower',
           subject: {
             label: 'GET /audit/events/export?from&to: every record of the day, NDJSON',
@@ -341,17 +376,12 @@ export const audit: Benchmark = {
             label: 'the day’s rows read by the superuser (RLS bypassed, no HTTP, no JSON)',
             samples: day.baseline,
           },
-          target: { text: '< 50 ms', met: summarize(day.subject).median < 50 },
           method:
-            `${records.toLocaleString('en-US')} records spread evenly over ${DAYS} days ` +
-            `(about ${Math.round(records / DAYS).toLocaleString('en-US')} a day); each round ` +
-            `asks the organization service for every record of ${queries} random days (an ` +
-            'auditor’s token, forced RLS, the whole NDJSON body read) and keeps the median; the ' +
-            'baseline reads the same columns of a day straight from PostgreSQL as the superuser. ' +
-            'The records are written by the superuser with the chain trigger off (through it, a ' +
-            'million take hours here), so their hashes are placeholders.',
+            `The same log; each round exports every record of ${queries} random days ` +
+            `(about ${Math.round(records / DAYS).toLocaleString('en-US')} lines each, the ` +
+            'body read whole) and keeps the median. The issue sets no time for the export (its ' +
+            'requirement, flat memory over 1,000,000 records, is a test).',
           details: {
-            'first page of a day (GET /audit/events, limit 200)': `${page.toFixed(1)} ms`,
             'the day’s index scan, rows not sent (EXPLAIN ANALYZE, TIMING OFF)': `${unsent.toFixed(1)} ms`,
           },
         },
