@@ -52,6 +52,9 @@ describe('skaffold.yaml through the real Skaffold v2.16.1', function () {
     this.timeout(60 * 60_000);
     skaffold = await toolPath('skaffold');
     const helm3 = path.dirname(await toolPath('helm3'));
+    // Skaffold asks `kubectl config view` for the namespace: our kubectl, which reads only the
+    // (missing) kubeconfig, never another one that might ask some server for its version.
+    const kubectl = path.dirname(await toolPath('kubectl'));
 
     // Skaffold and Helm keep their config and caches in a throw-away HOME; the global config
     // turns off Skaffold's metrics and update check. No kubeconfig and a Docker socket path that
@@ -65,7 +68,7 @@ describe('skaffold.yaml through the real Skaffold v2.16.1', function () {
     env = {
       ...process.env,
       HOME: scratch,
-      PATH: `${helm3}${path.delimiter}${process.env.PATH ?? ''}`,
+      PATH: [helm3, kubectl, process.env.PATH ?? ''].join(path.delimiter),
       KUBECONFIG: path.join(scratch, 'no-kubeconfig'),
       DOCKER_HOST: `unix://${path.join(scratch, 'no-docker.sock')}`,
       SKAFFOLD_UPDATE_CHECK: 'false',
