@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -73,6 +73,10 @@ describe('skaffold.yaml through the real Skaffold v2.16.1', function () {
       DOCKER_HOST: `unix://${path.join(scratch, 'no-docker.sock')}`,
       SKAFFOLD_UPDATE_CHECK: 'false',
     };
+  });
+
+  after(() => {
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
   });
 
   async function skaffoldRun(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<Outcome> {
