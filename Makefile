@@ -13,7 +13,7 @@ MANIFESTS := package.json package-lock.json $(wildcard */package.json services/*
 
 # What the tests need of the Go-built tools (the first build takes several minutes).
 TEST_TOOLS := etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest ct \
-	ct-linters kind-config
+	ct-linters kind-config skaffold helm3
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -101,5 +101,8 @@ kind-up: ## Create the kind cluster of deploy/kind/cluster.yaml (needs Docker an
 kind-down: ## Delete the kind cluster
 	kind delete cluster --name $(KIND_CLUSTER)
 
+# The pinned Skaffold, with the Helm 3 it needs first on PATH (tools/go/README.md says why).
 dev: ## Build, deploy and watch the platform on kind with Skaffold (needs kind-up)
-	skaffold dev --profile kind --kube-context kind-$(KIND_CLUSTER)
+	PATH="$$(tools/build-tools.sh --print-dir helm3):$$PATH" \
+		"$$(tools/build-tools.sh --path skaffold)" dev --profile kind \
+		--kube-context kind-$(KIND_CLUSTER)

@@ -10,7 +10,12 @@
 #
 # Usage: tools/build-tools.sh [options] [tool...]        (no tool: all of them)
 #   tools:  etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest
-#           ct ct-linters kind-config skaffold
+#           ct ct-linters kind-config skaffold helm3
+#
+# helm3 is Helm 3, for Skaffold only: Skaffold v2.16.1 runs `helm version --client` and passes
+# its own binary to `helm template --post-renderer`, which Helm 4 refuses (no --client flag; a
+# post-renderer must be a plugin). Its binary is named helm, so that its folder (--print-dir)
+# goes first on Skaffold's PATH; every other use of Helm here is Helm 4.
 #
 # ct-linters is not a Go tool: it is a Python virtualenv with yamllint and yamale, the two
 # commands chart-testing's `ct lint` runs, installed with pip from tools/python/ct-linters.txt
@@ -51,7 +56,7 @@ tools_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mods="$tools_root/go"
 cache_root="${VEXTRUS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vextrus/tools}"
 all_tools=(etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest ct
-  ct-linters kind-config skaffold)
+  ct-linters kind-config skaffold helm3)
 
 # Same settings for every go command: the local toolchain, no workspace, no user GOFLAGS.
 export GOTOOLCHAIN=local GOWORK=off GOFLAGS=
@@ -66,6 +71,7 @@ tool_info() {
       mod=kube pin=k8s.io/kubernetes pkg="k8s.io/kubernetes/cmd/$1" ;;
     etcd) mod=etcd pin=go.etcd.io/etcd/server/v3 pkg=vextrus.local/tools/etcd ;;
     helm) mod=helm pin=helm.sh/helm/v4 pkg=helm.sh/helm/v4/cmd/helm ;;
+    helm3) mod=helm3 pin=helm.sh/helm/v3 pkg=helm.sh/helm/v3/cmd/helm ;;
     traefik) mod=traefik pin=github.com/traefik/traefik/v3 pkg="$pin/cmd/traefik" ;;
     helm-unittest)
       mod=helm-unittest pin=github.com/helm-unittest/helm-unittest pkg="$pin/cmd/helm-unittest" ;;
@@ -114,6 +120,18 @@ ldflags() {
     helm)
       ld+=" -X helm.sh/helm/v4/internal/version.version=$2"
       ld+=" -X helm.sh/helm/v4/internal/version.gitTreeState=clean" ;;
+    helm3)
+      ld+=" -X helm.sh/helm/v3/internal/version.version=$2"
+      ld+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+      # The Kubernetes version `helm template` assumes offline (.Capabilities.KubeVersion): Helm
+      # 3's Makefile derives it from the client-go it is built with (v0.37.x: 1.37); without it,
+      # Helm 3 assumes v1.20.0 and refuses our chart's kubeVersion (>=1.30.0-0).
+      local cg
+      cg="$(pinned_version "$mods/helm3/go.mod" k8s.io/client-go)"
+      [[ "$cg" =~ ^v0\.([0-9]+)\. ]] || die "helm3: cannot parse k8s.io/client-go version '$cg'"
+      for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+        ld+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=${BASH_REMATCH[1]}"
+      done ;;
     traefik) ld+=" -X github.com/traefik/traefik/v3/pkg/version.Version=$2" ;;
     helm-unittest) ld+=" -X github.com/helm-unittest/helm-unittest/internal/build.version=${2#v}" ;;
     ct) ld+=" -X github.com/helm/chart-testing/v3/ct/cmd.Version=$2" ;;
@@ -125,9 +143,13 @@ ldflags() {
 
 tool_dir() { echo "$cache_root/$1-$(tool_version "$1")"; }
 
+# bin_name TOOL: the binary's file name, the tool's name except for helm3 (see the top).
+bin_name() { if [[ "$1" == helm3 ]]; then echo helm; else echo "$1"; fi; }
+
 # tool_bin TOOL: what --path prints and what must exist for TOOL to count as built.
 tool_bin() {
-  if [[ "$1" == ct-linters ]]; then echo "$(tool_dir "$1")/bin"; else echo "$(tool_dir "$1")/$1"; fi
+  if [[ "$1" == ct-linters ]]; then echo "$(tool_dir "$1")/bin"; else
+    echo "$(tool_dir "$1")/$(bin_name "$1")"; fi
 }
 
 # build_ct_linters: the yamllint + yamale virtualenv. A virtualenv cannot be moved (its scripts
@@ -170,16 +192,17 @@ trap 'exit 143' TERM
 # build TOOL: builds TOOL into its cache folder unless present. A failure exits 1, except
 # for an optional Traefik (see the top), which is reported and skipped.
 build() {
-  local tool="$1" version dir ld start rc=0
+  local tool="$1" version dir ld start rc=0 bin
   [[ "$tool" != ct-linters ]] || { build_ct_linters; return; }
   version="$(tool_version "$tool")"
   dir="$cache_root/$tool-$version"
-  [[ -x "$dir/$tool" ]] && return 0
+  bin="$(bin_name "$tool")"
+  [[ -x "$dir/$bin" ]] && return 0
   command -v go >/dev/null || die "go is not on PATH"
   tool_info "$tool"
   ld="$(ldflags "$tool" "$version")"
   mkdir -p "$dir"
-  tmp_bin="$(mktemp "$dir/.$tool.partial.XXXXXX")"
+  tmp_bin="$(mktemp "$dir/.$bin.partial.XXXXXX")"
   log="$(mktemp "${TMPDIR:-/tmp}/build-tools-$tool.XXXXXX")"
   printf 'building %s %s ... ' "$tool" "$version" >&2
   start=$SECONDS
@@ -200,7 +223,7 @@ build() {
     exit 1
   fi
   chmod 0755 "$tmp_bin"
-  mv -f "$tmp_bin" "$dir/$tool"
+  mv -f "$tmp_bin" "$dir/$bin"
   rm -f "$log"
   tmp_bin="" log=""
   echo "done in $((SECONDS - start))s" >&2

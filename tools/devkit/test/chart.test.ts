@@ -64,6 +64,24 @@ describe('the vextrus Helm chart', function () {
     expect(outcome.stderr).to.include("'replicas' not allowed");
   });
 
+  it('accepts an image repository on a registry with a port, and refuses a URL', async () => {
+    // A registry with a port is what `skaffold --default-repo localhost:5001` (kind's local
+    // registry) writes into the image values.
+    const key = 'auth.image.repository';
+    const manifests = await render(['-f', MINIMAL, '--set', `${key}=localhost:5001/dev/auth`]);
+    const auth = manifests.find(
+      (m) => m.kind === 'Deployment' && m.metadata.name === 'vextrus-auth',
+    );
+    const images = containersOf(podSpecOf(auth ?? ({} as Manifest)) ?? {}).map((c) => c.image);
+    expect(images).to.have.length.greaterThan(0);
+    for (const image of images) expect(image).to.match(/^localhost:5001\/dev\/auth:/);
+
+    const url = ['--set', `${key}=https://localhost:5001/dev/auth`];
+    const outcome = await helm(['template', 'vextrus', CHART, '-f', MINIMAL, ...url]);
+    expect(outcome.code).to.not.equal(0);
+    expect(outcome.stderr).to.include('/auth/image/repository');
+  });
+
   it('when no database host is given, it refuses to render and says what to set', async () => {
     const outcome = await helm(['template', 'vextrus', CHART]);
     expect(outcome.code).to.not.equal(0);

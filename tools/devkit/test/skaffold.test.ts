@@ -8,7 +8,8 @@ import { CHART, render, type Manifest } from './chart-helpers.js';
 /*
  * No Docker engine runs here, so this checks what skaffold.yaml refers to: every path, image and
  * chart value it names exists. skaffold-schema.test.ts checks it against Skaffold's own schema,
- * and kind-config.test.ts decodes deploy/kind/cluster.yaml with kind's own config type.
+ * skaffold-cli.test.ts runs the real Skaffold's diagnose and render on it, and
+ * kind-config.test.ts decodes deploy/kind/cluster.yaml with kind's own config type.
  */
 
 interface Artifact {

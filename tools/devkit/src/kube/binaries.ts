@@ -16,7 +16,8 @@ export type ToolName =
   | 'ct'
   | 'ct-linters'
   | 'kind-config'
-  | 'skaffold';
+  | 'skaffold'
+  | 'helm3';
 
 const BUILD_SCRIPT = path.join(REPO_ROOT, 'tools', 'build-tools.sh');
 
