@@ -1,0 +1,124 @@
+import { request } from 'node:http';
+import { expect } from 'chai';
+import type { RunningService } from '@vextrus/shared';
+import {
+  createAuditPlane,
+  createTokenMint,
+  startAuditService,
+  type AuditPlane,
+  type TokenMint,
+} from './audit-support.js';
+
+const RECORDS = 60_000;
+const BATCH = 2_000;
+
+/** Sessions of the application role still inside a transaction (or running a statement). */
+async function busySessions(t: AuditPlane): Promise<number> {
+  const { rows } = await t.superuser(
+    `SELECT count(*)::int AS busy FROM pg_stat_activity
+      WHERE datname = current_database() AND usename <> current_user
+        AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')`,
+  );
+  return (rows[0] as { busy: number }).busy;
+}
+
+/** Waits (up to 10 s) until no session of the application role is in a transaction. */
+async function settled(t: AuditPlane): Promise<number> {
+  let busy = await busySessions(t);
+  for (let tries = 0; tries < 100 && busy !== 0; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    busy = await busySessions(t);
+  }
+  return busy;
+}
+
+describe('audit API edges: the export when the client goes away, odd times and ranges', function () {
+  this.timeout(120_000);
+  let t: AuditPlane;
+  let mint: TokenMint;
+  let service: RunningService;
+  let headers: Record<string, string>;
+
+  before(async () => {
+    t = await createAuditPlane('audit_edges', ['bulk', 'old']);
+    mint = createTokenMint();
+    service = await startAuditService(t, mint, BATCH);
+    headers = {
+      Authorization: `Bearer ${mint.token(t.tenants.bulk!, ['auditor'])}`,
+      'X-Tenant-ID': 'bulk',
+    };
+    // Export-only data, as in audit-export.test.ts: triggers off, zero hashes.
+    await t.superuser(`
+      SET session_replication_role = replica;
+      INSERT INTO ${t.tenants.bulk!.schema}.audit_events
+        (tenant_id, sequence, occurred_at, actor_user_id, actor_roles, action, outcome, changes,
+         previous_hash, hash)
+      SELECT '${t.tenants.bulk!.tenantId}', g, now() - interval '1 day' + g * interval '1 ms',
+             'user-' || (g % 50), '{tenant_admin}', 'organization.updated', 'success',
+             jsonb_build_object('after', jsonb_build_object('name', repeat('x', 200) || g)),
+             decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex')
+        FROM generate_series(1, ${RECORDS}) g;
+      ANALYZE ${t.tenants.bulk!.schema}.audit_events;
+    `);
+  });
+  after(async () => {
+    await service.stop();
+    await t.close();
+  });
+
+  /**
+   * Starts an export and destroys the connection `delayMs` after the request went out (before
+   * or after the first byte, while a batch is on its way from PostgreSQL).
+   */
+  function abandonedExport(delayMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const req = request(`${service.url}/audit/events/export`, { headers });
+      req.on('error', () => resolve());
+      req.on('response', (res) => {
+        res.on('error', () => resolve());
+        res.on('close', () => resolve());
+        res.resume();
+      });
+      req.end();
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, delayMs);
+    });
+  }
+
+  it('when clients go away at any moment of an export, no session stays in a transaction', async () => {
+    const delays = [0, 1, 3, 5, 8, 12, 20, 30, 45, 60, 80, 120, 160, 220, 300];
+    for (const delay of delays) await abandonedExport(delay);
+    expect(await settled(t), 'sessions still in a transaction').to.equal(0);
+    // The service still answers an export in full.
+    const again = await fetch(`${service.url}/audit/events/export`, { headers });
+    const text = await again.text();
+    expect(again.status).to.equal(200);
+    expect(text.split('\n').filter((line) => line.length > 0)).to.have.length(RECORDS);
+  });
+
+  it('when the client goes away while a batch is on its way, its transaction still ends', async () => {
+    // The table is locked so that the export's first batch waits in PostgreSQL while the client
+    // goes away; the lock is let go once the connection is closed.
+    const pg = await import('pg');
+    const locker = new pg.default.Client({ connectionString: t.plane.database.url });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(
+        `LOCK TABLE ${t.tenants.bulk!.schema}.audit_events IN ACCESS EXCLUSIVE MODE`,
+      );
+      const req = request(`${service.url}/audit/events/export`, { headers });
+      req.on('error', () => undefined);
+      req.end();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      req.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await locker.query('COMMIT');
+    } finally {
+      await locker.end();
+    }
+    expect(await settled(t), 'sessions still in a transaction').to.equal(0);
+  });
+});
