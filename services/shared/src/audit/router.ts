@@ -31,8 +31,13 @@ export interface AuditRouterOptions {
   exportBatchSize?: number;
 }
 
-/** Resolves once the response can take more, or has closed (the client went away). */
+/**
+ * Resolves once the response can take more, or has closed (the client went away). A response
+ * that is closed already resolves at once: its 'close' event has been and will not come again,
+ * and a write to it returns false (the client went away while a batch was on its way).
+ */
 function writable(res: Response): Promise<void> {
+  if (res.destroyed || res.writableEnded) return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => {
       res.off('drain', done);
