@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 import { expect } from 'chai';
-import type { RunningService } from '@vextrus/shared';
+import { withTenantTransaction, type RunningService } from '@vextrus/shared';
 import {
   createAuditPlane,
   createTokenMint,
@@ -58,6 +58,8 @@ describe('audit API edges: the export when the client goes away, odd times and r
              jsonb_build_object('after', jsonb_build_object('name', repeat('x', 200) || g)),
              decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex')
         FROM generate_series(1, ${RECORDS}) g;
+      INSERT INTO ${t.tenants.bulk!.schema}.audit_chain (tenant_id, head_sequence, head_at)
+      VALUES ('${t.tenants.bulk!.tenantId}', ${RECORDS}, now());
       ANALYZE ${t.tenants.bulk!.schema}.audit_events;
     `);
   });
@@ -120,5 +122,61 @@ describe('audit API edges: the export when the client goes away, odd times and r
       await locker.end();
     }
     expect(await settled(t), 'sessions still in a transaction').to.equal(0);
+  });
+
+  it('when records are dated far in the past, occurredAt is the exact instant', async () => {
+    const old = t.tenants.old!;
+    // Written through the chain trigger (which lets an import date a tenant's first records in
+    // the past, never backwards), oldest first.
+    const times = [
+      '0044-03-15 12:00:00.000001+00 BC',
+      '0001-01-01 00:00:00+00',
+      '0999-12-31 23:59:59.999999+00',
+      '1500-03-01 12:00:00.123457+00',
+      '1969-12-31 23:59:59.999999+00',
+    ];
+    for (const at of times) {
+      await withTenantTransaction(t.app, old, (transaction) =>
+        t.app.query(
+          `INSERT INTO audit_events (occurred_at, actor_system, action, outcome)
+           VALUES ($1, 'importer', 'import.done', 'success')`,
+          { transaction, bind: [at] },
+        ),
+      );
+    }
+    const response = await fetch(`${service.url}/audit/events/export`, {
+      headers: {
+        Authorization: `Bearer ${mint.token(old, ['auditor'])}`,
+        'X-Tenant-ID': 'old',
+      },
+    });
+    expect(response.status).to.equal(200);
+    const items = (await response.text())
+      .split('\n')
+      .filter((line) => line.length > 0)
+      .map((line) => JSON.parse(line) as { occurredAt: string });
+    expect(items.map((item) => item.occurredAt)).to.deep.equal([
+      // ISO 8601 expanded years for years before 1 (astronomical numbering: 44 BC is -43).
+      '-000043-03-15T12:00:00.000001Z',
+      '0001-01-01T00:00:00.000000Z',
+      '0999-12-31T23:59:59.999999Z',
+      '1500-03-01T12:00:00.123457Z',
+      '1969-12-31T23:59:59.999999Z',
+    ]);
+  });
+
+  it('when from or to is a valid ISO time PostgreSQL cannot hold, the answer is 400', async () => {
+    const params = ['from', 'to'].flatMap((name) =>
+      ['0000-01-01T00:00:00Z', '2026-01-01T00:00:00+20:00', '2026-01-01T00:00:00-16:00'].map(
+        (value) => `${name}=${encodeURIComponent(value)}`,
+      ),
+    );
+    for (const param of params) {
+      for (const path of ['/audit/events', '/audit/events/export']) {
+        const response = await fetch(`${service.url}${path}?${param}`, { headers });
+        expect(response.status, `${path}?${param}`).to.equal(400);
+        expect(response.headers.get('content-type')).to.match(/problem\+json/);
+      }
+    }
   });
 });
