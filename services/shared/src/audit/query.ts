@@ -126,11 +126,24 @@ function str(value: string | null | undefined): string {
   return value == null ? 'null' : JSON.stringify(value);
 }
 
-/** Microseconds since the epoch as ISO 8601 in UTC with six decimals: 2026-12-04T21:14:11.000123Z. */
+/**
+ * Microseconds since the epoch as ISO 8601 in UTC with six decimals: 2026-12-04T21:14:11.000123Z;
+ * years before 1 in the expanded form of ECMAScript (astronomical numbering: 44 BC is -000043).
+ * Records can be dated back to 4713 BC (an import may date a tenant's first records): beyond
+ * 2^53 microseconds (before 1685) a Number no longer holds every microsecond, so those go
+ * through BigInt.
+ */
 export function isoMicros(micros: string): string {
   const us = Number(micros);
-  const ms = Math.floor(us / 1000);
-  return `${new Date(ms).toISOString().slice(0, 23)}${String(us - ms * 1000).padStart(3, '0')}Z`;
+  if (Number.isSafeInteger(us)) {
+    const ms = Math.floor(us / 1000);
+    return `${new Date(ms).toISOString().slice(0, 23)}${String(us - ms * 1000).padStart(3, '0')}Z`;
+  }
+  const exact = BigInt(micros);
+  let ms = exact / 1000n;
+  if (ms * 1000n > exact) ms -= 1n;
+  const iso = new Date(Number(ms)).toISOString();
+  return `${iso.slice(0, -1)}${String(exact - ms * 1000n).padStart(3, '0')}Z`;
 }
 
 /**
