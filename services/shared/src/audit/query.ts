@@ -7,9 +7,22 @@ import { ACTION_PATTERN, AUDIT_OUTCOMES } from './event.js';
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 200;
 
+/**
+ * An ISO 8601 time with an offset that PostgreSQL's timestamptz also takes: it has no year 0000
+ * (ISO's 1 BC) and no offset beyond ±15:59, which zod's format allows, and PostgreSQL refused
+ * them with an error that became a 500.
+ */
+const instant = z.iso
+  .datetime({ offset: true })
+  .refine((value) => !value.startsWith('0000'), 'must be in year 0001 or later')
+  .refine(
+    (value) => !/[+-](1[6-9]|2[0-9]):[0-9]{2}$/.test(value),
+    'must have an offset within ±15:59',
+  );
+
 const filterShape = {
-  from: z.iso.datetime({ offset: true }).optional(),
-  to: z.iso.datetime({ offset: true }).optional(),
+  from: instant.optional(),
+  to: instant.optional(),
   /** A user id, or `system:<component>` for a system actor. */
   actor: z.string().min(1).max(135).optional(),
   action: z.string().max(100).regex(ACTION_PATTERN, 'must be lowercase dotted').optional(),
