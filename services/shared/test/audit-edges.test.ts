@@ -1,6 +1,12 @@
-import { request } from 'node:http';
+import { request, type ClientRequest } from 'node:http';
 import { expect } from 'chai';
-import { withTenantTransaction, type RunningService } from '@vextrus/shared';
+import {
+  auditRouter,
+  createTenantDirectory,
+  startService,
+  withTenantTransaction,
+  type RunningService,
+} from '@vextrus/shared';
 import {
   createAuditPlane,
   createTokenMint,
@@ -178,5 +184,83 @@ describe('audit API edges: the export when the client goes away, odd times and r
         expect(response.headers.get('content-type')).to.match(/problem\+json/);
       }
     }
+  });
+
+  describe('exports whose clients do not read', () => {
+    const POOL = 4;
+    let small: RunningService;
+
+    before(async () => {
+      small = await startService(
+        {
+          name: 'audit-test-small-pool',
+          defaultPort: 0,
+          routes: (app, runtime) => {
+            app.use(
+              '/audit',
+              auditRouter({
+                sequelize: runtime.sequelize,
+                directory: createTenantDirectory(runtime.sequelize, 0),
+                verifier: mint.verifier,
+                logger: runtime.logger,
+                exportBatchSize: BATCH,
+                exportStallMs: 1_500,
+              }),
+            );
+          },
+        },
+        {
+          env: {
+            DATABASE_URL: t.plane.appUrl,
+            DATABASE_POOL_MAX: String(POOL),
+            PORT: '0',
+            HOST: '127.0.0.1',
+            LOG_LEVEL: 'silent',
+          },
+        },
+      );
+    });
+    after(() => small.stop());
+
+    /** Starts an export whose client reads the status and then nothing more. */
+    function stalledExport(): Promise<{ status: number; req: ClientRequest }> {
+      return new Promise((resolve, reject) => {
+        const req = request(`${small.url}/audit/events/export`, { headers });
+        req.on('error', () => undefined);
+        req.on('response', (res) => {
+          res.on('error', () => undefined);
+          // A refusal is read in full; an export is not read at all.
+          if (res.statusCode === 200) res.pause();
+          else res.resume();
+          resolve({ status: res.statusCode ?? 0, req });
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    }
+
+    it('when as many exports as the pool has connections stall, the API still answers', async () => {
+      const exports = await Promise.all(Array.from({ length: POOL }, () => stalledExport()));
+      const statuses = exports.map((e) => e.status).sort();
+      // At most half the pool exports at once; the others are told to come back later.
+      expect(statuses).to.deep.equal([200, 200, 503, 503]);
+      const began = Date.now();
+      const page = await fetch(`${small.url}/audit/events?limit=1`, { headers });
+      expect(page.status).to.equal(200);
+      expect(Date.now() - began).to.be.lessThan(2_000);
+      // A client that takes nothing for exportStallMs is cut off, and its transaction ends.
+      // A client that takes nothing for exportStallMs is cut off, and its transaction ends (a
+      // paused client socket does not notice, so the service's sessions tell).
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      expect(await settled(t), 'sessions still in a transaction').to.equal(0);
+      for (const e of exports) e.req.destroy();
+      // Once they are done, exports are taken again.
+      const again = await fetch(
+        `${small.url}/audit/events/export?from=${encodeURIComponent(new Date().toISOString())}`,
+        { headers },
+      );
+      expect(again.status).to.equal(200);
+      expect(await again.text()).to.equal('');
+    });
   });
 });
