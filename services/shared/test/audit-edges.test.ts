@@ -1,5 +1,6 @@
 import { request, type ClientRequest } from 'node:http';
 import { expect } from 'chai';
+import pg from 'pg';
 import {
   auditRouter,
   createTenantDirectory,
@@ -183,6 +184,62 @@ describe('audit API edges: the export when the client goes away, odd times and r
         expect(response.status, `${path}?${param}`).to.equal(400);
         expect(response.headers.get('content-type')).to.match(/problem\+json/);
       }
+    }
+  });
+
+  it('when the sessions have odd DateStyle, TimeZone and output settings, the API writes the same', async () => {
+    const url = new URL(t.plane.appUrl);
+    url.searchParams.set(
+      'options',
+      '-c TimeZone=Pacific/Chatham -c DateStyle=SQL,DMY -c IntervalStyle=sql_standard ' +
+        '-c extra_float_digits=-15 -c bytea_output=escape',
+    );
+    const odd = await startService(
+      {
+        name: 'audit-test-odd-settings',
+        defaultPort: 0,
+        routes: (app, runtime) => {
+          app.use(
+            '/audit',
+            auditRouter({
+              sequelize: runtime.sequelize,
+              directory: createTenantDirectory(runtime.sequelize, 0),
+              verifier: mint.verifier,
+              logger: runtime.logger,
+            }),
+          );
+        },
+      },
+      { env: { DATABASE_URL: url.toString(), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent' } },
+    );
+    try {
+      // The URL's options reach the sessions (as they reach the service's own pool).
+      const probe = new pg.Client({ connectionString: url.toString() });
+      await probe.connect();
+      const { rows } = await probe.query(
+        `SELECT current_setting('TimeZone') AS tz, current_setting('DateStyle') AS ds`,
+      );
+      await probe.end();
+      expect(rows[0]).to.deep.equal({ tz: 'Pacific/Chatham', ds: 'SQL, DMY' });
+      const oldHeaders = {
+        Authorization: `Bearer ${mint.token(t.tenants.old!, ['auditor'])}`,
+        'X-Tenant-ID': 'old',
+      };
+      const paths = [
+        '/audit/events/export',
+        '/audit/events?limit=3',
+        `/audit/events?from=${encodeURIComponent('1500-03-01T12:00:00.123457+13:45')}`,
+        `/audit/events/export?to=${encodeURIComponent('1000-01-01T00:00:00Z')}`,
+      ];
+      for (const path of paths) {
+        const [plain, other] = await Promise.all(
+          [service, odd].map((s) => fetch(`${s.url}${path}`, { headers: oldHeaders })),
+        );
+        expect(other!.status, path).to.equal(200);
+        expect(await other!.text(), path).to.equal(await plain!.text());
+      }
+    } finally {
+      await odd.stop();
     }
   });
 
