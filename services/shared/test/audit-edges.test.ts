@@ -1,8 +1,10 @@
 import { request, type ClientRequest } from 'node:http';
 import { expect } from 'chai';
 import pg from 'pg';
+import { EVENT_COLUMNS, formatEvent } from '../src/audit/query.js';
 import {
   auditRouter,
+  transactionTextRows,
   createTenantDirectory,
   startService,
   withTenantTransaction,
@@ -47,7 +49,7 @@ describe('audit API edges: the export when the client goes away, odd times and r
   let headers: Record<string, string>;
 
   before(async () => {
-    t = await createAuditPlane('audit_edges', ['bulk', 'old']);
+    t = await createAuditPlane('audit_edges', ['bulk', 'old', 'odd']);
     mint = createTokenMint();
     service = await startAuditService(t, mint, BATCH);
     headers = {
@@ -241,6 +243,70 @@ describe('audit API edges: the export when the client goes away, odd times and r
     } finally {
       await odd.stop();
     }
+  });
+
+  it('when records hold odd arrays, control characters and precise numbers, the JSON is exact', async () => {
+    const odd = t.tenants.odd!;
+    const controls = Array.from({ length: 31 }, (_, i) => String.fromCharCode(i + 1)).join('');
+    const text = `${controls}\u007f\u0085\u00a0\u2028\u2029\ufeff\ud83c\udfd7"\\/`;
+    await t.superuser(
+      `SET session_replication_role = replica;
+       INSERT INTO ${odd.schema}.audit_events (tenant_id, sequence, actor_user_id, actor_roles,
+         action, outcome, changes, details, previous_hash, hash)
+       VALUES
+         ('${odd.tenantId}', 1, 'u', '{NULL,"NULL","",",","{}","\\\\"," a "}',
+          'x.y', 'success',
+          '{"big": 1e400, "precise": 0.10000000000000000000000000001, "neg": -0.0,
+            "esc": "\\u0001\\u2028\\ud83c\\udfd7", "k\\"ey": [1.5e-30, 12345678901234567890]}',
+          NULL, sha256('a'), sha256('b')),
+         ('${odd.tenantId}', 2, NULL, '{{a,b},{c,d}}', 'x.y', 'failure', '{}', '{"t": true}',
+          sha256('b'), sha256('c')),
+         ('${odd.tenantId}', 3, NULL, '[0:1]={a,b}', 'x.y', 'denied', NULL, NULL,
+          sha256('c'), sha256('d'));
+       INSERT INTO ${odd.schema}.audit_chain (tenant_id, head_sequence) VALUES ('${odd.tenantId}', 3);`,
+    );
+    const client = new pg.Client({ connectionString: t.plane.database.url });
+    await client.connect();
+    try {
+      await client.query('SET session_replication_role = replica');
+      await client.query(
+        `UPDATE ${odd.schema}.audit_events SET user_agent = $1, resource_id = $1 WHERE sequence = 1`,
+        [text],
+      );
+    } finally {
+      await client.end();
+    }
+    const [rows, reference] = await withTenantTransaction(t.app, odd, async (transaction) => [
+      await transactionTextRows(
+        t.app,
+        transaction,
+        `SELECT ${EVENT_COLUMNS} FROM audit_events e ORDER BY e.sequence`,
+      ),
+      await transactionTextRows(
+        t.app,
+        transaction,
+        `SELECT to_json(e.actor_roles)::text, e.changes::text, e.details::text,
+                to_json(e.user_agent)::text
+           FROM audit_events e ORDER BY e.sequence`,
+      ),
+    ]);
+    expect(rows).to.have.length(3);
+    for (const [i, row] of rows.entries()) {
+      const line = formatEvent(row);
+      expect(line).not.to.include('\n');
+      const item = JSON.parse(line) as Record<string, unknown> & { actor: { roles: unknown } };
+      const [roles, changes, details, agent] = reference[i]!;
+      expect(item.actor.roles, `roles of ${i + 1}`).to.deep.equal(JSON.parse(roles!));
+      expect(item.changes).to.deep.equal(changes === null ? null : JSON.parse(changes!));
+      expect(item.details).to.deep.equal(details === null ? null : JSON.parse(details!));
+      expect(item.userAgent).to.deep.equal(JSON.parse(agent!));
+    }
+    const first = formatEvent(rows[0]!);
+    // The numbers go out as PostgreSQL stored them, digit for digit.
+    expect(first).to.include('0.10000000000000000000000000001');
+    expect(first).to.include('12345678901234567890');
+    expect(JSON.parse(first).userAgent).to.equal(text);
+    expect(JSON.parse(first).actor.roles).to.deep.equal([null, 'NULL', '', ',', '{}', '\\', ' a ']);
   });
 
   describe('exports whose clients do not read', () => {
