@@ -305,8 +305,9 @@ describe('audit API edges: the export when the client goes away, odd times and r
     // The numbers go out as PostgreSQL stored them, digit for digit.
     expect(first).to.include('0.10000000000000000000000000001');
     expect(first).to.include('12345678901234567890');
-    expect(JSON.parse(first).userAgent).to.equal(text);
-    expect(JSON.parse(first).actor.roles).to.deep.equal([null, 'NULL', '', ',', '{}', '\\', ' a ']);
+    const parsed = JSON.parse(first) as { userAgent: string; actor: { roles: unknown } };
+    expect(parsed.userAgent).to.equal(text);
+    expect(parsed.actor.roles).to.deep.equal([null, 'NULL', '', ',', '{}', '\\', ' a ']);
   });
 
   describe('exports whose clients do not read', () => {
