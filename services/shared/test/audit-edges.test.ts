@@ -310,6 +310,47 @@ describe('audit API edges: the export when the client goes away, odd times and r
     expect(parsed.actor.roles).to.deep.equal([null, 'NULL', '', ',', '{}', '\\', ' a ']);
   });
 
+  it('when limit, cursor and tenant headers are at their edges, no answer is a 500', async () => {
+    const expectations: [string, number][] = [
+      ['limit=200', 200],
+      ['limit=1e2', 200],
+      ['limit=201', 400],
+      ['limit=0', 400],
+      ['limit=-1', 400],
+      ['limit=1.5', 400],
+      ['limit=', 400],
+      ['limit=1&limit=2', 400],
+      ['actor=a&actor=b', 400],
+      ['actor[x]=1', 400],
+      [`cursor=${Buffer.from('s999999999999999999').toString('base64url')}`, 200],
+      [`cursor=${Buffer.from('s9999999999999999999').toString('base64url')}`, 400],
+      [`cursor=${Buffer.from('s0').toString('base64url')}`, 400],
+      ['cursor=%00', 400],
+      ['cursor=', 400],
+    ];
+    for (const [query, status] of expectations) {
+      const response = await fetch(`${service.url}/audit/events?${query}`, { headers });
+      expect(response.status, query).to.equal(status);
+    }
+    // A cursor is only a position: one from another tenant pages this tenant's records.
+    const oldHeaders = {
+      Authorization: `Bearer ${mint.token(t.tenants.old!, ['auditor'])}`,
+      'X-Tenant-ID': 'old',
+    };
+    const cursor = Buffer.from(`s${RECORDS}`).toString('base64url');
+    const page = (await (
+      await fetch(`${service.url}/audit/events?limit=2&cursor=${cursor}`, { headers: oldHeaders })
+    ).json()) as { items: { sequence: number }[] };
+    expect(page.items.map((item) => item.sequence)).to.deep.equal([5, 4]);
+    // A token of one tenant with another tenant's header is refused, on /events and the export.
+    for (const path of ['/audit/events', '/audit/events/export']) {
+      const response = await fetch(`${service.url}${path}`, {
+        headers: { ...headers, 'X-Tenant-ID': 'old' },
+      });
+      expect(response.status, path).to.equal(403);
+    }
+  });
+
   describe('exports whose clients do not read', () => {
     const POOL = 4;
     let small: RunningService;
