@@ -4,6 +4,7 @@ import pg from 'pg';
 import { EVENT_COLUMNS, formatEvent } from '../src/audit/query.js';
 import {
   auditRouter,
+  recordAuditSeparately,
   transactionTextRows,
   createTenantDirectory,
   startService,
@@ -349,6 +350,42 @@ describe('audit API edges: the export when the client goes away, odd times and r
       });
       expect(response.status, path).to.equal(403);
     }
+  });
+
+  it('when records are written during concurrent exports, each export is one gapless snapshot', async () => {
+    const bulk = t.tenants.bulk!;
+    let writing = true;
+    const writer = (async () => {
+      let written = 0;
+      while (writing) {
+        await recordAuditSeparately(t.app, bulk, {
+          action: 'organization.updated',
+          outcome: 'success',
+          actor: { system: 'race' },
+        });
+        written += 1;
+      }
+      return written;
+    })();
+    const texts = await Promise.all(
+      Array.from({ length: 3 }, async () => {
+        const response = await fetch(`${service.url}/audit/events/export`, { headers });
+        expect(response.status).to.equal(200);
+        return response.text();
+      }),
+    );
+    writing = false;
+    expect(await writer).to.be.greaterThan(0);
+    for (const text of texts) {
+      expect(text.endsWith('\n')).to.equal(true);
+      const sequences = text
+        .slice(0, -1)
+        .split('\n')
+        .map((line) => (JSON.parse(line) as { sequence: number }).sequence);
+      expect(sequences.length).to.be.at.least(RECORDS);
+      expect(sequences.every((sequence, i) => sequence === i + 1)).to.equal(true);
+    }
+    expect(await settled(t), 'sessions still in a transaction').to.equal(0);
   });
 
   describe('exports whose clients do not read', () => {
