@@ -2,6 +2,7 @@ import { Router, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { Sequelize, Transaction } from 'sequelize';
 import { authenticate, requireRole } from '../auth/middleware.js';
+import { commonErrors } from '../http/errors.js';
 import { requireTenant, type TenantDirectory, type TenantEntry } from '../auth/tenant-scope.js';
 import type { TokenVerifier } from '../auth/verifier.js';
 import { enableTransactionContext } from '../tenancy/cls.js';
@@ -29,12 +30,27 @@ export interface AuditRouterOptions {
   logger?: Logger;
   /** Records per query of the export; memory stays bounded by it. */
   exportBatchSize?: number;
+  /**
+   * Exports running at once, each holding a pooled connection for as long as its client reads;
+   * more are answered 503 with Retry-After. Default: half the pool (at least one), so that
+   * stalled exports never take every connection from the rest of the service.
+   */
+  maxConcurrentExports?: number;
+  /** An export whose client takes nothing for this long is cut off (default 60 s). */
+  exportStallMs?: number;
 }
 
-/** Resolves once the response can take more, or has closed (the client went away). */
-function writable(res: Response): Promise<void> {
+/**
+ * Resolves once the response can take more, or has closed (the client went away). A response
+ * that is closed already resolves at once: its 'close' event has been and will not come again,
+ * and a write to it returns false (the client went away while a batch was on its way).
+ */
+function writable(res: Response, stallMs: number): Promise<void> {
+  if (res.destroyed || res.writableEnded) return Promise.resolve();
   return new Promise((resolve) => {
+    const stalled = setTimeout(() => res.destroy(), stallMs);
     const done = (): void => {
+      clearTimeout(stalled);
       res.off('drain', done);
       res.off('close', done);
       resolve();
@@ -58,6 +74,10 @@ function writable(res: Response): Promise<void> {
 export function auditRouter(options: AuditRouterOptions): Router {
   const { sequelize, directory, logger } = options;
   const batchSize = options.exportBatchSize ?? 5_000;
+  const poolMax = sequelize.config.pool?.max ?? 5;
+  const maxExports = options.maxConcurrentExports ?? Math.max(1, Math.floor(poolMax / 2));
+  const stallMs = options.exportStallMs ?? 60_000;
+  let exports = 0;
   enableTransactionContext(sequelize);
   const refusals = { sequelize, directory, logger };
   const router = Router();
@@ -99,6 +119,14 @@ export function auditRouter(options: AuditRouterOptions): Router {
   router.get('/events/export', async (req, res) => {
     const filters = parseQuery(exportQuery, req.query);
     const tenant = res.locals.tenant as TenantEntry;
+    if (exports >= maxExports) {
+      res.setHeader('Retry-After', '30');
+      throw commonErrors.UNAVAILABLE(
+        `${exports} audit exports are running, as many as this service runs at once; ` +
+          'try again later',
+      );
+    }
+    exports += 1;
     let transaction: Transaction | undefined;
     try {
       transaction = await openTenantTransaction(sequelize, tenant, {
@@ -129,7 +157,7 @@ export function auditRouter(options: AuditRouterOptions): Router {
           const last = rows.at(-1)?.[0];
           next =
             condition && last && rows.length === batchSize ? batch(condition, last) : undefined;
-          if (rows.length > 0 && !res.write(formatEvents(rows))) await writable(res);
+          if (rows.length > 0 && !res.write(formatEvents(rows))) await writable(res, stallMs);
         }
       } finally {
         // A batch still on its way (the client went away) must be done before the rollback.
@@ -144,6 +172,7 @@ export function auditRouter(options: AuditRouterOptions): Router {
       res.destroy(err as Error);
     } finally {
       await transaction?.rollback().catch(() => undefined);
+      exports -= 1;
     }
   });
 
