@@ -159,6 +159,11 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       if (slug) controller.queue.add(slug);
     });
   }
+  // A migration Job that finished or went away frees a slot: the tenants waiting longest for
+  // one are reconciled now rather than at their next poll.
+  jobs.on(() => {
+    for (const key of slots.nextWaiting(settings.migrations.concurrency)) controller.queue.add(key);
+  });
 
   let synced = false;
   const caches = [tenants, jobs, ...owned];

@@ -1,5 +1,8 @@
 import { expect } from 'chai';
+import type { V1Job } from '@kubernetes/client-node';
 import { resyncDelay } from '../src/runtime/controller.js';
+import type { Informer } from '../src/runtime/informer.js';
+import { MigrationSlots } from '../src/tenant/migration-job.js';
 import { contains, desiredRoutes, upToDate } from '../src/tenant/routes.js';
 import type { Tenant } from '../src/tenant/types.js';
 
@@ -64,5 +67,22 @@ describe('steady state: resync spread and cached gateway objects', () => {
     ).to.equal(false);
     const deleting = { ...cached, metadata: { ...cached.metadata, deletionTimestamp: new Date() } };
     expect(upToDate(deleting, route)).to.equal(false);
+  });
+
+  it('wakes the tenants waiting longest for a migration slot, as many as are free', () => {
+    const job = (name: string, done: boolean): V1Job => ({
+      metadata: { name, labels: { 'app.kubernetes.io/component': 'tenant-migration' } },
+      status: done ? { conditions: [{ type: 'Complete', status: 'True' }] } : {},
+    });
+    let jobs = [job('migrate-a', false), job('migrate-b', false)];
+    const slots = new MigrationSlots({ list: () => jobs } as unknown as Informer<V1Job>);
+    for (const tenant of ['c', 'd', 'e']) slots.wait(tenant);
+
+    expect(slots.nextWaiting(2)).to.deep.equal([]);
+    jobs = [job('migrate-a', true), job('migrate-b', false)];
+    expect(slots.nextWaiting(2)).to.deep.equal(['c']);
+    jobs = [job('migrate-a', true), job('migrate-b', true)];
+    slots.stopWaiting('c');
+    expect(slots.nextWaiting(2)).to.deep.equal(['d', 'e']);
   });
 });

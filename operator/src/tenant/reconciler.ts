@@ -86,6 +86,7 @@ function errorMessage(err: unknown): string {
  */
 export async function reconcileTenant(ctx: OperatorContext, name: string): Promise<Result> {
   const tenant = ctx.tenants.get(name);
+  if (!tenant || tenant.metadata?.deletionTimestamp) ctx.slots.stopWaiting(name);
   if (!tenant) return {};
   const log = ctx.logger.child({ tenant: name, generation: tenant.metadata?.generation });
   if (tenant.metadata?.deletionTimestamp) return finalizeTenant(ctx, tenant, log);
@@ -275,7 +276,8 @@ async function ensureMigrations(ctx: OperatorContext, tenant: Tenant, status: St
       throw new Pending(resyncDelay(ctx.settings.resyncMs));
     case 'waiting':
       status.set(CONDITIONS.migrations, false, 'WaitingForMigrationSlot', outcome.message);
-      throw new Pending(5_000);
+      // A finished Job wakes the tenants waiting longest; this poll is the fallback.
+      throw new Pending(15_000);
     case 'failed':
       if (status.get(CONDITIONS.migrations)?.reason !== 'MigrationJobFailed') {
         await ctx.events.record(tenant, 'Warning', 'MigrationJobFailed', outcome.message);
