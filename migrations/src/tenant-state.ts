@@ -112,33 +112,18 @@ async function catalogPath(db: Database, transaction: Transaction): Promise<void
   await execute(db, "SELECT set_config('search_path', 'pg_catalog', true)", [], transaction);
 }
 
-export async function readSchema(
-  db: Database,
-  schema: string,
-  transaction: Transaction,
-): Promise<SchemaState | undefined> {
-  await catalogPath(db, transaction);
-  const [row] = await select<SchemaState>(
-    db,
-    `SELECT pg_get_userbyid(n.nspowner) AS owner,
+/** The query of a schema's owner and ACL, its name given as `param` ($1, $2, …). */
+export function schemaStateQuery(param: string): string {
+  return `SELECT pg_get_userbyid(n.nspowner) AS owner,
             COALESCE((SELECT json_agg(json_build_object('grantee', ${GRANTEE},
                         'privilege', a.privilege_type, 'grantable', a.is_grantable))
                         FROM aclexplode(n.nspacl) a), '[]') AS acl
-       FROM pg_namespace n WHERE n.nspname = $1`,
-    [schema],
-    transaction,
-  );
-  return row;
+       FROM pg_namespace n WHERE n.nspname = ${param}`;
 }
 
-export async function readRole(
-  db: Database,
-  role: string,
-  transaction: Transaction,
-): Promise<RoleState | undefined> {
-  const [row] = await select<RoleState>(
-    db,
-    `SELECT json_build_object('login', r.rolcanlogin, 'superuser', r.rolsuper,
+/** The query of a role's attributes and memberships, its name given as `param`. */
+export function roleStateQuery(param: string): string {
+  return `SELECT json_build_object('login', r.rolcanlogin, 'superuser', r.rolsuper,
               'bypassrls', r.rolbypassrls, 'createrole', r.rolcreaterole,
               'createdb', r.rolcreatedb, 'replication', r.rolreplication) AS attributes,
             ARRAY(SELECT pg_get_userbyid(m.member)::text FROM pg_auth_members m
@@ -147,22 +132,16 @@ export async function readRole(
             ARRAY(SELECT pg_get_userbyid(m.roleid)::text FROM pg_auth_members m
                    WHERE m.member = r.oid ORDER BY 1) AS "memberOf",
             has_schema_privilege(r.oid, 'platform', 'USAGE') AS "platformUsage"
-       FROM pg_roles r WHERE r.rolname = $1`,
-    [role],
-    transaction,
-  );
-  return row;
+       FROM pg_roles r WHERE r.rolname = ${param}`;
 }
 
-export async function readRelations(
-  db: Database,
-  schema: string,
-  transaction: Transaction,
-): Promise<RelationState[]> {
-  await catalogPath(db, transaction);
-  return select<RelationState>(
-    db,
-    `SELECT c.relname AS name, c.relkind AS kind, pg_get_userbyid(c.relowner) AS owner,
+/**
+ * The query of every relation of a schema (its name given as `param`), ordered by name. Its
+ * policy expressions are printed as the search path shows them: run it with only pg_catalog
+ * on the path, as what they are compared with is printed that way.
+ */
+export function relationStateQuery(param: string): string {
+  return `SELECT c.relname AS name, c.relkind AS kind, pg_get_userbyid(c.relowner) AS owner,
             c.relrowsecurity AS rls, c.relforcerowsecurity AS "forceRls",
             EXISTS (SELECT 1 FROM pg_options_to_table(c.reloptions) o
                      WHERE o.option_name = 'security_invoker'
@@ -185,11 +164,36 @@ export async function readRelations(
                         'withCheck', pg_get_expr(p.polwithcheck, p.polrelid)) ORDER BY p.polname)
                         FROM pg_policy p WHERE p.polrelid = c.oid), '[]') AS policies
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-      ORDER BY c.relname`,
-    [schema],
-    transaction,
-  );
+      WHERE n.nspname = ${param} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      ORDER BY c.relname`;
+}
+
+export async function readSchema(
+  db: Database,
+  schema: string,
+  transaction: Transaction,
+): Promise<SchemaState | undefined> {
+  await catalogPath(db, transaction);
+  const [row] = await select<SchemaState>(db, schemaStateQuery('$1'), [schema], transaction);
+  return row;
+}
+
+export async function readRole(
+  db: Database,
+  role: string,
+  transaction: Transaction,
+): Promise<RoleState | undefined> {
+  const [row] = await select<RoleState>(db, roleStateQuery('$1'), [role], transaction);
+  return row;
+}
+
+export async function readRelations(
+  db: Database,
+  schema: string,
+  transaction: Transaction,
+): Promise<RelationState[]> {
+  await catalogPath(db, transaction);
+  return select<RelationState>(db, relationStateQuery('$1'), [schema], transaction);
 }
 
 function grantee(name: string): string {

@@ -2,6 +2,8 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import pg from 'pg';
+import { pino } from 'pino';
+import { QueryTypes, Sequelize } from 'sequelize';
 import {
   PROVISION_STEPS,
   MigrationErrorCode,
@@ -10,6 +12,7 @@ import {
   provision,
   repair,
   verify,
+  type Database,
   type MigrationError,
 } from '../src/index.js';
 import { catalogDump } from './support/catalog.js';
@@ -161,6 +164,61 @@ describe('tenant provisioning', function () {
       'UNEXPECTED_PRIVILEGE',
     ]);
     expect(repaired.issues).to.deep.equal([]);
+    expect(await dumpOf('acme')).to.equal(reference);
+  });
+
+  it('reads a tenant in one statement, as query by query would, whatever the search path', async () => {
+    const { app } = plane.db.roles;
+    await sql(
+      plane.database.url,
+      `ALTER TABLE tenant_acme.organizations NO FORCE ROW LEVEL SECURITY;
+       CREATE POLICY open_door ON tenant_acme.organizations USING (true);
+       GRANT TRUNCATE ON tenant_acme.organizations TO ${app};`,
+    );
+    // A session whose search path shows the platform schema would print the isolation policy
+    // as current_tenant_id(), unqualified: the one statement must set its own path.
+    const logged: string[] = [];
+    const shifted: Database = {
+      sequelize: new Sequelize(plane.database.url, {
+        dialect: 'postgres',
+        logging: false,
+        dialectOptions: { options: '-c search_path=platform,public' },
+      }),
+      roles: plane.db.roles,
+      logger: pino({ level: 'debug' }, { write: (line: string) => logged.push(line) }),
+      lockTimeoutMs: 1_000,
+      close: () => shifted.sequelize.close(),
+    };
+    try {
+      const [path] = await shifted.sequelize.query<{ search_path: string }>(
+        "SELECT current_setting('search_path') AS search_path",
+        { type: QueryTypes.SELECT },
+      );
+      const atOnce = await verify(shifted, 'acme');
+      const stepwise = await verify(plane.db, 'acme', 'step-by-step');
+      const missing = await verify(shifted, 'nobody');
+
+      expect(path?.search_path).to.equal('platform,public');
+      const { auditRetentionDays, ...report } = atOnce;
+      expect(auditRetentionDays).to.equal(365);
+      expect(report).to.deep.equal(stepwise);
+      expect(atOnce.issues.map((i) => i.code).sort()).to.deep.equal([
+        'RLS_NOT_FORCED',
+        'UNEXPECTED_POLICY',
+        'UNEXPECTED_PRIVILEGE',
+      ]);
+      // Only the tenant without a schema was read step by step.
+      expect(logged.filter((line) => line.includes('step by step'))).to.have.length(1);
+      expect(missing).to.deep.equal(await verify(plane.db, 'nobody', 'step-by-step'));
+      expect(missing.issues.map((i) => i.code)).to.deep.equal([
+        'NOT_REGISTERED',
+        'ROLE_MISSING',
+        'SCHEMA_MISSING',
+      ]);
+    } finally {
+      await shifted.close();
+      await repair(plane.db, 'acme');
+    }
     expect(await dumpOf('acme')).to.equal(reference);
   });
 

@@ -1,6 +1,6 @@
 export { startOperator } from './operator.js';
 export type { OperatorOptions, RunningOperator } from './operator.js';
-export { readOperatorSettings } from './settings.js';
+export { DEFAULT_RESYNC_SECONDS, readOperatorSettings } from './settings.js';
 export { WorkQueue } from './runtime/queue.js';
 export { Informer } from './runtime/informer.js';
 export { LeaderElector } from './runtime/leader.js';

@@ -14,6 +14,8 @@ import { COMPONENT_LABEL, MIGRATION_COMPONENT, MigrationSlots } from './tenant/m
 import { reconcileTenant, type OperatorSettings } from './tenant/reconciler.js';
 import { TENANT_LABEL, TENANTS_PATH, type Tenant } from './tenant/types.js';
 
+const OWNED_CACHE_WAIT_MS = 10_000;
+
 export interface OperatorOptions {
   kubeConfig: KubeAccess;
   db: Database;
@@ -70,8 +72,9 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       transform,
     });
   // The caches keep only what the reconciler reads (memory grows with the number of tenants):
-  // Tenants without managedFields; Jobs without their Pod template; owned objects as a name
-  // and labels, since they serve only to map an event back to its Tenant.
+  // Tenants without managedFields; Jobs without their Pod template; Secrets as a name and
+  // labels, since they serve only to map an event back to its Tenant; gateway objects with
+  // their spec and owners besides.
   const tenants = informer<Tenant>('tenants', TENANTS_PATH);
   const jobs = informer<V1Job>(
     'jobs',
@@ -86,19 +89,31 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     const { name, namespace, labels, uid, resourceVersion } = object.metadata ?? {};
     return { metadata: { name, namespace, labels, uid, resourceVersion } };
   };
+  // Gateway objects keep what the routes step compares with its desired objects as well, so
+  // that a resync applies nothing when they are as they should be.
+  const gateway = (object: KubernetesObject): KubernetesObject => {
+    const { ownerReferences, deletionTimestamp } = object.metadata ?? {};
+    const { metadata } = reference(object);
+    const { spec } = object as { spec?: unknown };
+    const kept: KubernetesObject & { spec?: unknown } = {
+      metadata: { ...metadata, ownerReferences, deletionTimestamp },
+      spec,
+    };
+    return kept;
+  };
   const [secrets, middlewares, ingressroutes] = [
     informer('secrets', `/api/v1/namespaces/${namespace}/secrets`, TENANT_LABEL, reference),
     informer(
       'middlewares',
       `/apis/traefik.io/v1alpha1/namespaces/${namespace}/middlewares`,
       TENANT_LABEL,
-      reference,
+      gateway,
     ),
     informer(
       'ingressroutes',
       `/apis/traefik.io/v1alpha1/namespaces/${namespace}/ingressroutes`,
       TENANT_LABEL,
-      reference,
+      gateway,
     ),
   ];
   const owned = [secrets, middlewares, ingressroutes];
@@ -144,6 +159,11 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       if (slug) controller.queue.add(slug);
     });
   }
+  // A migration Job that finished or went away frees a slot: the tenants waiting longest for
+  // one are reconciled now rather than at their next poll.
+  jobs.on(() => {
+    for (const key of slots.nextWaiting(settings.migrations.concurrency)) controller.queue.add(key);
+  });
 
   let synced = false;
   const caches = [tenants, jobs, ...owned];
@@ -174,6 +194,15 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   };
   const campaign = async (): Promise<void> => {
     await warm;
+    // The gateway caches get a few seconds to fill, so that the first pass over every tenant
+    // finds the routes there instead of asking the API server for each; without Traefik's CRDs
+    // they never fill, and reconciling starts anyway.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(owned.map((cache) => cache.start())),
+      new Promise((resolve) => (timer = setTimeout(resolve, OWNED_CACHE_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
     if (stopping) return;
     if (options.leaderElection === false) {
       controller.start();

@@ -1,5 +1,10 @@
 import { expect } from 'chai';
-import { CustomObjectsApi } from '@kubernetes/client-node';
+import {
+  CustomObjectsApi,
+  EventsV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
 import {
   createPlane,
   prepareForOperator,
@@ -174,6 +179,54 @@ describe('tenant operator (real API server, real PostgreSQL, local node)', funct
     expect(await requests('patch', 'tenants/status')).to.be.above(statusWrites);
   });
 
+  it('resyncs a Ready tenant without a request to the API server when nothing drifted', async () => {
+    const reconciles = async () =>
+      (await operator.metrics.reconcileTotal.get()).values.reduce((n, v) => n + v.value, 0);
+    // Every request but the watches, lists and the leader's Lease renewals.
+    const work = async () =>
+      (await operator.metrics.apiRequests.get()).values
+        .filter((v) => !['watch', 'list'].includes(String(v.labels.verb)))
+        .filter((v) => v.labels.resource !== 'leases')
+        .map((v) => `${v.labels.verb} ${v.labels.resource}: ${v.value}`)
+        .sort();
+    await waitFor('acme', 'Ready', ready);
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    const [requestsBefore, reconcilesBefore] = [await work(), await reconciles()];
+
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+
+    // At a 2 s resync (spread over 1.6-2 s), at least two resyncs of acme happened.
+    expect(await reconciles()).to.be.at.least(reconcilesBefore + 2);
+    expect(await work()).to.deep.equal(requestsBefore);
+  });
+
+  it('puts back an IngressRoute that someone else edited, at once', async () => {
+    const route = {
+      group: 'traefik.io',
+      version: 'v1alpha1',
+      namespace: NAMESPACE,
+      plural: 'ingressroutes',
+      name: 'tenant-acme',
+    };
+    await custom.patchNamespacedCustomObject(
+      { ...route, body: [{ op: 'replace', path: '/spec/entryPoints', value: ['websecure'] }] },
+      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+    );
+
+    const restored = await waitUntil(
+      'the entry points to be restored',
+      async () => {
+        const current = (await custom.getNamespacedCustomObject(route)) as {
+          spec: { entryPoints: string[] };
+        };
+        return current.spec.entryPoints[0] === 'web' ? current : undefined;
+      },
+      10_000,
+    );
+
+    expect(restored.spec.entryPoints).to.deep.equal(['web']);
+  });
+
   it('repairs a dropped policy, unforced RLS and a deleted IngressRoute within a resync', async () => {
     await sql('ALTER TABLE tenant_acme.organizations NO FORCE ROW LEVEL SECURITY');
     await sql('DROP POLICY tenant_isolation ON tenant_acme.organizations');
@@ -205,8 +258,17 @@ describe('tenant operator (real API server, real PostgreSQL, local node)', funct
       const row = (result[0] as { forced: boolean; policies: number }[])[0];
       return row?.forced && row.policies === 1 ? result : undefined;
     });
+    // The drift found in PostgreSQL is named in an Event on the Tenant.
+    const event = await waitUntil('a DriftRepaired Event naming the drift', async () => {
+      const { items } = await cluster.kubeConfig
+        .makeApiClient(EventsV1Api)
+        .listNamespacedEvent({ namespace: 'default' });
+      return items.find((e) => e.reason === 'DriftRepaired' && e.note?.includes('RLS_NOT_FORCED'));
+    });
 
     expect(rows).to.have.length(1);
+    expect(event.note).to.include('POLICY_MISSING table tenant_acme.organizations');
+    expect(event.regarding?.name).to.equal('acme');
   });
 
   it('gives a later tenant claiming the same host a HostConflict and no route; the first keeps it', async () => {

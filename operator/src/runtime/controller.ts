@@ -13,6 +13,15 @@ export class TerminalError extends Error {
   override readonly name = 'TerminalError';
 }
 
+/**
+ * The delay of a periodic requeue: a random share of up to a fifth is taken off the period, so
+ * that keys reconciled together (all of them when a replica starts leading) come back spread
+ * out instead of as one wave, and none waits longer than one period.
+ */
+export function resyncDelay(periodMs: number, random: () => number = Math.random): number {
+  return Math.round(periodMs * (1 - 0.2 * random()));
+}
+
 export type Reconcile = (key: string) => Promise<Result>;
 
 export interface ControllerOptions {

@@ -70,6 +70,8 @@ function retryDelayMs(attempt: number, baseMs: number): number {
 export class MigrationSlots {
   private readonly reserved = new Map<string, number>();
   private readonly attempts = new Map<string, number>();
+  /** Tenants that found no free slot, oldest first: a freed slot wakes them in that order. */
+  private readonly waiting = new Set<string>();
 
   constructor(private readonly jobs: Informer<V1Job>) {}
 
@@ -102,6 +104,22 @@ export class MigrationSlots {
 
   release(name: string): void {
     this.reserved.delete(name);
+  }
+
+  /** Records that the tenant waits for a slot (until it takes one). */
+  wait(tenant: string): void {
+    this.waiting.add(tenant);
+  }
+
+  /** The tenant no longer waits (it took a slot, or it is gone). */
+  stopWaiting(tenant: string): void {
+    this.waiting.delete(tenant);
+  }
+
+  /** The tenants that wait longest, as many as there are free slots. */
+  nextWaiting(limit: number): string[] {
+    const free = limit - this.running().size;
+    return free > 0 ? [...this.waiting].slice(0, free) : [];
   }
 
   rememberAttempt(name: string, attempt: number): void {
@@ -234,7 +252,10 @@ export async function ensureMigrationJob(
   }
 
   const slot = slots.take(name, settings.concurrency);
-  if (!slot.taken) {
+  const tenantName = tenant.metadata?.name ?? '';
+  if (slot.taken) slots.stopWaiting(tenantName);
+  else {
+    slots.wait(tenantName);
     return {
       state: 'waiting',
       message: `Waiting for a migration slot to ${settings.image} (${slot.running} of ${settings.concurrency} running)`,

@@ -9,9 +9,10 @@ import {
   tenantStatus,
   verify,
   type Database,
+  type DriftReport,
 } from '@vextrus/migrations';
 import type { Logger } from 'pino';
-import type { Result } from '../runtime/controller.js';
+import { resyncDelay, type Result } from '../runtime/controller.js';
 import type { EventRecorder } from '../runtime/events.js';
 import { ApiError, kubeRequest } from '../runtime/http.js';
 import type { Informer } from '../runtime/informer.js';
@@ -36,7 +37,10 @@ export interface OperatorSettings {
   namespace: string;
   migrations: MigrationJobSettings;
   routes: RouteTargets;
-  /** Every tenant is reconciled again this often: drift is found and repaired within it. */
+  /**
+   * Every tenant is reconciled again within this period (each requeue is spread over its last
+   * fifth): drift in PostgreSQL, which nothing watches, is found and repaired within it.
+   */
   resyncMs: number;
   /** Scheme of the URLs in status.urls. */
   urlScheme: 'http' | 'https';
@@ -82,6 +86,7 @@ function errorMessage(err: unknown): string {
  */
 export async function reconcileTenant(ctx: OperatorContext, name: string): Promise<Result> {
   const tenant = ctx.tenants.get(name);
+  if (!tenant || tenant.metadata?.deletionTimestamp) ctx.slots.stopWaiting(name);
   if (!tenant) return {};
   const log = ctx.logger.child({ tenant: name, generation: tenant.metadata?.generation });
   if (tenant.metadata?.deletionTimestamp) return finalizeTenant(ctx, tenant, log);
@@ -92,17 +97,19 @@ export async function reconcileTenant(ctx: OperatorContext, name: string): Promi
 
     const hosts = claimHosts(ctx, tenant, status);
 
-    await ensureSchema(ctx, tenant, status);
+    const found = await inspectDatabase(ctx, tenant, log);
+
+    await ensureSchema(ctx, tenant, status, found);
 
     await ensureMigrations(ctx, tenant, status);
 
-    await ensureRowLevelSecurity(ctx, tenant, status);
+    await ensureRowLevelSecurity(ctx, tenant, status, found);
 
     // Seeding needs an active tenant; a suspended one was seeded before it was suspended.
     if (!tenant.spec.suspended) {
       await ensureFirstAdministrator(ctx, tenant, status);
 
-      await optionalSeeds(ctx.db, tenant, log);
+      await ensureSeeds(ctx, tenant, status, found, log);
     }
 
     await ensureRoutes(ctx, tenant, status, hosts);
@@ -118,7 +125,36 @@ export async function reconcileTenant(ctx: OperatorContext, name: string): Promi
   }
 
   await writeStatus(ctx.kubeConfig, tenant, status.finish());
-  return { requeueAfterMs: ctx.settings.resyncMs };
+  return { requeueAfterMs: resyncDelay(ctx.settings.resyncMs) };
+}
+
+/**
+ * What PostgreSQL holds of the tenant, read in one statement: what a resync of a Ready tenant
+ * costs in the database when nothing drifted. undefined when it cannot be read (the database is
+ * away): the steps below then try, fail and report it as before.
+ */
+async function inspectDatabase(
+  ctx: OperatorContext,
+  tenant: Tenant,
+  log: Logger,
+): Promise<DriftReport | undefined> {
+  try {
+    return await verify(ctx.db, tenant.spec.slug);
+  } catch (err) {
+    log.debug({ err }, 'cannot read the tenant state');
+    return undefined;
+  }
+}
+
+/**
+ * Whether the database already is what provisioning would make of it for this spec: schema,
+ * role, privileges, forced RLS and policies, every migration recorded, and the registry status
+ * (active, or suspended) the spec asks for. Provisioning is then skipped: it would change
+ * nothing, and it takes a lock and some thirty statements.
+ */
+function inPlace(tenant: Tenant, found: DriftReport | undefined): found is DriftReport {
+  const wanted = tenant.spec.suspended === true ? 'suspended' : 'active';
+  return found !== undefined && found.clean && found.status === wanted;
 }
 
 async function patchFinalizers(ctx: OperatorContext, tenant: Tenant, finalizers: string[]) {
@@ -169,10 +205,17 @@ function claimHosts(ctx: OperatorContext, tenant: Tenant, status: StatusBuilder)
   return undefined;
 }
 
-async function ensureSchema(ctx: OperatorContext, tenant: Tenant, status: StatusBuilder) {
+async function ensureSchema(
+  ctx: OperatorContext,
+  tenant: Tenant,
+  status: StatusBuilder,
+  found: DriftReport | undefined,
+) {
   const slug = tenant.spec.slug;
   try {
-    await provision(ctx.db, slug, { displayName: tenant.spec.displayName, migrations: false });
+    if (!inPlace(tenant, found)) {
+      await provision(ctx.db, slug, { displayName: tenant.spec.displayName, migrations: false });
+    }
   } catch (err) {
     const message = `Cannot provision schema ${tenantSchema(slug)}: ${errorMessage(err)}`;
     status.set(CONDITIONS.schema, false, 'ProvisioningFailed', message);
@@ -230,10 +273,11 @@ async function ensureMigrations(ctx: OperatorContext, tenant: Tenant, status: St
         'MigrationRunning',
         `Job ${outcome.job} (image ${image}) is running`,
       );
-      throw new Pending(ctx.settings.resyncMs);
+      throw new Pending(resyncDelay(ctx.settings.resyncMs));
     case 'waiting':
       status.set(CONDITIONS.migrations, false, 'WaitingForMigrationSlot', outcome.message);
-      throw new Pending(5_000);
+      // A finished Job wakes the tenants waiting longest; this poll is the fallback.
+      throw new Pending(15_000);
     case 'failed':
       if (status.get(CONDITIONS.migrations)?.reason !== 'MigrationJobFailed') {
         await ctx.events.record(tenant, 'Warning', 'MigrationJobFailed', outcome.message);
@@ -245,34 +289,65 @@ async function ensureMigrations(ctx: OperatorContext, tenant: Tenant, status: St
 
 /**
  * Provisions again now that the migrations ran: every table gets forced RLS, the policy and its
- * grants, and the tenant is activated (unless suspended). Drift found before is repaired and
- * reported as an Event.
+ * grants, and the tenant is activated (unless suspended). Drift found at the start of the
+ * reconcile is repaired and reported as an Event. A tenant found in place needs none of it.
  */
-async function ensureRowLevelSecurity(ctx: OperatorContext, tenant: Tenant, status: StatusBuilder) {
+async function ensureRowLevelSecurity(
+  ctx: OperatorContext,
+  tenant: Tenant,
+  status: StatusBuilder,
+  found: DriftReport | undefined,
+) {
   const slug = tenant.spec.slug;
+  const enforced = () =>
+    status.set(
+      CONDITIONS.rls,
+      true,
+      'Enforced',
+      'Every table has forced RLS and the isolation policy',
+    );
+  if (inPlace(tenant, found)) return enforced();
   const wasEnforced = status.isTrue(CONDITIONS.rls);
-  const before = await verify(ctx.db, slug);
+  const before = found ?? (await verify(ctx.db, slug));
   await provision(ctx.db, slug, {
     displayName: tenant.spec.displayName,
     activate: tenant.spec.suspended !== true,
   });
   await setSuspended(ctx.db, slug, tenant.spec.suspended === true);
   const after = await verify(ctx.db, slug);
-  if (wasEnforced && !before.clean) {
-    const found = before.issues.map((i) => `${i.code} ${i.object}`).join('; ');
-    await ctx.events.record(tenant, 'Warning', 'DriftRepaired', `Repaired: ${found}`);
+  // Pending migrations are the Job's work (a new image), not drift.
+  const drift = before.issues.filter((i) => i.code !== 'MIGRATIONS_PENDING');
+  if (wasEnforced && drift.length > 0) {
+    const repaired = drift.map((i) => `${i.code} ${i.object}`).join('; ');
+    await ctx.events.record(tenant, 'Warning', 'DriftRepaired', `Repaired: ${repaired}`);
   }
   if (!after.clean) {
     const left = after.issues.map((i) => `${i.code} ${i.object}: ${i.detail}`).join('; ');
     status.set(CONDITIONS.rls, false, 'DriftNotRepaired', left);
-    throw new Pending(ctx.settings.resyncMs);
+    throw new Pending(resyncDelay(ctx.settings.resyncMs));
   }
-  status.set(
-    CONDITIONS.rls,
-    true,
-    'Enforced',
-    'Every table has forced RLS and the isolation policy',
-  );
+  enforced();
+}
+
+/**
+ * The first organization and the audit retention window. Skipped on the resync of a tenant that
+ * was Ready for this generation (it was seeded then) and whose registry holds the retention
+ * window of its spec, so that a resync writes nothing.
+ */
+async function ensureSeeds(
+  ctx: OperatorContext,
+  tenant: Tenant,
+  status: StatusBuilder,
+  found: DriftReport | undefined,
+  log: Logger,
+) {
+  const ready = status.get(CONDITIONS.ready);
+  const settled =
+    inPlace(tenant, found) &&
+    ready?.status === 'True' &&
+    ready.observedGeneration === tenant.metadata?.generation &&
+    found.auditRetentionDays === (tenant.spec.auditRetentionDays ?? 365);
+  if (!settled) await optionalSeeds(ctx.db, tenant, log);
 }
 
 /**
@@ -371,14 +446,17 @@ async function ensureRoutes(
     return;
   }
   // Both objects in the cache: no request; a miss is confirmed by the API server.
-  const cached =
-    ctx.owned.middlewares.get(`${namespace}/${middlewareName(slug)}`) !== undefined &&
-    ctx.owned.ingressroutes.get(`${namespace}/${routeName(slug)}`) !== undefined;
+  const middleware = ctx.owned.middlewares.get(`${namespace}/${middlewareName(slug)}`);
+  const route = ctx.owned.ingressroutes.get(`${namespace}/${routeName(slug)}`);
   const existed =
     status.isTrue(CONDITIONS.routes) &&
-    (cached || (await routesExist(ctx.kubeConfig, slug, namespace)));
+    ((middleware !== undefined && route !== undefined) ||
+      (await routesExist(ctx.kubeConfig, slug, namespace)));
   try {
-    await applyRoutes(ctx.kubeConfig, tenant, hosts, ctx.settings.routes);
+    // Only what the cache does not show as desired is applied: a resync that finds both
+    // objects as they should be makes no request (an edit or a deletion is watched, and brings
+    // the tenant back at once).
+    await applyRoutes(ctx.kubeConfig, tenant, hosts, ctx.settings.routes, { middleware, route });
   } catch (err) {
     const missing = err instanceof ApiError && err.status === 404;
     const reason = missing ? 'GatewayNotInstalled' : 'RouteApplyFailed';

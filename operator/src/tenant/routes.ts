@@ -1,3 +1,4 @@
+import type { KubernetesObject } from '@kubernetes/client-node';
 import type { KubeAccess } from '../runtime/http.js';
 import { ApiError, kubeRequest } from '../runtime/http.js';
 import { FIELD_MANAGER, TENANT_LABEL, type Tenant } from './types.js';
@@ -53,56 +54,126 @@ function hostRule(hosts: string[]): string {
   return hosts.map((host) => `Host(\`${host}\`)`).join(' || ');
 }
 
+/** A Traefik object as the operator applies it. */
+export interface GatewayObject {
+  apiVersion: string;
+  kind: 'Middleware' | 'IngressRoute';
+  metadata: {
+    name: string;
+    namespace: string;
+    labels: Record<string, string>;
+    ownerReferences: ReturnType<typeof ownerReference>[];
+  };
+  spec: object;
+}
+
 /**
  * The tenant's gateway objects. The Middleware stamps X-Tenant-ID with the slug, replacing any
  * value a client sent; the IngressRoute sends the auth paths and the organization (and audit)
- * paths of the tenant's hosts to the two services, through that Middleware. The Middleware is
- * applied first: a route naming a missing Middleware would answer 404.
+ * paths of the tenant's hosts to the two services, through that Middleware.
  */
-export async function applyRoutes(
-  kubeConfig: KubeAccess,
+export function desiredRoutes(
   tenant: Tenant,
   hosts: string[],
   targets: RouteTargets,
-): Promise<void> {
+): { middleware: GatewayObject; route: GatewayObject } {
   const slug = tenant.spec.slug;
-  const base = `${TRAEFIK}/namespaces/${targets.namespace}`;
   const metadata = (name: string) => ({
     name,
     namespace: targets.namespace,
     labels: { [TENANT_LABEL]: slug, 'app.kubernetes.io/managed-by': FIELD_MANAGER },
     ownerReferences: [ownerReference(tenant)],
   });
-  await apply(kubeConfig, `${base}/middlewares/${middlewareName(slug)}`, {
-    apiVersion: 'traefik.io/v1alpha1',
-    kind: 'Middleware',
-    metadata: metadata(middlewareName(slug)),
-    spec: { headers: { customRequestHeaders: { 'X-Tenant-ID': slug } } },
-  });
   const middlewares = [{ name: middlewareName(slug), namespace: targets.namespace }];
   const hostMatch = hostRule(hosts);
-  await apply(kubeConfig, `${base}/ingressroutes/${routeName(slug)}`, {
-    apiVersion: 'traefik.io/v1alpha1',
-    kind: 'IngressRoute',
-    metadata: metadata(routeName(slug)),
-    spec: {
-      entryPoints: targets.entryPoints,
-      routes: [
-        {
-          kind: 'Rule',
-          match: `(${hostMatch}) && (PathPrefix(\`/auth\`) || Path(\`/.well-known/jwks.json\`))`,
-          middlewares,
-          services: [{ name: targets.auth.name, port: targets.auth.port }],
-        },
-        {
-          kind: 'Rule',
-          match: `(${hostMatch}) && (PathPrefix(\`/org\`) || PathPrefix(\`/audit\`))`,
-          middlewares,
-          services: [{ name: targets.organization.name, port: targets.organization.port }],
-        },
-      ],
+  return {
+    middleware: {
+      apiVersion: 'traefik.io/v1alpha1',
+      kind: 'Middleware',
+      metadata: metadata(middlewareName(slug)),
+      spec: { headers: { customRequestHeaders: { 'X-Tenant-ID': slug } } },
     },
-  });
+    route: {
+      apiVersion: 'traefik.io/v1alpha1',
+      kind: 'IngressRoute',
+      metadata: metadata(routeName(slug)),
+      spec: {
+        entryPoints: targets.entryPoints,
+        routes: [
+          {
+            kind: 'Rule',
+            match: `(${hostMatch}) && (PathPrefix(\`/auth\`) || Path(\`/.well-known/jwks.json\`))`,
+            middlewares,
+            services: [{ name: targets.auth.name, port: targets.auth.port }],
+          },
+          {
+            kind: 'Rule',
+            match: `(${hostMatch}) && (PathPrefix(\`/org\`) || PathPrefix(\`/audit\`))`,
+            middlewares,
+            services: [{ name: targets.organization.name, port: targets.organization.port }],
+          },
+        ],
+      },
+    },
+  };
+}
+
+/**
+ * Whether `actual` has every field of `desired` with the same value: objects may hold more
+ * fields (defaults, other managers'), lists must match element by element (Traefik's lists and
+ * ownerReferences of one owner are replaced whole by an apply).
+ */
+export function contains(actual: unknown, desired: unknown): boolean {
+  if (Array.isArray(desired)) {
+    return (
+      Array.isArray(actual) &&
+      actual.length === desired.length &&
+      desired.every((value, i) => contains(actual[i], value))
+    );
+  }
+  if (desired !== null && typeof desired === 'object') {
+    if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) return false;
+    const fields = actual as Record<string, unknown>;
+    return Object.entries(desired).every(([key, value]) => contains(fields[key], value));
+  }
+  return actual === desired;
+}
+
+/** Whether a cached object already is what applying `desired` would make of it. */
+export function upToDate(cached: KubernetesObject | undefined, desired: GatewayObject): boolean {
+  if (!cached?.metadata || cached.metadata.deletionTimestamp) return false;
+  const { labels, ownerReferences } = desired.metadata;
+  return (
+    contains(cached.metadata.labels, labels) &&
+    contains(cached.metadata.ownerReferences, ownerReferences) &&
+    contains((cached as { spec?: unknown }).spec, desired.spec)
+  );
+}
+
+/**
+ * Applies the tenant's gateway objects that the cache does not show as they should be (both
+ * when no cache is given), the Middleware first: a route naming a missing Middleware would
+ * answer 404. Returns how many were applied.
+ */
+export async function applyRoutes(
+  kubeConfig: KubeAccess,
+  tenant: Tenant,
+  hosts: string[],
+  targets: RouteTargets,
+  cached: { middleware?: KubernetesObject; route?: KubernetesObject } = {},
+): Promise<number> {
+  const base = `${TRAEFIK}/namespaces/${targets.namespace}`;
+  const { middleware, route } = desiredRoutes(tenant, hosts, targets);
+  let applied = 0;
+  if (!upToDate(cached.middleware, middleware)) {
+    await apply(kubeConfig, `${base}/middlewares/${middleware.metadata.name}`, middleware);
+    applied++;
+  }
+  if (!upToDate(cached.route, route)) {
+    await apply(kubeConfig, `${base}/ingressroutes/${route.metadata.name}`, route);
+    applied++;
+  }
+  return applied;
 }
 
 /** Removes the tenant's route, then its Middleware (the reverse order of applyRoutes). */

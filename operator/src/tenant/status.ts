@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { KubeAccess } from '../runtime/http.js';
 import { kubeRequest } from '../runtime/http.js';
 import {
@@ -101,14 +102,16 @@ export class StatusBuilder {
   }
 }
 
-/** Writes the status subresource (a merge patch of the whole status). */
+/** Writes the status subresource (a merge patch of the whole status) unless it is unchanged. */
 export async function writeStatus(
   kubeConfig: KubeAccess,
   tenant: Tenant,
   status: TenantStatus,
 ): Promise<void> {
-  const same = JSON.stringify(tenant.status ?? {}) === JSON.stringify(status);
-  if (same) return;
+  // The API server returns the status with its keys sorted, not as they were written: compare
+  // values, not texts, or every resync writes an unchanged status (and wakes its watchers).
+  const plain = (value: unknown): unknown => JSON.parse(JSON.stringify(value ?? {}));
+  if (isDeepStrictEqual(plain(tenant.status), plain(status))) return;
   await kubeRequest(
     kubeConfig,
     'PATCH',
