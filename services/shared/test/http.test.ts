@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import express from 'express';
+import { ConnectionAcquireTimeoutError, ConnectionRefusedError } from 'sequelize';
 import { AppError, commonErrors, type ServiceDefinition } from '@vextrus/shared';
 import { startTestService, type TestService } from './support.js';
 
@@ -13,6 +14,15 @@ const probe: ServiceDefinition = {
     });
     app.get('/boom', () => {
       throw new Error('database password is hunter2 and the stack is secret');
+    });
+    app.get('/pool-exhausted', () => {
+      // What Sequelize throws when no pooled connection frees up within the pool's wait.
+      throw new ConnectionAcquireTimeoutError(new Error('Operation timeout'));
+    });
+    app.get('/database-down', () => {
+      throw new ConnectionRefusedError(
+        Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }),
+      );
     });
     app.get('/conflict', () => {
       throw commonErrors.CONFLICT('Code ACME is taken', { field: 'code' });
@@ -101,6 +111,21 @@ describe('HTTP bootstrap', () => {
     const logged = t.logs.lines.find((line) => line.msg === 'unexpected error');
     expect(JSON.stringify(logged)).to.include('hunter2');
   });
+
+  for (const [path, detail] of [
+    ['/pool-exhausted', /connection of this service is busy/],
+    ['/database-down', /database cannot be reached/],
+  ] as const) {
+    it(`when the database is out of reach (${path}), it answers 503 UNAVAILABLE with Retry-After`, async () => {
+      const response = await fetch(`${t.service.url}${path}`);
+      expect(response.status).to.equal(503);
+      expect(response.headers.get('retry-after')).to.equal('5');
+      const body = await problem(response);
+      expect(body.code).to.equal('UNAVAILABLE');
+      expect(body.detail).to.match(detail);
+      expect(JSON.stringify(body)).not.to.match(/ECONNREFUSED|127\.0\.0\.1|timeout/i);
+    });
+  }
 
   it('renders a catalogue error with its status, code and extra members', async () => {
     const response = await fetch(`${t.service.url}/conflict`);

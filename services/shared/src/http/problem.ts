@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
+import { ConnectionAcquireTimeoutError, ConnectionError } from 'sequelize';
 import { AppError, commonErrors } from './errors.js';
 import { currentRequestContext } from '../observability/context.js';
 
@@ -39,6 +40,31 @@ function fromBodyParser(err: { type?: unknown; limit?: unknown }): AppError | un
   }
 }
 
+/**
+ * The database out of reach: every pooled connection busy for longer than the pool waits
+ * (ConnectionAcquireTimeoutError), or PostgreSQL refusing or dropping connections. Nothing was
+ * done, and asking again later may work: 503 with Retry-After, not a bare 500.
+ */
+function fromDatabase(err: unknown): AppError | undefined {
+  if (err instanceof ConnectionAcquireTimeoutError) {
+    return commonErrors.UNAVAILABLE(
+      'Every database connection of this service is busy; try again shortly',
+      {},
+      { headers: { 'Retry-After': '5' } },
+    );
+  }
+  if (err instanceof ConnectionError) {
+    return commonErrors.UNAVAILABLE(
+      'The database cannot be reached; try again shortly',
+      {},
+      {
+        headers: { 'Retry-After': '5' },
+      },
+    );
+  }
+  return undefined;
+}
+
 export const notFoundHandler: RequestHandler = (req, _res, next) => {
   next(commonErrors.ROUTE_NOT_FOUND(`No route answers ${req.method} ${req.path}`));
 };
@@ -54,7 +80,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       err instanceof AppError
         ? err
         : typeof err === 'object' && err !== null
-          ? fromBodyParser(err)
+          ? (fromBodyParser(err) ?? fromDatabase(err))
           : undefined;
     if (known) {
       if (known.status >= 500) logger.error({ err }, 'request failed');
