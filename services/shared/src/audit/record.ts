@@ -1,4 +1,4 @@
-import type { Sequelize, Transaction } from 'sequelize';
+import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import { currentRequestContext } from '../observability/context.js';
 import { namespace } from '../tenancy/cls.js';
 import { currentTenant, type TenantContext } from '../tenancy/context.js';
@@ -36,13 +36,53 @@ function actorOf(event: AuditEvent): [string | null, string[], string | null] {
   ];
 }
 
+/** The columns audit_append(...) takes, in its order: what the caller gives of a record. */
+const GIVEN_COLUMNS =
+  'occurred_at, actor_user_id, actor_roles, actor_system, client_address, user_agent, ' +
+  'request_id, action, resource_type, resource_id, outcome, changes, details';
+
+/** audit_append's signature (tenant migration 2026120425-audit-fast-append). */
+const APPEND_SIGNATURE =
+  'audit_append(timestamptz, text, text[], text, text, text, text, text, text, text, text, ' +
+  'jsonb, jsonb)';
+
+/** How long a schema found without audit_append is written to by INSERT before looking again. */
+const APPEND_RECHECK_MS = 30_000;
+
+/** Per tenant schema: audit_append exists (true, for good), or when to look for it again. */
+const appendFunctions = new Map<string, true | number>();
+
 /**
- * The statement that appends the record: audit_append(...) with the values as literals, so that
- * it can travel in one simple query with the COMMIT (./deferred.ts). Its insert trigger (running
- * as the table's owner) locks the tenant's chain row, assigns the sequence number and previous
- * hash and computes the hash.
+ * Whether the tenant's schema has audit_append. Services can be upgraded before the operator has
+ * migrated every tenant; a tenant still without the function gets the plain INSERT, which every
+ * version of audit_events takes (its trigger builds the same chain), so audited writes never
+ * depend on the order of the two upgrades. One lookup per schema and process once it is there;
+ * while it is not, one every APPEND_RECHECK_MS.
  */
-function appendStatement(event: AuditEvent, options: RecordOptions): string {
+async function hasAppendFunction(
+  sequelize: Sequelize,
+  transaction: Transaction,
+  schema: string,
+): Promise<boolean> {
+  const known = appendFunctions.get(schema);
+  if (known === true) return true;
+  if (known !== undefined && Date.now() < known) return false;
+  const [row] = await sequelize.query<{ present: boolean }>(
+    'SELECT to_regprocedure($1) IS NOT NULL AS present',
+    { transaction, bind: [`"${schema}".${APPEND_SIGNATURE}`], type: QueryTypes.SELECT },
+  );
+  appendFunctions.set(schema, row?.present === true ? true : Date.now() + APPEND_RECHECK_MS);
+  return row?.present === true;
+}
+
+/**
+ * The statement that appends the record, with the values as literals so that it can travel in
+ * one simple query with the COMMIT (./deferred.ts): audit_append(...), whose INSERT PL/pgSQL
+ * plans once per session, or the same INSERT written out for a schema without the function. The
+ * insert trigger (running as the table's owner) locks the tenant's chain row, assigns the
+ * sequence number and previous hash and computes the hash.
+ */
+function appendStatement(event: AuditEvent, options: RecordOptions, viaFunction: boolean): string {
   const context = currentRequestContext();
   const [userId, roles, system] = actorOf(event);
   const changes = normalizeChanges(event.changes);
@@ -62,7 +102,9 @@ function appendStatement(event: AuditEvent, options: RecordOptions): string {
     literal(changes === null ? null : JSON.stringify(changes), 'jsonb'),
     literal(details === null ? null : JSON.stringify(details), 'jsonb'),
   ];
-  return `SELECT audit_append(${values.join(', ')})`;
+  return viaFunction
+    ? `SELECT audit_append(${values.join(', ')})`
+    : `INSERT INTO audit_events (${GIVEN_COLUMNS}) VALUES (${values.join(', ')})`;
 }
 
 /**
@@ -83,7 +125,13 @@ export async function recordAudit(event: AuditEvent, options: RecordOptions = {}
     );
   }
   const sequelize = (transaction as unknown as { sequelize: Sequelize }).sequelize;
-  await runAtCommit(sequelize, transaction, appendStatement(event, options), event.action);
+  const viaFunction = await hasAppendFunction(sequelize, transaction, tenant.schema);
+  await runAtCommit(
+    sequelize,
+    transaction,
+    appendStatement(event, options, viaFunction),
+    event.action,
+  );
 }
 
 /**
@@ -101,7 +149,13 @@ export async function recordAuditSeparately(
   validateEvent(event);
   const transaction = await openTenantTransaction(sequelize, tenant);
   try {
-    await runAtCommit(sequelize, transaction, appendStatement(event, options), event.action);
+    const viaFunction = await hasAppendFunction(sequelize, transaction, tenant.schema);
+    await runAtCommit(
+      sequelize,
+      transaction,
+      appendStatement(event, options, viaFunction),
+      event.action,
+    );
     await transaction.commit();
   } catch (err) {
     await transaction.rollback().catch(() => undefined);
