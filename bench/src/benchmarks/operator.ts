@@ -515,7 +515,9 @@ export const operatorBenchmark: Benchmark = {
             'was set (the issue asks for no relist storms). A resync of a Ready tenant reads ' +
             'PostgreSQL in one statement and compares its routes with the informer caches; it ' +
             'asks nothing of the API server unless something drifted, so what is left is the ' +
-            'watches being renewed.',
+            'watches being renewed. The benchmark runs one replica with LEADER_ELECTION=false; ' +
+            'with leader election on (the chart’s default) the leader also renews its Lease ' +
+            'every 2 s, about 1,800 requests an hour in all, whatever the number of tenants.',
           details: {
             'reconciles in the window': `${resyncReconciles}`,
             'mean reconcile time in the window': `${reconcileMs.toFixed(1)} ms`,
