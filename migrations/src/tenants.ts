@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Database } from './database.js';
 import { execute, inTransaction, select } from './database.js';
 import { MigrationError, MigrationErrorCode, describe, wrap } from './errors.js';
@@ -121,6 +122,32 @@ async function ensureRegistry(
   });
 }
 
+/** PostgreSQL's refusal when two sessions change one catalog row at once (GRANT, ALTER ROLE). */
+const CATALOG_RACE = /tuple concurrently (updated|deleted)/;
+
+/**
+ * Runs a provisioning pass again when it lost a catalog race. A run that was killed releases its
+ * lock at once (the locking session is idle), while a statement it had already sent on another
+ * session can still be finishing, and the next run then meets that statement's GRANT on the
+ * same catalog row. Every step reads the catalog and changes only what differs, so running the
+ * pass again is safe; after a few tries the failure stands.
+ */
+async function retryingCatalogRaces<T>(
+  db: Database,
+  slug: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= 5 || !CATALOG_RACE.test(describe(err))) throw err;
+      db.logger.warn({ tenant: slug, attempt, err: describe(err) }, 'catalog race, trying again');
+      await sleep(100 * attempt);
+    }
+  }
+}
+
 /** Creates the NOLOGIN tenant role and puts its attributes and memberships right. */
 async function ensureRole(db: Database, names: TenantNames, access: Access): Promise<void> {
   await inTransaction(db, async (transaction) => {
@@ -223,23 +250,25 @@ export async function provision(
     await options.afterStep?.(step);
   };
   try {
-    return await withAdvisoryLock(db, `tenant:${slug}`, async () => {
-      const started = Date.now();
-      const tenantId = await ensureRegistry(db, names, options.displayName ?? slug);
-      await afterStep('registry');
+    return await retryingCatalogRaces(db, slug, () =>
+      withAdvisoryLock(db, `tenant:${slug}`, async () => {
+        const started = Date.now();
+        const tenantId = await ensureRegistry(db, names, options.displayName ?? slug);
+        await afterStep('registry');
 
-      const applied = await reconcile(db, names, 'granted', afterStep, options.migrations);
+        const applied = await reconcile(db, names, 'granted', afterStep, options.migrations);
 
-      const current = await findTenant(db, slug);
-      const activate =
-        options.migrations !== false &&
-        options.activate !== false &&
-        current?.status !== 'suspended';
-      if (activate) await setStatus(db, names, 'active');
-      await afterStep('activate');
-      log.info({ applied, ms: Date.now() - started }, 'tenant provisioned');
-      return { tenantId, ...names, applied };
-    });
+        const current = await findTenant(db, slug);
+        const activate =
+          options.migrations !== false &&
+          options.activate !== false &&
+          current?.status !== 'suspended';
+        if (activate) await setStatus(db, names, 'active');
+        await afterStep('activate');
+        log.info({ applied, ms: Date.now() - started }, 'tenant provisioned');
+        return { tenantId, ...names, applied };
+      }),
+    );
   } catch (err) {
     throw wrap(MigrationErrorCode.ProvisioningFailed, `provision tenant ${slug}`, err);
   }

@@ -115,6 +115,30 @@ describe('tenant provisioning', function () {
     }
   });
 
+  it('when another session changes the same catalog row meanwhile, provisioning tries again', async () => {
+    // Every tenant role is granted USAGE on the platform schema: one pg_namespace row that two
+    // runs (two tenants at once, or a killed run's last statement) can change at the same time.
+    const other = new pg.Client({ connectionString: plane.database.url });
+    await other.connect();
+    try {
+      await other.query('CREATE ROLE race_probe NOLOGIN');
+      await other.query('BEGIN');
+      await other.query('GRANT USAGE ON SCHEMA platform TO race_probe');
+      const provisioning = provision(plane.db, 'race');
+      // provision's own GRANT now waits for that row; committing makes it fail once.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await other.query('COMMIT');
+
+      await provisioning;
+      expect((await verify(plane.db, 'race')).issues).to.deep.equal([]);
+      expect(await dumpOf('race')).to.equal(reference);
+    } finally {
+      await other.query('ROLLBACK').catch(() => undefined);
+      await other.query('REVOKE USAGE ON SCHEMA platform FROM race_probe; DROP ROLE race_probe');
+      await other.end();
+    }
+  });
+
   it('when RLS is no longer forced, verify reports it and repair restores it', async () => {
     await sql(
       plane.database.url,
