@@ -407,6 +407,7 @@ describe('audit API edges: the export when the client goes away, odd times and r
                 logger: runtime.logger,
                 exportBatchSize: BATCH,
                 exportStallMs: 1_500,
+                exportLockWaitMs: 500,
               }),
             );
           },
@@ -463,6 +464,32 @@ describe('audit API edges: the export when the client goes away, odd times and r
       );
       expect(again.status).to.equal(200);
       expect(await again.text()).to.equal('');
+    });
+
+    it('when the audit table is locked by other work, an export answers 503 instead of waiting', async () => {
+      const owner = new pg.Client({ connectionString: t.plane.database.url });
+      await owner.connect();
+      try {
+        await owner.query('BEGIN');
+        await owner.query(
+          `LOCK TABLE ${t.tenants.bulk!.schema}.audit_events IN ACCESS EXCLUSIVE MODE`,
+        );
+        const began = Date.now();
+        const locked = await fetch(`${small.url}/audit/events/export`, { headers });
+        const body = (await locked.json()) as { code?: string };
+        expect(locked.status).to.equal(503);
+        expect(locked.headers.get('retry-after')).to.equal('5');
+        expect(body.code).to.equal('UNAVAILABLE');
+        expect(Date.now() - began).to.be.lessThan(5_000);
+        // The export's session gave up and ended its transaction (the owner's is not counted).
+        expect(await settled(t), 'sessions still in a transaction').to.equal(0);
+      } finally {
+        await owner.query('ROLLBACK');
+        await owner.end();
+      }
+      const free = await fetch(`${small.url}/audit/events/export`, { headers });
+      expect(free.status).to.equal(200);
+      await free.body?.cancel();
     });
   });
 });

@@ -38,6 +38,12 @@ export interface AuditRouterOptions {
   maxConcurrentExports?: number;
   /** An export whose client takes nothing for this long is cut off (default 60 s). */
   exportStallMs?: number;
+  /**
+   * How long an export's query waits for a lock on the audit table (an owner's DDL, say) before
+   * it gives up (default 10 s): before the first line, 503 with Retry-After; later, a cut-off
+   * export. It never holds its connection for longer waiting.
+   */
+  exportLockWaitMs?: number;
 }
 
 /**
@@ -77,6 +83,7 @@ export function auditRouter(options: AuditRouterOptions): Router {
   const poolMax = sequelize.config.pool?.max ?? 5;
   const maxExports = options.maxConcurrentExports ?? Math.max(1, Math.floor(poolMax / 2));
   const stallMs = options.exportStallMs ?? 60_000;
+  const lockWaitMs = options.exportLockWaitMs ?? 10_000;
   let exports = 0;
   enableTransactionContext(sequelize);
   const refusals = { sequelize, directory, logger };
@@ -132,6 +139,7 @@ export function auditRouter(options: AuditRouterOptions): Router {
       transaction = await openTenantTransaction(sequelize, tenant, {
         snapshot: true,
         readOnly: true,
+        lockTimeoutMs: lockWaitMs,
       });
       const condition = await filterCondition(sequelize, transaction, filters);
       res.status(200);

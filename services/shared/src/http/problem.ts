@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
-import { ConnectionAcquireTimeoutError, ConnectionError } from 'sequelize';
+import { ConnectionAcquireTimeoutError, ConnectionError, DatabaseError } from 'sequelize';
 import { AppError, commonErrors } from './errors.js';
 import { currentRequestContext } from '../observability/context.js';
 
@@ -42,10 +42,19 @@ function fromBodyParser(err: { type?: unknown; limit?: unknown }): AppError | un
 
 /**
  * The database out of reach: every pooled connection busy for longer than the pool waits
- * (ConnectionAcquireTimeoutError), or PostgreSQL refusing or dropping connections. Nothing was
- * done, and asking again later may work: 503 with Retry-After, not a bare 500.
+ * (ConnectionAcquireTimeoutError), PostgreSQL refusing or dropping connections, or a lock not
+ * granted within the transaction's lock_timeout (SQLSTATE 55P03). Nothing was done, and asking
+ * again later may work: 503 with Retry-After, not a bare 500.
  */
 function fromDatabase(err: unknown): AppError | undefined {
+  const code = (err as { parent?: { code?: unknown } }).parent?.code;
+  if (err instanceof DatabaseError && code === '55P03') {
+    return commonErrors.UNAVAILABLE(
+      'Data this request needs is locked by other work; try again shortly',
+      {},
+      { headers: { 'Retry-After': '5' } },
+    );
+  }
   if (err instanceof ConnectionAcquireTimeoutError) {
     return commonErrors.UNAVAILABLE(
       'Every database connection of this service is busy; try again shortly',
