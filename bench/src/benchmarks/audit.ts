@@ -16,12 +16,13 @@ import { msSince, summarize } from '../stats.js';
 const DAYS = 100;
 const DAY_MS = 86_400_000;
 
-const UPDATE = `UPDATE organizations SET display_name = $1, version = version + 1, updated_at = now()
+const UPDATE = `UPDATE organizations
+  SET display_name = $1, version = version + 1, updated_at = now()
   WHERE code = 'BENCH' RETURNING id, display_name, version`;
 
 /** The same columns the /audit routes return, for the records of one day, oldest first. */
-const ONE_DAY = `SELECT sequence, id, occurred_at, actor_user_id, actor_roles, action, resource_type,
-  resource_id, outcome, changes, details FROM audit_events
+const ONE_DAY = `SELECT sequence, id, occurred_at, actor_user_id, actor_roles, action,
+  resource_type, resource_id, outcome, changes, details FROM audit_events
   WHERE occurred_at >= $1 AND occurred_at < $2 ORDER BY occurred_at, sequence`;
 
 /** The newest 200 of them, the first page GET /audit/events answers for that day. */

@@ -111,7 +111,8 @@ export function decodeCursor(cursor: string): string {
  * query whose rows come back as unparsed text (transactionTextRows). The time comes as
  * microseconds since the epoch, which neither DateStyle nor TimeZone of the session changes.
  */
-export const EVENT_COLUMNS = `e.sequence, e.id, (extract(epoch FROM e.occurred_at) * 1000000)::bigint,
+export const EVENT_COLUMNS = `e.sequence, e.id,
+  (extract(epoch FROM e.occurred_at) * 1000000)::bigint,
   e.actor_user_id, e.actor_roles, e.actor_system, e.client_address, e.user_agent, e.request_id,
   e.action, e.resource_type, e.resource_id, e.outcome, e.changes, e.details,
   encode(e.previous_hash, 'hex'), encode(e.hash, 'hex')`;
