@@ -3,11 +3,8 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { EVENT_COLUMNS, formatEvent } from '../src/audit/query.js';
 import {
-  auditRouter,
   recordAuditSeparately,
   transactionTextRows,
-  createTenantDirectory,
-  startService,
   withTenantTransaction,
   type RunningService,
 } from '@vextrus/shared';
@@ -52,7 +49,7 @@ describe('audit API edges: the export when the client goes away, odd times and r
   before(async () => {
     t = await createAuditPlane('audit_edges', ['bulk', 'old', 'odd']);
     mint = createTokenMint();
-    service = await startAuditService(t, mint, BATCH);
+    service = await startAuditService(t, mint, { exportBatchSize: BATCH });
     headers = {
       Authorization: `Bearer ${mint.token(t.tenants.bulk!, ['auditor'])}`,
       'X-Tenant-ID': 'bulk',
@@ -197,24 +194,7 @@ describe('audit API edges: the export when the client goes away, odd times and r
       '-c TimeZone=Pacific/Chatham -c DateStyle=SQL,DMY -c IntervalStyle=sql_standard ' +
         '-c extra_float_digits=-15 -c bytea_output=escape',
     );
-    const odd = await startService(
-      {
-        name: 'audit-test-odd-settings',
-        defaultPort: 0,
-        routes: (app, runtime) => {
-          app.use(
-            '/audit',
-            auditRouter({
-              sequelize: runtime.sequelize,
-              directory: createTenantDirectory(runtime.sequelize, 0),
-              verifier: mint.verifier,
-              logger: runtime.logger,
-            }),
-          );
-        },
-      },
-      { env: { DATABASE_URL: url.toString(), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent' } },
-    );
+    const odd = await startAuditService(t, mint, { databaseUrl: url.toString() });
     try {
       // The URL's options reach the sessions (as they reach the service's own pool).
       const probe = new pg.Client({ connectionString: url.toString() });
@@ -393,35 +373,12 @@ describe('audit API edges: the export when the client goes away, odd times and r
     let small: RunningService;
 
     before(async () => {
-      small = await startService(
-        {
-          name: 'audit-test-small-pool',
-          defaultPort: 0,
-          routes: (app, runtime) => {
-            app.use(
-              '/audit',
-              auditRouter({
-                sequelize: runtime.sequelize,
-                directory: createTenantDirectory(runtime.sequelize, 0),
-                verifier: mint.verifier,
-                logger: runtime.logger,
-                exportBatchSize: BATCH,
-                exportStallMs: 1_500,
-                exportLockWaitMs: 500,
-              }),
-            );
-          },
-        },
-        {
-          env: {
-            DATABASE_URL: t.plane.appUrl,
-            DATABASE_POOL_MAX: String(POOL),
-            PORT: '0',
-            HOST: '127.0.0.1',
-            LOG_LEVEL: 'silent',
-          },
-        },
-      );
+      small = await startAuditService(t, mint, {
+        exportBatchSize: BATCH,
+        exportStallMs: 1_500,
+        exportLockWaitMs: 500,
+        poolMax: POOL,
+      });
     });
     after(() => small.stop());
 

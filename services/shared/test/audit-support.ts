@@ -10,6 +10,7 @@ import {
   createTokenVerifier,
   startService,
   staticKeySource,
+  type AuditRouterOptions,
   type Role,
   type RunningService,
   type TenantContext,
@@ -101,12 +102,24 @@ export function createTokenMint(): TokenMint {
   };
 }
 
+/** How a test's audit service differs from the default one. */
+export interface AuditServiceOptions extends Pick<
+  AuditRouterOptions,
+  'exportBatchSize' | 'exportStallMs' | 'exportLockWaitMs' | 'maxConcurrentExports'
+> {
+  /** The service's pool size (DATABASE_POOL_MAX). */
+  poolMax?: number;
+  /** The database URL instead of the plane's application role URL. */
+  databaseUrl?: string;
+}
+
 /** Starts a service on a free loopback port that mounts the audit router at /audit. */
 export async function startAuditService(
   t: AuditPlane,
   mint: TokenMint,
-  exportBatchSize?: number,
+  options: AuditServiceOptions = {},
 ): Promise<RunningService> {
+  const { poolMax, databaseUrl, ...router } = options;
   return startService(
     {
       name: 'audit-test',
@@ -119,11 +132,19 @@ export async function startAuditService(
             directory: createTenantDirectory(runtime.sequelize, 0),
             verifier: mint.verifier,
             logger: runtime.logger,
-            exportBatchSize,
+            ...router,
           }),
         );
       },
     },
-    { env: { DATABASE_URL: t.plane.appUrl, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent' } },
+    {
+      env: {
+        DATABASE_URL: databaseUrl ?? t.plane.appUrl,
+        ...(poolMax === undefined ? {} : { DATABASE_POOL_MAX: String(poolMax) }),
+        PORT: '0',
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'silent',
+      },
+    },
   );
 }
