@@ -126,11 +126,12 @@ async function ensureRegistry(
 const CATALOG_RACE = /tuple concurrently (updated|deleted)/;
 
 /**
- * Runs a provisioning pass again when it lost a catalog race. A run that was killed releases its
- * lock at once (the locking session is idle), while a statement it had already sent on another
- * session can still be finishing, and the next run then meets that statement's GRANT on the
- * same catalog row. Every step reads the catalog and changes only what differs, so running the
- * pass again is safe; after a few tries the failure stands.
+ * Runs a provisioning or repair pass again when it lost a catalog race. Every tenant role is
+ * granted USAGE on the platform schema, one catalog row, so two tenants reconciled at once can
+ * change it together; and a killed run releases its lock at once (the locking session is idle)
+ * while a statement it sent on another session may still be finishing. Every step reads the
+ * catalog and changes only what differs, so running the pass again is safe; after five tries
+ * the failure stands.
  */
 async function retryingCatalogRaces<T>(
   db: Database,
@@ -423,25 +424,27 @@ export async function verify(
 export async function repair(db: Database, slug: string): Promise<DriftReport> {
   const names = tenantNames(db, slug);
   try {
-    await withAdvisoryLock(db, `tenant:${slug}`, async () => {
-      const tenant = await findTenant(db, slug);
-      if (!tenant) {
-        throw new MigrationError(
-          MigrationErrorCode.TenantNotProvisioned,
-          `tenant ${slug} is not provisioned: run provision`,
-        );
-      }
-      if (!['active', 'suspended', 'retained'].includes(tenant.status)) {
-        const again = tenant.status === 'deleting' ? 'deprovision --delete' : 'provision';
-        throw new MigrationError(
-          MigrationErrorCode.TenantNotActive,
-          `tenant ${slug} is ${tenant.status}: run ${again} again`,
-        );
-      }
-      const access = tenant.status === 'retained' ? 'revoked' : 'granted';
-      await reconcile(db, names, access, () => Promise.resolve());
-      db.logger.info({ tenant: slug }, 'tenant repaired');
-    });
+    await retryingCatalogRaces(db, slug, () =>
+      withAdvisoryLock(db, `tenant:${slug}`, async () => {
+        const tenant = await findTenant(db, slug);
+        if (!tenant) {
+          throw new MigrationError(
+            MigrationErrorCode.TenantNotProvisioned,
+            `tenant ${slug} is not provisioned: run provision`,
+          );
+        }
+        if (!['active', 'suspended', 'retained'].includes(tenant.status)) {
+          const again = tenant.status === 'deleting' ? 'deprovision --delete' : 'provision';
+          throw new MigrationError(
+            MigrationErrorCode.TenantNotActive,
+            `tenant ${slug} is ${tenant.status}: run ${again} again`,
+          );
+        }
+        const access = tenant.status === 'retained' ? 'revoked' : 'granted';
+        await reconcile(db, names, access, () => Promise.resolve());
+        db.logger.info({ tenant: slug }, 'tenant repaired');
+      }),
+    );
   } catch (err) {
     throw wrap(MigrationErrorCode.ProvisioningFailed, `repair tenant ${slug}`, err);
   }

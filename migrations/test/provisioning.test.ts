@@ -139,6 +139,29 @@ describe('tenant provisioning', function () {
     }
   });
 
+  it('when repair meets another change of the same catalog row, it tries again', async () => {
+    const role = `${plane.db.roles.tenantPrefix}race`;
+    await sql(
+      plane.database.url,
+      `REVOKE USAGE ON SCHEMA platform FROM ${role}; CREATE ROLE race_probe NOLOGIN`,
+    );
+    const other = new pg.Client({ connectionString: plane.database.url });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query('GRANT USAGE ON SCHEMA platform TO race_probe');
+      const repairing = repair(plane.db, 'race');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await other.query('COMMIT');
+
+      expect((await repairing).issues).to.deep.equal([]);
+    } finally {
+      await other.query('ROLLBACK').catch(() => undefined);
+      await other.query('REVOKE USAGE ON SCHEMA platform FROM race_probe; DROP ROLE race_probe');
+      await other.end();
+    }
+  });
+
   it('when RLS is no longer forced, verify reports it and repair restores it', async () => {
     await sql(
       plane.database.url,
