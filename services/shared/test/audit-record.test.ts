@@ -123,6 +123,80 @@ describe('audit records', function () {
     }
   });
 
+  it('when the second of two records in one transaction fails, nothing stays and both are named', async () => {
+    await t.superuser(
+      `ALTER TABLE ${acme.schema}.audit_events
+         ADD CONSTRAINT audit_events_test_refuse CHECK (action <> 'organization.doomed')`,
+    );
+    try {
+      const before = (await events()).length;
+
+      const error = await failure(
+        withTenantTransaction(t.app, acme, async () => {
+          await t.app.query(
+            `INSERT INTO organizations (code, legal_name, display_name, country, currency,
+               time_zone) VALUES ('TWICE', 'Twice', 'Twice', 'BD', 'BDT', 'Asia/Dhaka')`,
+          );
+          await recordAudit({ action: 'organization.created', outcome: 'success' });
+          await recordAudit({ action: 'organization.doomed', outcome: 'success' });
+        }),
+      );
+
+      expect((error as { code?: string }).code).to.equal(AuditErrorCode.WriteFailed);
+      expect(error.message).to.include('organization.created, organization.doomed');
+      expect(await organizationCodes()).not.to.include('TWICE');
+      expect(await events()).to.have.length(before);
+    } finally {
+      await t.superuser(
+        `ALTER TABLE ${acme.schema}.audit_events DROP CONSTRAINT audit_events_test_refuse`,
+      );
+    }
+  });
+
+  it('when a record is made inside a savepoint that rolls back, it goes with the savepoint only', async () => {
+    await withTenantTransaction(t.app, acme, async (outer) => {
+      await recordAudit({ action: 'organization.kept', outcome: 'success' });
+      await t.app
+        .transaction({ transaction: outer }, async () => {
+          await recordAudit({ action: 'organization.undone', outcome: 'success' });
+          throw new Error('the nested step fails');
+        })
+        .catch(() => undefined);
+    });
+
+    const actions = (await events()).map((e) => e.action);
+    expect(actions).to.include('organization.kept');
+    expect(actions).not.to.include('organization.undone');
+  });
+
+  it('when text holds quotes, backslashes, dollar quotes and NUL, it is stored as given (NUL dropped)', async () => {
+    const odd = `O'Brien \\ co $$ \\' '' \u0000end\\`;
+    const actor = { userId: `u'\\`, roles: [`r'1`, 'r\\2', '{r,3}', '"r4"'] };
+    await withTenantTransaction(t.app, acme, () =>
+      runWithRequestContext({ reqId: `req'\\`, userAgent: odd, clientIp: '::1' }, () =>
+        recordAudit({
+          action: 'organization.renamed',
+          outcome: 'success',
+          actor,
+          resourceType: 'organization',
+          resourceId: odd,
+          changes: { before: { name: odd }, after: { name: `${odd}'` } },
+        }),
+      ),
+    );
+
+    const [event] = (await events()).filter((e) => e.action === 'organization.renamed');
+    const stored = odd.replace('\u0000', '');
+    expect(event).to.deep.include({
+      resource_id: stored,
+      user_agent: stored,
+      request_id: `req'\\`,
+      actor_user_id: actor.userId,
+      actor_roles: actor.roles,
+      changes: { before: { name: stored }, after: { name: `${stored}'` } },
+    });
+  });
+
   it('when there is no tenant transaction, recordAudit refuses to write', async () => {
     const error = await failure(
       recordAudit({ action: 'organization.created', outcome: 'success' }),

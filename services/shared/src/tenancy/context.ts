@@ -132,12 +132,19 @@ interface TransactionInternals {
   forceCleanup(): Promise<void>;
 }
 
+/** A statement sent with the COMMIT, and what its failure becomes. */
+interface CommitStatement {
+  text: string;
+  failure: (err: unknown) => unknown;
+}
+
 /**
  * A Sequelize transaction whose BEGIN also applies its settings: Sequelize's prepareEnvironment
  * calls begin(), which here sends `START TRANSACTION; SELECT set_config(…, true), …` as one
  * simple-protocol statement, one round trip instead of two. Its COMMIT goes straight to the pg
- * client as well (what Transaction.commit does, minus the trip through sequelize.query).
- * Everything else (the pool, the CLS binding, rollback, afterCommit hooks) is Sequelize's own.
+ * client as well (what Transaction.commit does, minus the trip through sequelize.query), and
+ * carries the statements queued for it (sendWithCommit). Everything else (the pool, the CLS
+ * binding, rollback, afterCommit hooks) is Sequelize's own.
  */
 class SettingsTransaction extends Transaction {
   constructor(
@@ -152,6 +159,9 @@ class SettingsTransaction extends Transaction {
    * begin(); the statement may still be running when fn starts.
    */
   opened: Promise<SettingsError | undefined> = Promise.resolve(undefined);
+
+  /** What goes to PostgreSQL in front of the COMMIT, in the same simple query. */
+  readonly withCommit: CommitStatement[] = [];
 
   /**
    * Called by Sequelize in place of its START TRANSACTION. It sends the opening statement and
@@ -172,21 +182,21 @@ class SettingsTransaction extends Transaction {
   }
 
   /**
-   * Transaction.commit of Sequelize 6, with the COMMIT sent on the client directly. Its text
-   * comes from Sequelize's query generator, as in Transaction.commit, because that is where
-   * statements ride along with the COMMIT (the audit records of ../audit/deferred.ts): sending a
-   * bare COMMIT here would commit the change without them.
+   * Transaction.commit of Sequelize 6, with the COMMIT sent on the client directly, behind the
+   * statements queued for it. In a simple query PostgreSQL runs them in order and skips the rest
+   * after an error, so a failed statement leaves the COMMIT unrun and the transaction aborted;
+   * the connection is then destroyed, which rolls it back, and the first queued statement's
+   * failure() says what to throw.
    */
   override async commit(): Promise<void> {
     const self = this as unknown as TransactionInternals;
     if (self.finished) {
       throw new Error(`Transaction cannot be committed: it has been finished (${self.finished})`);
     }
+    const queued = this.withCommit.splice(0);
     try {
       self.finished = 'commit';
-      const generator = (this.db.getQueryInterface() as unknown as QueryInterfaceInternals)
-        .queryGenerator;
-      const text = generator.commitTransactionQuery(this) ?? 'COMMIT';
+      const text = [...queued.map((q) => q.text), 'COMMIT'].join(';\n');
       const result = await clientQuery(this.db, self.connection, text, []);
       const last = Array.isArray(result) ? result.at(-1) : result;
       if (last?.command === 'ROLLBACK') {
@@ -200,15 +210,31 @@ class SettingsTransaction extends Transaction {
     } catch (err) {
       // The connection is in an unknown state: the pool destroys it instead of reusing it.
       await self.forceCleanup();
-      throw err;
+      throw queued[0] ? queued[0].failure(err) : err;
     } finally {
       for (const hook of self._afterCommitHooks) await hook.apply(this, [this]);
     }
   }
 }
 
-interface QueryInterfaceInternals {
-  queryGenerator: { commitTransactionQuery(transaction: Transaction): string | undefined };
+/**
+ * Queues `text` to go to PostgreSQL with the COMMIT of `transaction`, in the same simple query,
+ * in front of it: it costs no round trip of its own, and it runs (and so holds any lock it
+ * takes) only while that last query runs. It commits with the transaction's changes or not at
+ * all; a transaction that rolls back never sends it. If it (or the COMMIT) fails, the commit
+ * throws what `failure` makes of the error. Returns false, queueing nothing, for a transaction
+ * that cannot carry it: one not opened by transactionWithSettings (withTenantTransaction), a
+ * savepoint, or one already finished; the caller then sends the statement itself.
+ */
+export function sendWithCommit(
+  transaction: Transaction,
+  text: string,
+  failure: (err: unknown) => unknown,
+): boolean {
+  if (!(transaction instanceof SettingsTransaction)) return false;
+  if ((transaction as unknown as TransactionInternals).finished) return false;
+  transaction.withCommit.push({ text, failure });
+  return true;
 }
 
 interface PreparedTransaction {

@@ -1,6 +1,7 @@
 export { AsyncLocalStorageNamespace, enableTransactionContext } from './cls.js';
 export {
   currentTenant,
+  sendWithCommit,
   transactionRows,
   transactionTextRows,
   transactionWithSettings,
