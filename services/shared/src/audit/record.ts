@@ -1,7 +1,7 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import { currentRequestContext } from '../observability/context.js';
 import { namespace } from '../tenancy/cls.js';
-import { currentTenant, type TenantContext } from '../tenancy/context.js';
+import { currentTenant, withOwnTenantTransaction, type TenantContext } from '../tenancy/context.js';
 import { AuditError, AuditErrorCode } from './errors.js';
 import {
   boundedText,
@@ -11,7 +11,6 @@ import {
   type AuditEvent,
 } from './event.js';
 import { literal, runAtCommit } from './deferred.js';
-import { openTenantTransaction } from './session.js';
 
 /** Options for imports and tests; services never pass them. */
 export interface RecordOptions {
@@ -147,18 +146,5 @@ export async function recordAuditSeparately(
   options: RecordOptions = {},
 ): Promise<void> {
   validateEvent(event);
-  const transaction = await openTenantTransaction(sequelize, tenant);
-  try {
-    const viaFunction = await hasAppendFunction(sequelize, transaction, tenant.schema);
-    await runAtCommit(
-      sequelize,
-      transaction,
-      appendStatement(event, options, viaFunction),
-      event.action,
-    );
-    await transaction.commit();
-  } catch (err) {
-    await transaction.rollback().catch(() => undefined);
-    throw err;
-  }
+  await withOwnTenantTransaction(sequelize, tenant, () => recordAudit(event, options));
 }

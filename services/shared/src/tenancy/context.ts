@@ -114,6 +114,23 @@ export async function withTenantTransaction<T>(
   });
 }
 
+/**
+ * Runs fn in a tenant transaction of its own, as withTenantTransaction does, but never joins
+ * the caller's transaction, even one of the same tenant: what fn writes stays when the caller's
+ * work rolls back (the audit records of refused attempts).
+ */
+export async function withOwnTenantTransaction<T>(
+  sequelize: Sequelize,
+  context: TenantContext,
+  fn: (transaction: Transaction) => Promise<T>,
+): Promise<T> {
+  return namespace.run(() => {
+    namespace.set('transaction', undefined);
+    namespace.set(TENANT_KEY, undefined);
+    return withTenantTransaction(sequelize, context, fn);
+  });
+}
+
 /** A failure of the statement that opens the transaction and applies its settings. */
 class SettingsError extends Error {
   override readonly name = 'SettingsError';

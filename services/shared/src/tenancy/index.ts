@@ -5,6 +5,7 @@ export {
   transactionRows,
   transactionTextRows,
   transactionWithSettings,
+  withOwnTenantTransaction,
   withTenantTransaction,
 } from './context.js';
 export type { TenantContext } from './context.js';
