@@ -2,23 +2,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { BatchV1Api, CustomObjectsApi, Watch, type V1Job } from '@kubernetes/client-node';
-import {
-  createPlane,
-  prepareForOperator,
-  silent,
-  startCluster,
-  waitUntil,
-  type Cluster,
-  type TestPlane,
-} from '@vextrus/devkit';
-import {
-  LATEST_MIGRATION,
-  migrationJobName,
-  startOperator,
-  type RunningOperator,
-  type Tenant,
-} from '@vextrus/operator';
+import { BatchV1Api, Watch, type V1Job } from '@kubernetes/client-node';
+import { waitUntil, type Cluster } from '@vextrus/devkit';
+import { LATEST_MIGRATION, migrationJobName, type Tenant } from '@vextrus/operator';
+import { NAMESPACE, condition, ready, startHarness, type Harness } from './support/harness.js';
 
 /**
  * Fleet migrations (issue 8): N tenants Ready with migrations image v1; the operator restarted
@@ -30,8 +17,6 @@ import {
  * second, so that Jobs overlap, then fails for a tenant whose marker file exists (the "cause",
  * written and removed by the test) and otherwise runs the real migrations CLI against PostgreSQL.
  */
-const NAMESPACE = 'vextrus';
-const GROUP = { group: 'platform.vextrus.dev', version: 'v1alpha1', plural: 'tenants' };
 const IMAGE = 'vextrus-test/fleet-migrate';
 const V1 = `${IMAGE}:v1`;
 const V2 = `${IMAGE}:v2`;
@@ -39,21 +24,6 @@ const BOUND = 2;
 const SLUGS = ['fleet-a', 'fleet-b', 'fleet-c', 'fleet-d', 'fleet-e'];
 const BROKEN = 'fleet-c';
 const CAUSE = 'simulated outage: tenant database fleet-c refuses connections';
-
-function tenantBody(slug: string): Tenant {
-  return {
-    apiVersion: 'platform.vextrus.dev/v1alpha1',
-    kind: 'Tenant',
-    metadata: { name: slug },
-    spec: {
-      slug,
-      displayName: `${slug} Construction`,
-      hosts: [`${slug}.localhost`],
-      firstAdministrator: { email: `admin@${slug}.test`, name: 'Ada Admin' },
-      firstOrganization: { name: `${slug} Ltd`, code: slug.toUpperCase().replace('-', '') },
-    },
-  };
-}
 
 /** Follows every migration Job through a watch: how many ran at once, at most. */
 class JobObserver {
@@ -102,10 +72,7 @@ class JobObserver {
 
 describe('fleet migrations (real API server, real PostgreSQL, local node)', function () {
   this.timeout(420_000);
-  let cluster: Cluster;
-  let plane: TestPlane;
-  let operator: RunningOperator | undefined;
-  let custom: CustomObjectsApi;
+  let h: Harness;
   let jobs: JobObserver;
   const markers = mkdtempSync(path.join(tmpdir(), 'vextrus-fleet-'));
 
@@ -117,86 +84,54 @@ describe('fleet migrations (real API server, real PostgreSQL, local node)', func
       'migrations/src/cli.ts "$@"',
   ].join('\n');
 
-  const read = (name: string) =>
-    custom.getClusterCustomObject({ ...GROUP, name }) as Promise<Tenant>;
-  const list = async () =>
-    ((await custom.listClusterCustomObject({ ...GROUP })) as { items: Tenant[] }).items;
-  const condition = (tenant: Tenant, type: string) =>
-    tenant.status?.conditions?.find((c) => c.type === type);
   const migratedTo = (tenant: Tenant, image: string) =>
     tenant.status?.migrationImage === image &&
     condition(tenant, 'MigrationsApplied')?.status === 'True' &&
-    condition(tenant, 'Ready')?.status === 'True';
+    ready(tenant);
 
   const start = async (image: string) => {
-    const running = await startOperator({
-      kubeConfig: cluster.kubeConfig,
-      db: plane.open(),
-      logger: silent,
+    const running = await h.startOperator({
       identity: `fleet-${image}`,
       leaderElection: false,
-      settings: {
-        namespace: NAMESPACE,
-        migrations: {
-          namespace: NAMESPACE,
-          image,
-          databaseSecret: 'vextrus-database-owner',
-          concurrency: BOUND,
-          retryBaseMs: 2_000,
-        },
-        routes: {
-          namespace: NAMESPACE,
-          auth: { name: 'vextrus-auth', port: 3001 },
-          organization: { name: 'vextrus-organization', port: 3002 },
-          entryPoints: ['web'],
-        },
-        resyncMs: 2_000,
-        urlScheme: 'http',
-      },
+      settings: { migrations: { image, concurrency: BOUND, retryBaseMs: 2_000 } },
     });
     await running.leading;
     return running;
   };
 
   before(async () => {
-    [cluster, plane] = await Promise.all([
-      startCluster({
-        images: { [IMAGE]: { entrypoint: ['bash', '-c', script, 'fleet-migrate'] } },
-      }),
-      createPlane('fleet'),
-    ]);
-    await prepareForOperator(cluster, plane, NAMESPACE);
-    custom = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
-    jobs = new JobObserver(cluster);
+    h = await startHarness({
+      plane: 'fleet',
+      cluster: { images: { [IMAGE]: { entrypoint: ['bash', '-c', script, 'fleet-migrate'] } } },
+    });
+    jobs = new JobObserver(h.cluster);
     await jobs.start();
   });
 
   after(async () => {
     jobs?.stop();
-    await operator?.stop();
-    await cluster?.stop();
-    await plane?.close();
+    await h?.stop();
     rmSync(markers, { recursive: true, force: true });
   });
 
   it('migrates every tenant to a new image, at most the bound at once, past a failing tenant', async () => {
-    operator = await start(V1);
-    for (const slug of SLUGS)
-      await custom.createClusterCustomObject({ ...GROUP, body: tenantBody(slug) });
+    const v1 = await start(V1);
+    for (const slug of SLUGS) await h.apply(slug);
     await waitUntil(
       `${SLUGS.length} tenants Ready at ${V1}`,
       async () =>
-        (await list()).filter((t) => migratedTo(t, V1)).length === SLUGS.length ? true : undefined,
+        (await h.list()).filter((t) => migratedTo(t, V1)).length === SLUGS.length
+          ? true
+          : undefined,
       240_000,
     );
     expect(jobs.peak, 'migration Jobs at once while provisioning').to.be.at.most(BOUND);
 
     // The new release: the operator restarted with the v2 image, one tenant's database "down".
-    await operator.stop();
-    operator = undefined;
+    await h.stopOperator(v1);
     writeFileSync(path.join(markers, BROKEN), CAUSE);
     jobs.resetPeak();
-    operator = await start(V2);
+    await start(V2);
 
     const reasons = new Set<string>();
     const phases = new Set<string>();
@@ -204,7 +139,7 @@ describe('fleet migrations (real API server, real PostgreSQL, local node)', func
     const failed = await waitUntil(
       `the other tenants at ${V2} and ${BROKEN} reporting its failed Job`,
       async () => {
-        const tenants = await list();
+        const tenants = await h.list();
         for (const tenant of tenants) {
           const reason = condition(tenant, 'MigrationsApplied')?.reason;
           if (reason) reasons.add(reason);
@@ -237,7 +172,7 @@ describe('fleet migrations (real API server, real PostgreSQL, local node)', func
     const recovered = await waitUntil(
       `${BROKEN} migrated to ${V2} after its cause was fixed`,
       async () => {
-        const tenant = await read(BROKEN);
+        const tenant = await h.read(BROKEN);
         return migratedTo(tenant, V2) ? tenant : undefined;
       },
       180_000,
@@ -253,14 +188,14 @@ describe('fleet migrations (real API server, real PostgreSQL, local node)', func
     expect(jobs.peak, 'migration Jobs at once during the fleet migration').to.equal(BOUND);
 
     for (const slug of SLUGS) {
-      const tenant = await read(slug);
+      const tenant = await h.read(slug);
       expect(tenant.status?.migrationImage, slug).to.equal(V2);
       expect(tenant.status?.migrationVersion, slug).to.equal(LATEST_MIGRATION);
     }
     // The v1 Jobs did their work and were removed once each tenant's v2 Job completed.
     await waitUntil('only the v2 Jobs left', async () => {
       const names = (
-        await cluster.kubeConfig.makeApiClient(BatchV1Api).listNamespacedJob({
+        await h.cluster.kubeConfig.makeApiClient(BatchV1Api).listNamespacedJob({
           namespace: NAMESPACE,
           labelSelector: 'app.kubernetes.io/component=tenant-migration',
         })

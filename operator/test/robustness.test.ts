@@ -3,30 +3,29 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { BatchV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { BatchV1Api } from '@kubernetes/client-node';
 import {
-  createPlane,
-  prepareForOperator,
   ownerEnvironment,
-  silent,
   spawnTs,
-  startCluster,
   startPostgres,
   waitUntil,
-  type Cluster,
   type RunningPostgres,
   type SpawnedProcess,
-  type TestPlane,
 } from '@vextrus/devkit';
 import { findTenant, tenantSchema } from '@vextrus/migrations';
+import { migrationJobName, setupSecretName, type RunningOperator } from '@vextrus/operator';
 import {
-  migrationJobName,
-  setupSecretName,
-  startOperator,
-  type RunningOperator,
-  type Tenant,
-} from '@vextrus/operator';
-import type { OperatorSettings } from '../src/tenant/reconciler.js';
+  MIGRATIONS_IMAGE,
+  NAMESPACE,
+  TENANT_RESOURCE,
+  TRAEFIK,
+  condition,
+  ready,
+  reconciles,
+  sleep,
+  startHarness,
+  type Harness,
+} from './support/harness.js';
 
 /*
  * Robustness of the tenant operator against a real kube-apiserver (with kube-controller-manager
@@ -34,139 +33,66 @@ import type { OperatorSettings } from '../src/tenant/reconciler.js';
  * simulated part is devkit's local node, which runs the migration Jobs' Pods as local processes.
  */
 
-const NAMESPACE = 'vextrus';
-const GROUP = { group: 'platform.vextrus.dev', version: 'v1alpha1', plural: 'tenants' };
-const TRAEFIK = { group: 'traefik.io', version: 'v1alpha1', namespace: NAMESPACE };
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-const SETTINGS: OperatorSettings = {
-  namespace: NAMESPACE,
-  migrations: {
-    namespace: NAMESPACE,
-    image: 'vextrus/migrations:test',
-    databaseSecret: 'vextrus-database-owner',
-    concurrency: 4,
-  },
-  routes: {
-    namespace: NAMESPACE,
-    auth: { name: 'vextrus-auth', port: 3001 },
-    organization: { name: 'vextrus-organization', port: 3002 },
-    entryPoints: ['web'],
-  },
-  resyncMs: 5_000,
-  urlScheme: 'http',
-};
-
-function tenantBody(slug: string, extra: Partial<Tenant['spec']> = {}): Tenant {
-  return {
-    apiVersion: 'platform.vextrus.dev/v1alpha1',
-    kind: 'Tenant',
-    metadata: { name: slug },
-    spec: {
-      slug,
-      displayName: `${slug} Construction`,
-      hosts: [`${slug}.localhost`],
-      firstAdministrator: { email: `admin@${slug}.test`, name: 'Ada Admin' },
-      firstOrganization: { name: `${slug} Ltd`, code: slug.toUpperCase().replace(/-/g, '') },
-      ...extra,
-    },
-  };
-}
-
-/** How many reconciles this replica ran, whatever their result. */
-async function reconciles(operator: RunningOperator): Promise<number> {
-  const metric = await operator.metrics.reconcileTotal.get();
-  return metric.values.reduce((sum, value) => sum + value.value, 0);
-}
+/** The in-process replicas resync every 5 s. */
+const RESYNC_MS = 5_000;
 
 describe('tenant operator robustness (real API server, real PostgreSQL, local node)', function () {
   this.timeout(300_000);
   let folder: string;
   let postgres: RunningPostgres;
-  let cluster: Cluster;
-  let plane: TestPlane;
-  let custom: CustomObjectsApi;
+  let h: Harness;
   let globalPostgresUrl: string | undefined;
-  const operators: RunningOperator[] = [];
 
-  const read = (name: string) =>
-    custom.getClusterCustomObject({ ...GROUP, name }) as Promise<Tenant>;
-  const apply = (slug: string, extra: Partial<Tenant['spec']> = {}) =>
-    custom.createClusterCustomObject({ ...GROUP, body: tenantBody(slug, extra) });
-  const condition = (tenant: Tenant, type: string) =>
-    tenant.status?.conditions?.find((c) => c.type === type);
-  const ready = (t: Tenant) => condition(t, 'Ready')?.status === 'True';
-  const waitFor = (name: string, what: string, test: (t: Tenant) => boolean, ms = 120_000) =>
-    waitUntil(
-      `tenant ${name}: ${what}`,
-      async () => {
-        const tenant = await read(name).catch(() => undefined);
-        return tenant && test(tenant) ? tenant : undefined;
-      },
-      ms,
-    );
   const traefikObject = (plural: string, name: string) =>
-    custom.getNamespacedCustomObject({ ...TRAEFIK, plural, name }).then(
+    h.custom.getNamespacedCustomObject({ ...TRAEFIK, plural, name }).then(
       () => 'present',
       (err: { code?: number }) => (err.code === 404 ? 'absent' : `error ${err.code}`),
     );
   /** Whether the token in the tenant's setup Secret is one the database still accepts. */
   const hasValidSetupToken = async (slug: string): Promise<boolean> => {
-    const secret = await cluster.core.readNamespacedSecret({
+    const secret = await h.cluster.core.readNamespacedSecret({
       name: setupSecretName(slug),
       namespace: NAMESPACE,
     });
     const token = Buffer.from(secret.data?.token ?? '', 'base64').toString();
     // Tokens are stored as the SHA-256 of their text (services/shared opaque-token).
     const hash = createHash('sha256').update(token).digest();
-    const [rows] = await plane.db.sequelize.query(
+    const [rows] = await h.plane.db.sequelize.query(
       `SELECT count(*)::int AS n FROM ${tenantSchema(slug)}.one_time_tokens
         WHERE token_hash = $1 AND purpose = 'setup' AND revoked_at IS NULL AND used_at IS NULL`,
       { bind: [hash] },
     );
     return (rows as { n: number }[])[0]?.n === 1;
   };
-  const replica = async (identity: string): Promise<RunningOperator> => {
-    const operator = await startOperator({
-      kubeConfig: cluster.kubeConfig,
-      db: plane.open(),
-      logger: silent,
-      identity,
-      settings: SETTINGS,
-    });
-    operators.push(operator);
-    return operator;
-  };
-  const stopReplica = async (operator: RunningOperator): Promise<void> => {
-    operators.splice(operators.indexOf(operator), 1);
-    await operator.stop();
-  };
+  const replica = (identity: string): Promise<RunningOperator> =>
+    h.startOperator({ identity, settings: { resyncMs: RESYNC_MS } });
 
   before(async () => {
-    // This suite stops and restarts PostgreSQL, so it runs its own instead of the shared one.
-    folder = await mkdtemp(path.join(tmpdir(), 'vextrus-operator-pg-'));
-    await chmod(folder, 0o755);
-    const password = randomBytes(12).toString('hex');
-    [cluster, postgres] = await Promise.all([
-      startCluster(),
-      startPostgres({ dataDir: path.join(folder, 'data'), password, durable: false }),
-    ]);
-    // createPlane makes its database on the cluster this variable names: point it at ours.
-    globalPostgresUrl = process.env.VEXTRUS_TEST_POSTGRES_URL;
-    process.env.VEXTRUS_TEST_POSTGRES_URL = postgres.url();
-    plane = await createPlane('robustness');
-    await prepareForOperator(cluster, plane, NAMESPACE);
-    custom = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
+    h = await startHarness({
+      plane: 'robustness',
+      // This suite stops and restarts PostgreSQL, so it runs its own instead of the shared one.
+      beforePlane: async () => {
+        folder = await mkdtemp(path.join(tmpdir(), 'vextrus-operator-pg-'));
+        await chmod(folder, 0o755);
+        const password = randomBytes(12).toString('hex');
+        postgres = await startPostgres({
+          dataDir: path.join(folder, 'data'),
+          password,
+          durable: false,
+        });
+        // createPlane makes its database on the cluster this variable names: point it at ours.
+        globalPostgresUrl = process.env.VEXTRUS_TEST_POSTGRES_URL;
+        process.env.VEXTRUS_TEST_POSTGRES_URL = postgres.url();
+      },
+    });
   });
 
   afterEach(async () => {
-    for (const operator of operators.splice(0)) await operator.stop();
+    await h?.stopOperators();
   });
 
   after(async () => {
-    for (const operator of operators.splice(0)) await operator.stop();
-    await cluster?.stop();
-    await plane?.close();
+    await h?.stop();
     await postgres?.stop();
     if (globalPostgresUrl !== undefined) process.env.VEXTRUS_TEST_POSTGRES_URL = globalPostgresUrl;
     if (folder) await rm(folder, { recursive: true, force: true });
@@ -178,14 +104,14 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
     const first = await Promise.race([a.leading.then(() => a), b.leading.then(() => b)]);
     const second = first === a ? b : a;
 
-    await apply('leader-one');
-    await waitFor('leader-one', 'Ready', ready);
+    await h.apply('leader-one');
+    await h.waitFor('leader-one', 'Ready', ready);
     const byFollower = await reconciles(second);
     const byLeader = await reconciles(first);
-    await stopReplica(first);
+    await h.stopOperator(first);
     await second.leading;
-    await apply('leader-two');
-    await waitFor('leader-two', 'Ready', ready);
+    await h.apply('leader-two');
+    await h.waitFor('leader-two', 'Ready', ready);
 
     expect(byLeader).to.be.above(0);
     expect(byFollower).to.equal(0);
@@ -196,12 +122,12 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
   it('survives a restart of the API server: watches resume and a new Tenant becomes Ready', async () => {
     const operator = await replica('restart-a');
     await operator.leading;
-    await apply('before-restart');
-    await waitFor('before-restart', 'Ready', ready);
+    await h.apply('before-restart');
+    await h.waitFor('before-restart', 'Ready', ready);
 
-    await cluster.plane.restartApiServer();
-    await apply('after-restart');
-    const tenant = await waitFor('after-restart', 'Ready', ready);
+    await h.cluster.plane.restartApiServer();
+    await h.apply('after-restart');
+    const tenant = await h.waitFor('after-restart', 'Ready', ready);
 
     expect(tenant.status?.phase).to.equal('Ready');
     expect(operator.leader?.isLeader).to.equal(true);
@@ -212,21 +138,21 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
   it('reports a stopped PostgreSQL in SchemaReady and an Event, and recovers once it is back', async () => {
     const operator = await replica('database-a');
     await operator.leading;
-    await apply('db-steady');
-    await waitFor('db-steady', 'Ready', ready);
+    await h.apply('db-steady');
+    await h.waitFor('db-steady', 'Ready', ready);
 
     await postgres.stop();
     let restarted = false;
     try {
-      await apply('db-outage');
-      const failing = await waitFor(
+      await h.apply('db-outage');
+      const failing = await h.waitFor(
         'db-outage',
         'SchemaReady False',
         (t) => condition(t, 'SchemaReady')?.status === 'False',
       );
       const events = await waitUntil('a ProvisioningFailed Event', async () => {
         // Events about a cluster-scoped Tenant live in the default namespace.
-        const list = await cluster.core.listNamespacedEvent({ namespace: 'default' });
+        const list = await h.cluster.core.listNamespacedEvent({ namespace: 'default' });
         const found = list.items.filter(
           (e) => e.involvedObject.name === 'db-outage' && e.reason === 'ProvisioningFailed',
         );
@@ -240,8 +166,8 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
       });
       restarted = true;
 
-      const recovered = await waitFor('db-outage', 'Ready', ready);
-      const steady = await waitFor('db-steady', 'Ready', ready);
+      const recovered = await h.waitFor('db-outage', 'Ready', ready);
+      const steady = await h.waitFor('db-steady', 'Ready', ready);
 
       expect(condition(failing, 'SchemaReady')?.reason).to.equal('ProvisioningFailed');
       expect(condition(failing, 'SchemaReady')?.message).to.include('tenant_db_outage');
@@ -250,7 +176,7 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
       expect((await operator.metrics.queueRetries.get()).values[0]?.value).to.be.above(0);
       expect(recovered.status?.phase).to.equal('Ready');
       expect(steady.status?.phase).to.equal('Ready');
-      expect((await findTenant(plane.db, 'db-outage'))?.status).to.equal('active');
+      expect((await findTenant(h.plane.db, 'db-outage'))?.status).to.equal('active');
     } finally {
       if (!restarted) {
         postgres = await startPostgres({
@@ -266,17 +192,17 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
   it('when suspended, removes the routes and suspends the tenant; resumed, it is Ready with routes', async () => {
     const operator = await replica('suspend-a');
     await operator.leading;
-    await apply('paused');
-    await waitFor('paused', 'Ready', ready);
+    await h.apply('paused');
+    await h.waitFor('paused', 'Ready', ready);
     const patch = (value: boolean) =>
-      custom.patchClusterCustomObject({
-        ...GROUP,
+      h.custom.patchClusterCustomObject({
+        ...TENANT_RESOURCE,
         name: 'paused',
         body: [{ op: 'add', path: '/spec/suspended', value }],
       });
 
     await patch(true);
-    const suspended = await waitFor('paused', 'phase Suspended', (t) => {
+    const suspended = await h.waitFor('paused', 'phase Suspended', (t) => {
       return (
         t.status?.phase === 'Suspended' && t.status.observedGeneration === t.metadata?.generation
       );
@@ -284,16 +210,16 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
     const whileSuspended = {
       middleware: await traefikObject('middlewares', 'tenant-paused-context'),
       route: await traefikObject('ingressroutes', 'tenant-paused'),
-      registry: (await findTenant(plane.db, 'paused'))?.status,
+      registry: (await findTenant(h.plane.db, 'paused'))?.status,
     };
     await patch(false);
-    const resumed = await waitFor('paused', 'Ready again', (t) => {
+    const resumed = await h.waitFor('paused', 'Ready again', (t) => {
       return t.status?.phase === 'Ready' && t.status.observedGeneration === t.metadata?.generation;
     });
     const afterResume = {
       middleware: await traefikObject('middlewares', 'tenant-paused-context'),
       route: await traefikObject('ingressroutes', 'tenant-paused'),
-      registry: (await findTenant(plane.db, 'paused'))?.status,
+      registry: (await findTenant(h.plane.db, 'paused'))?.status,
     };
 
     expect(whileSuspended).to.deep.equal({
@@ -326,10 +252,10 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
   it(`killed at a random moment while ${TENANTS} tenants provision (${TRIALS} trials), converges with one schema, Job and valid setup token per tenant`, async function () {
     this.timeout(full ? 3_600_000 : 300_000);
     const env = {
-      KUBECONFIG: cluster.plane.kubeconfig,
-      ...ownerEnvironment(plane),
+      KUBECONFIG: h.cluster.plane.kubeconfig,
+      ...ownerEnvironment(h.plane),
       OPERATOR_NAMESPACE: NAMESPACE,
-      MIGRATIONS_IMAGE: 'vextrus/migrations:test',
+      MIGRATIONS_IMAGE,
       PROBE_PORT: '0',
       // The full size ends with 200 tenants: a slower resync keeps the machine responsive.
       RESYNC_SECONDS: full ? '30' : '5',
@@ -352,7 +278,7 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
       for (let trial = 1; trial <= TRIALS; trial++) {
         const slugs = Array.from({ length: TENANTS }, (_, i) => `chaos-${trial}-${i + 1}`);
         all.push(...slugs);
-        await Promise.all(slugs.map((slug) => apply(slug)));
+        await Promise.all(slugs.map((slug) => h.apply(slug)));
         const killAfterMs = Math.floor(Math.random() * 5_000);
         kills.push(killAfterMs);
         await sleep(killAfterMs);
@@ -361,7 +287,7 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
 
         operator = await spawnOperator();
         for (const slug of all) {
-          await waitFor(slug, `Ready (trial ${trial}, killed after ${killAfterMs} ms)`, ready);
+          await h.waitFor(slug, `Ready (trial ${trial}, killed after ${killAfterMs} ms)`, ready);
         }
       }
     } catch (err) {
@@ -373,11 +299,11 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
       await operator.exited;
     }
 
-    const [schemaRows] = await plane.db.sequelize.query(
+    const [schemaRows] = await h.plane.db.sequelize.query(
       "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_chaos\\_%' ORDER BY nspname",
     );
     const schemas = (schemaRows as { nspname: string }[]).map((r) => r.nspname);
-    const jobList = await cluster.kubeConfig.makeApiClient(BatchV1Api).listNamespacedJob({
+    const jobList = await h.cluster.kubeConfig.makeApiClient(BatchV1Api).listNamespacedJob({
       namespace: NAMESPACE,
       labelSelector: 'app.kubernetes.io/component=tenant-migration',
     });
@@ -385,13 +311,13 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
     const validTokens: string[] = [];
     for (const slug of all) if (await hasValidSetupToken(slug)) validTokens.push(slug);
     const tenantUids = new Map<string, string>();
-    for (const slug of all) tenantUids.set(slug, (await read(slug)).metadata?.uid ?? '');
+    for (const slug of all) tenantUids.set(slug, (await h.read(slug)).metadata?.uid ?? '');
 
     expect(schemas, `kills after ${kills.join(', ')} ms`).to.deep.equal(
       all.map((slug) => tenantSchema(slug)).sort(),
     );
     expect(chaosJobs.map((j) => j.metadata?.name).sort()).to.deep.equal(
-      all.map((slug) => migrationJobName(slug, SETTINGS.migrations.image)).sort(),
+      all.map((slug) => migrationJobName(slug, MIGRATIONS_IMAGE)).sort(),
     );
     for (const job of chaosJobs) {
       const slug = job.metadata?.labels?.['platform.vextrus.dev/tenant'] ?? '';
