@@ -58,6 +58,21 @@ describe('audit records', function () {
     return rows.map((row) => row.code);
   }
 
+  /** Runs fn while the audit table refuses records of the action organization.doomed. */
+  async function whileDoomedIsRefused(fn: () => Promise<void>): Promise<void> {
+    await t.superuser(
+      `ALTER TABLE ${acme.schema}.audit_events
+         ADD CONSTRAINT audit_events_test_refuse CHECK (action <> 'organization.doomed')`,
+    );
+    try {
+      await fn();
+    } finally {
+      await t.superuser(
+        `ALTER TABLE ${acme.schema}.audit_events DROP CONSTRAINT audit_events_test_refuse`,
+      );
+    }
+  }
+
   /** A mutation as a service makes it: the change, then its audit record, in one transaction. */
   function createOrganization(code: string, action = 'organization.created'): Promise<void> {
     return withTenantTransaction(t.app, acme, async () => {
@@ -103,11 +118,7 @@ describe('audit records', function () {
   });
 
   it('when the audit insert fails, the mutation is rolled back and nothing is left', async () => {
-    await t.superuser(
-      `ALTER TABLE ${acme.schema}.audit_events
-         ADD CONSTRAINT audit_events_test_refuse CHECK (action <> 'organization.doomed')`,
-    );
-    try {
+    await whileDoomedIsRefused(async () => {
       const before = (await events()).length;
 
       const error = await failure(createOrganization('DOOMED', 'organization.doomed'));
@@ -116,19 +127,11 @@ describe('audit records', function () {
       expect(pgError(error).code).to.equal('23514');
       expect(await organizationCodes()).not.to.include('DOOMED');
       expect(await events()).to.have.length(before);
-    } finally {
-      await t.superuser(
-        `ALTER TABLE ${acme.schema}.audit_events DROP CONSTRAINT audit_events_test_refuse`,
-      );
-    }
+    });
   });
 
   it('when the second of two records in one transaction fails, nothing stays and both are named', async () => {
-    await t.superuser(
-      `ALTER TABLE ${acme.schema}.audit_events
-         ADD CONSTRAINT audit_events_test_refuse CHECK (action <> 'organization.doomed')`,
-    );
-    try {
+    await whileDoomedIsRefused(async () => {
       const before = (await events()).length;
 
       const error = await failure(
@@ -146,11 +149,7 @@ describe('audit records', function () {
       expect(error.message).to.include('organization.created, organization.doomed');
       expect(await organizationCodes()).not.to.include('TWICE');
       expect(await events()).to.have.length(before);
-    } finally {
-      await t.superuser(
-        `ALTER TABLE ${acme.schema}.audit_events DROP CONSTRAINT audit_events_test_refuse`,
-      );
-    }
+    });
   });
 
   it('when a record is made inside a savepoint that rolls back, it goes with the savepoint only', async () => {
