@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import pg from 'pg';
 import { ConnectionError, ForeignKeyConstraintError, QueryTypes, Sequelize } from 'sequelize';
 import {
   AuditErrorCode,
@@ -252,6 +253,7 @@ describe('audit write path under attack: literals, odd call sites, failing commi
         await recordAudit({ action: 'break.on_time', outcome: 'success' });
         setTimeout(() => {
           late = recordAudit({ action: 'break.too_late', outcome: 'success' });
+          late.catch(() => undefined);
         }, 50);
       });
       await sleep(150);
@@ -404,6 +406,46 @@ describe('audit write path under attack: literals, odd call sites, failing commi
       expect(await eventsOf('break.killed')).to.have.length(0);
       expect(await rowsWithId(300)).to.equal(0);
       expect(await state(single)).to.deep.equal(clean);
+    });
+
+    it('when the connection is killed while the record waits for the chain lock, nothing stays', async () => {
+      // Another session holds the tenant's chain row, so the COMMIT's query waits on it.
+      const holder = new pg.Client({ connectionString: t.plane.database.url });
+      await holder.connect();
+      try {
+        await holder.query('BEGIN');
+        await holder.query(
+          `SELECT 1 FROM ${acme.schema}.audit_chain WHERE tenant_id = $1 FOR UPDATE`,
+          [acme.tenantId],
+        );
+        const victim = failure(
+          withTenantTransaction(single, acme, async () => {
+            await single.query('INSERT INTO break_canary VALUES (500)');
+            await recordAudit({ action: 'break.killed_waiting', outcome: 'success' });
+          }),
+        );
+        let killed = false;
+        for (let tries = 0; tries < 50 && !killed; tries++) {
+          await sleep(50);
+          const { rows } = await holder.query(
+            `SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity
+              WHERE wait_event_type = 'Lock' AND query LIKE '%audit_append%'`,
+          );
+          killed = rows.length > 0;
+        }
+        expect(killed).to.equal(true);
+        const error = await victim;
+
+        expect(error).to.be.instanceOf(ConnectionError);
+        expect(pgError(error).code).to.equal('57P01');
+      } finally {
+        await holder.query('ROLLBACK');
+        await holder.end();
+      }
+      expect(await eventsOf('break.killed_waiting')).to.have.length(0);
+      expect(await rowsWithId(500)).to.equal(0);
+      expect(await state(single)).to.deep.equal(clean);
+      expect((await verifyAuditChain(t.app, acme)).valid).to.equal(true);
     });
 
     it('when REPEATABLE READ meets a concurrent record, the record fails and the change rolls back with it', async () => {
