@@ -7,6 +7,8 @@ import {
   recordAudit,
   recordAuditSeparately,
   runWithRequestContext,
+  startService,
+  tenantRoute,
   verifyAuditChain,
   withTenantTransaction,
   type TenantContext,
@@ -448,6 +450,63 @@ describe('audit write path under attack: literals, odd call sites, failing commi
       expect((await verifyAuditChain(t.app, acme)).valid).to.equal(true);
     });
 
+    it('when a service’s connection is killed before the COMMIT, the client gets 503, not 500', async () => {
+      const service = await startService(
+        {
+          name: 'audit-break',
+          defaultPort: 0,
+          routes: (app, runtime) => {
+            const db = runtime.sequelize;
+            app.post(
+              '/killed',
+              (_req, res, next) => {
+                res.locals.tenant = { ...acme, slug: 'acme', status: 'active' };
+                next();
+              },
+              tenantRoute(db, async () => {
+                await db.query('INSERT INTO break_canary VALUES (600)');
+                await recordAudit({ action: 'break.killed_service', outcome: 'success' });
+                await t.superuser(
+                  'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1',
+                  [
+                    (
+                      await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid', {
+                        type: QueryTypes.SELECT,
+                      })
+                    )[0]!.pid,
+                  ],
+                );
+                await sleep(200);
+                return { status: 201, body: { created: true } };
+              }),
+            );
+          },
+        },
+        {
+          env: {
+            DATABASE_URL: t.plane.appUrl,
+            DATABASE_POOL_MAX: '1',
+            PORT: '0',
+            HOST: '127.0.0.1',
+            LOG_LEVEL: 'silent',
+          },
+        },
+      );
+      try {
+        const response = await fetch(`${service.url}/killed`, { method: 'POST' });
+        const body = (await response.json()) as { code?: string };
+
+        expect(response.status).to.equal(503);
+        expect(response.headers.get('retry-after')).to.equal('5');
+        expect(body.code).not.to.equal('INTERNAL');
+        expect(await state(service.runtime.sequelize)).to.deep.equal(clean);
+      } finally {
+        await service.stop();
+      }
+      expect(await eventsOf('break.killed_service')).to.have.length(0);
+      expect(await rowsWithId(600)).to.equal(0);
+    });
+
     it('when REPEATABLE READ meets a concurrent record, the record fails and the change rolls back with it', async () => {
       await single.query("SET default_transaction_isolation = 'repeatable read'");
       try {
@@ -479,6 +538,31 @@ describe('audit write path under attack: literals, odd call sites, failing commi
   });
 
   describe('records of refusals', () => {
+    it('when a transaction that already recorded also records a refusal separately, both commit and the refusal outlives a rollback', async () => {
+      const error = await failure(
+        withTenantTransaction(t.app, acme, async () => {
+          await recordAudit({ action: 'break.queued_first', outcome: 'success' });
+          await recordAuditSeparately(t.app, acme, {
+            action: 'break.separate_after',
+            outcome: 'denied',
+          });
+          throw new Error('the caller’s work fails');
+        }),
+      );
+      expect(error.message).to.equal('the caller’s work fails');
+      await withTenantTransaction(t.app, acme, async () => {
+        await recordAudit({ action: 'break.queued_first', outcome: 'success' });
+        await recordAuditSeparately(t.app, acme, {
+          action: 'break.separate_after',
+          outcome: 'denied',
+        });
+      });
+
+      expect(await eventsOf('break.queued_first')).to.have.length(1);
+      expect(await eventsOf('break.separate_after')).to.have.length(2);
+      expect((await verifyAuditChain(t.app, acme)).valid).to.equal(true);
+    });
+
     it('when the caller holds the only pooled connection, the separate record waits, then fails as unavailable', async () => {
       const tight = new Sequelize(t.plane.appUrl, {
         logging: false,
