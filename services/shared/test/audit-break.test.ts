@@ -582,6 +582,38 @@ describe('audit write path under attack: literals, odd call sites, failing commi
       expect(await eventsOf('break.starved')).to.have.length(0);
     });
 
+    it('when a savepoint recorded and the transaction then records a refusal separately, neither waits for the other', async () => {
+      const run = withTenantTransaction(t.app, acme, async (outer) => {
+        await t.app.transaction({ transaction: outer }, () =>
+          recordAudit({ action: 'break.in_savepoint', outcome: 'success' }),
+        );
+        await recordAuditSeparately(t.app, acme, {
+          action: 'break.separate_in_savepoint_tx',
+          outcome: 'denied',
+        });
+      });
+      const outcome = await Promise.race([
+        run.then(
+          () => 'committed',
+          (err: Error) => `failed: ${err.message}`,
+        ),
+        sleep(5_000).then(() => 'still waiting after 5 s'),
+      ]);
+      if (outcome !== 'committed') {
+        // Free the sessions that wait for each other, so that the other tests can go on.
+        await t.superuser(
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = current_database() AND query LIKE '%audit_append%'
+              AND pid <> pg_backend_pid()`,
+        );
+        await run.catch(() => undefined);
+      }
+
+      expect(outcome).to.equal('committed');
+      expect(await eventsOf('break.in_savepoint')).to.have.length(1);
+      expect(await eventsOf('break.separate_in_savepoint_tx')).to.have.length(1);
+    });
+
     it('when the tenant role was revoked, the separate record fails as TENANT_UNAVAILABLE and the pool stays clean', async () => {
       await t.superuser(`REVOKE ${other.role} FROM ${clean.role}`);
       try {
