@@ -323,6 +323,27 @@ describe('audit write path under attack: literals, odd call sites, failing commi
       expect(await eventsOf('break.savepoint_kept')).to.have.length(1);
     });
 
+    it('when an outer savepoint rolls back, the records of the savepoints inside it go too', async () => {
+      await withTenantTransaction(t.app, acme, async (outer) => {
+        await t.app
+          .transaction({ transaction: outer }, async (middle) => {
+            await t.app.transaction({ transaction: middle }, () =>
+              recordAudit({ action: 'break.inner_of_undone', outcome: 'success' }),
+            );
+            throw new Error('the middle step fails');
+          })
+          .catch(() => undefined);
+        await t.app.transaction({ transaction: outer }, async (middle) => {
+          await t.app.transaction({ transaction: middle }, () =>
+            recordAudit({ action: 'break.inner_of_kept', outcome: 'success' }),
+          );
+        });
+      });
+
+      expect(await eventsOf('break.inner_of_undone')).to.have.length(0);
+      expect(await eventsOf('break.inner_of_kept')).to.have.length(1);
+    });
+
     it('when a statement failed and its error was caught, the record and change both roll back', async () => {
       const error = await failure(
         withTenantTransaction(single, acme, async () => {

@@ -153,6 +153,17 @@ interface TransactionInternals {
 interface CommitStatement {
   text: string;
   failure: (err: unknown) => unknown;
+  /** The savepoints it was queued in, innermost first: it is dropped if one rolls back. */
+  savepoints: readonly Transaction[];
+}
+
+/** A savepoint's parent transaction, or undefined for a transaction of its own. */
+function parentOf(transaction: Transaction): Transaction | undefined {
+  return (transaction as unknown as { parent?: Transaction }).parent;
+}
+
+function finishedState(transaction: Transaction): string | undefined {
+  return (transaction as unknown as TransactionInternals).finished;
 }
 
 /**
@@ -209,7 +220,9 @@ class SettingsTransaction extends Transaction {
     if (self.finished) {
       throw new Error(`Transaction cannot be committed: it has been finished (${self.finished})`);
     }
-    const queued = this.withCommit.splice(0);
+    const queued = this.withCommit
+      .splice(0)
+      .filter((q) => !q.savepoints.some((savepoint) => finishedState(savepoint) === 'rollback'));
     try {
       self.finished = 'commit';
       const text = [...queued.map((q) => q.text), 'COMMIT'].join(';\n');
@@ -282,19 +295,26 @@ function rolledBack(): TenancyError {
  * Queues `text` to go to PostgreSQL with the COMMIT of `transaction`, in the same simple query,
  * in front of it: it costs no round trip of its own, and it runs (and so holds any lock it
  * takes) only while that last query runs. It commits with the transaction's changes or not at
- * all; a transaction that rolls back never sends it. If it (or the COMMIT) fails, the commit
- * throws what `failure` makes of the error. Returns false, queueing nothing, for a transaction
- * that cannot carry it: one not opened by transactionWithSettings (withTenantTransaction), a
- * savepoint, or one already finished; the caller then sends the statement itself.
+ * all; a transaction that rolls back never sends it, nor does one whose savepoint (given as
+ * `transaction`, or one around it) rolls back. If it fails, the commit throws what `failure`
+ * makes of the error. Returns false, queueing nothing, for a transaction that cannot carry it:
+ * one not opened by transactionWithSettings (withTenantTransaction), or one already finished;
+ * the caller then sends the statement itself.
  */
 export function sendWithCommit(
   transaction: Transaction,
   text: string,
   failure: (err: unknown) => unknown,
 ): boolean {
-  if (!(transaction instanceof SettingsTransaction)) return false;
-  if ((transaction as unknown as TransactionInternals).finished) return false;
-  transaction.withCommit.push({ text, failure });
+  const savepoints: Transaction[] = [];
+  let root = transaction;
+  for (let parent = parentOf(root); parent; parent = parentOf(root)) {
+    savepoints.push(root);
+    root = parent;
+  }
+  if (!(root instanceof SettingsTransaction)) return false;
+  if (finishedState(root) || savepoints.some(finishedState)) return false;
+  root.withCommit.push({ text, failure, savepoints });
   return true;
 }
 
