@@ -50,7 +50,7 @@ describe('audit write path under attack: literals, odd call sites, failing commi
   let clean: ConnectionState;
 
   before(async () => {
-    t = await createAuditPlane('audit_break', ['acme', 'other']);
+    t = await createAuditPlane('audit_break', ['acme', 'other', 'fresh']);
     acme = t.tenants.acme!;
     other = t.tenants.other!;
     single = new Sequelize(t.plane.appUrl, { logging: false, pool: { max: 1, acquire: 5_000 } });
@@ -267,18 +267,21 @@ describe('audit write path under attack: literals, odd call sites, failing commi
       expect(await eventsOf('break.too_late')).to.have.length(0);
     });
 
-    it('when two records are made concurrently in one transaction, both commit once, in a chain', async () => {
-      await withTenantTransaction(t.app, acme, () =>
-        Promise.all([
-          recordAudit({ action: 'break.concurrent', outcome: 'success', resourceId: 'a' }),
-          recordAudit({ action: 'break.concurrent', outcome: 'success', resourceId: 'b' }),
-        ]),
+    it('when records are made concurrently in one transaction of a schema not yet looked at, each commits once, in a chain', async () => {
+      // The first records of this process in the schema: each looks for audit_append first.
+      const fresh = t.tenants.fresh!;
+      await withTenantTransaction(t.app, fresh, () =>
+        Promise.all(
+          ['a', 'b', 'c'].map((id) =>
+            recordAudit({ action: 'break.concurrent', outcome: 'success', resourceId: id }),
+          ),
+        ),
       );
 
-      const stored = await eventsOf('break.concurrent');
-      expect(stored.map((e) => e.resource_id).sort()).to.deep.equal(['a', 'b']);
-      expect(Number(stored[1]!.sequence) - Number(stored[0]!.sequence)).to.equal(1);
-      expect((await verifyAuditChain(t.app, acme)).valid).to.equal(true);
+      const stored = await eventsOf('break.concurrent', fresh);
+      expect(stored.map((e) => e.resource_id).sort()).to.deep.equal(['a', 'b', 'c']);
+      expect(stored.map((e) => Number(e.sequence))).to.deep.equal([1, 2, 3]);
+      expect((await verifyAuditChain(t.app, fresh)).valid).to.equal(true);
     });
 
     it('when a nested transaction of the same tenant records, the outer transaction decides', async () => {
@@ -312,6 +315,22 @@ describe('audit write path under attack: literals, odd call sites, failing commi
       expect(error.code).to.equal(TenancyErrorCode.NestedContext);
       expect(await eventsOf('break.cross', other)).to.have.length(0);
       expect(await eventsOf('break.cross', acme)).to.have.length(0);
+    });
+
+    it('when a plain Sequelize transaction opened inside a tenant transaction records, nothing is written outside the tenant', async () => {
+      const error = await failure(
+        withTenantTransaction(t.app, acme, () =>
+          // No `transaction: outer`: a new transaction on another connection, without the
+          // tenant's settings, while the tenant context is still set.
+          t.app.transaction(() => recordAudit({ action: 'break.stray', outcome: 'success' })),
+        ),
+      );
+
+      expect(error.code).to.equal(AuditErrorCode.WriteFailed);
+      expect(pgError(error).code).to.equal('42883');
+      expect(await eventsOf('break.stray', acme)).to.have.length(0);
+      expect(await eventsOf('break.stray', other)).to.have.length(0);
+      expect(await state(t.app)).to.deep.include({ tenant: null, inTransaction: false });
     });
 
     it('when a savepoint records and commits, the record commits with the outer transaction', async () => {
