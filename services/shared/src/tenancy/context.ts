@@ -247,10 +247,9 @@ const SESSION_ENDED = new Set(['57P01', '57P02', '57P03', '57P04', '57P05']);
 /**
  * What a failed commit throws. A lost connection becomes Sequelize's ConnectionError, as it is
  * when a connection cannot be had (the service answers 503, not 500); the changes and the queued
- * statements then committed together or not at all, and mostly not at all (a COMMIT already
- * on its way when the connection broke may have run). Otherwise, with statements
- * queued in front of the COMMIT, PostgreSQL's error does not say which statement of the query
- * failed:
+ * statements then committed together or not at all, and mostly not at all (a COMMIT already on
+ * its way when the connection broke may have run). Otherwise, with statements queued in front
+ * of the COMMIT, PostgreSQL's error does not say which statement of the query failed:
  * - a queued statement that met a transaction already aborted (25P02: an earlier error was
  *   caught and ignored) is the caller's rollback, reported as it is without queued statements;
  * - one more statement tells the rest apart: it fails while the transaction is still open and
