@@ -48,10 +48,11 @@ function writeFailed(actions: readonly string[], err: unknown): AuditError {
 }
 
 /**
- * Sends `statement`, which records `action`, with the COMMIT of `transaction`. A transaction
- * that cannot carry it (a savepoint, which can roll back on its own, or one not opened by
- * withTenantTransaction) gets the statement at once instead. Failures reject with
- * AUDIT_WRITE_FAILED: here when sent at once, else from the transaction's commit.
+ * Sends `statement`, which records `action`, with the COMMIT of `transaction` (in a savepoint,
+ * with the COMMIT of the transaction around it, unless the savepoint rolls back). A transaction
+ * that cannot carry it (one not opened by withTenantTransaction) gets the statement at once
+ * instead. Failures reject with AUDIT_WRITE_FAILED: here when sent at once, else from the
+ * transaction's commit.
  */
 export async function runAtCommit(
   sequelize: Sequelize,

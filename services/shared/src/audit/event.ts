@@ -83,7 +83,9 @@ export function toJson(value: unknown, depth = 0): JsonValue {
   if (value instanceof Date) return Number.isNaN(value.getTime()) ? null : value.toISOString();
   if (Buffer.isBuffer(value) || ArrayBuffer.isView(value)) return '[binary]';
   if (Array.isArray(value)) return value.map((item: unknown) => toJson(item, depth + 1));
-  const object: JsonObject = {};
+  // Without a prototype, a key named __proto__ is an own key like any other (on a plain object,
+  // assigning it would set the prototype, and the key would vanish from the record).
+  const object = Object.create(null) as JsonObject;
   for (const [key, member] of Object.entries(value)) {
     if (member === undefined) continue;
     const name = clean(key, MAX_STRING);
@@ -111,9 +113,11 @@ export function normalizeChanges(changes: AuditEvent['changes']): JsonObject | n
 
 export { toJsonObject as normalizeDetails };
 
+/** Optional text as stored: cleaned (see clean), and null when nothing is left of it. */
 function text(value: string | undefined, max: number): string | null {
-  if (value === undefined || value === '') return null;
-  return clean(value, max);
+  if (value === undefined) return null;
+  const cleaned = clean(value, max);
+  return cleaned === '' ? null : cleaned;
 }
 
 /** Refuses events that would make a useless record; these are programming errors. */

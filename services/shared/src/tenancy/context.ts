@@ -1,4 +1,4 @@
-import { QueryTypes, Transaction, type Sequelize } from 'sequelize';
+import { ConnectionError, QueryTypes, Transaction, type Sequelize } from 'sequelize';
 import { enableTransactionContext, namespace } from './cls.js';
 import { AppError } from '../http/errors.js';
 import { TenancyError, TenancyErrorCode } from './errors.js';
@@ -153,6 +153,17 @@ interface TransactionInternals {
 interface CommitStatement {
   text: string;
   failure: (err: unknown) => unknown;
+  /** The savepoints it was queued in, innermost first: it is dropped if one rolls back. */
+  savepoints: readonly Transaction[];
+}
+
+/** A savepoint's parent transaction, or undefined for a transaction of its own. */
+function parentOf(transaction: Transaction): Transaction | undefined {
+  return (transaction as unknown as { parent?: Transaction }).parent;
+}
+
+function finishedState(transaction: Transaction): string | undefined {
+  return (transaction as unknown as TransactionInternals).finished;
 }
 
 /**
@@ -202,55 +213,107 @@ class SettingsTransaction extends Transaction {
    * Transaction.commit of Sequelize 6, with the COMMIT sent on the client directly, behind the
    * statements queued for it. In a simple query PostgreSQL runs them in order and skips the rest
    * after an error, so a failed statement leaves the COMMIT unrun and the transaction aborted;
-   * the connection is then destroyed, which rolls it back, and the first queued statement's
-   * failure() says what to throw.
+   * the connection is then destroyed, which rolls it back, and commitFailure says what to throw.
    */
   override async commit(): Promise<void> {
     const self = this as unknown as TransactionInternals;
     if (self.finished) {
       throw new Error(`Transaction cannot be committed: it has been finished (${self.finished})`);
     }
-    const queued = this.withCommit.splice(0);
+    const queued = this.withCommit
+      .splice(0)
+      .filter((q) => !q.savepoints.some((savepoint) => finishedState(savepoint) === 'rollback'));
     try {
       self.finished = 'commit';
       const text = [...queued.map((q) => q.text), 'COMMIT'].join(';\n');
       const result = await clientQuery(this.db, self.connection, text, []);
       const last = Array.isArray(result) ? result.at(-1) : result;
-      if (last?.command === 'ROLLBACK') {
-        throw new TenancyError(
-          TenancyErrorCode.RolledBack,
-          'the transaction was rolled back, not committed: a statement in it failed and its ' +
-            'error was caught and ignored',
-        );
-      }
+      if (last?.command === 'ROLLBACK') throw rolledBack();
       self.cleanup();
     } catch (err) {
+      const failure = await commitFailure(self.connection, err, queued);
       // The connection is in an unknown state: the pool destroys it instead of reusing it.
       await self.forceCleanup();
-      throw queued[0] ? queued[0].failure(err) : err;
+      throw failure;
     } finally {
       for (const hook of self._afterCommitHooks) await hook.apply(this, [this]);
     }
   }
 }
 
+/** SQLSTATEs of a session that PostgreSQL ended (57P01: pg_terminate_backend, shutdown). */
+const SESSION_ENDED = new Set(['57P01', '57P02', '57P03', '57P04', '57P05']);
+
+/**
+ * What a failed commit throws. A lost connection becomes Sequelize's ConnectionError, as it is
+ * when a connection cannot be had (the service answers 503, not 500); the changes and the queued
+ * statements then committed together or not at all, and mostly not at all (a COMMIT already on
+ * its way when the connection broke may have run). Otherwise, with statements queued in front
+ * of the COMMIT, PostgreSQL's error does not say which statement of the query failed:
+ * - a queued statement that met a transaction already aborted (25P02: an earlier error was
+ *   caught and ignored) is the caller's rollback, reported as it is without queued statements;
+ * - one more statement tells the rest apart: it fails while the transaction is still open and
+ *   aborted (a queued statement failed: its failure() says what to throw), and succeeds once
+ *   the COMMIT ran and failed (a deferred constraint, a serialization failure), whose own error
+ *   is then thrown, as without queued statements.
+ */
+async function commitFailure(
+  connection: PgConnection,
+  err: unknown,
+  queued: readonly CommitStatement[],
+): Promise<unknown> {
+  if (err instanceof TenancyError) return err;
+  const original = (err as { original?: unknown } | null)?.original ?? err;
+  const code = (original as { code?: unknown } | null)?.code;
+  // An error of the client (no SQLSTATE: the socket closed, the client is not queryable) or a
+  // session PostgreSQL ended.
+  const lost =
+    typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)
+      ? code.startsWith('08') || SESSION_ENDED.has(code)
+      : original instanceof Error;
+  if (lost || connection._invalid) return new ConnectionError(original as Error);
+  const first = queued[0];
+  if (!first) return err;
+  if (code === '25P02') return rolledBack();
+  const transactionOver = await connection.query('SELECT 1').then(
+    () => true,
+    () => false,
+  );
+  return transactionOver ? err : first.failure(err);
+}
+
+function rolledBack(): TenancyError {
+  return new TenancyError(
+    TenancyErrorCode.RolledBack,
+    'the transaction was rolled back, not committed: a statement in it failed and its ' +
+      'error was caught and ignored',
+  );
+}
+
 /**
  * Queues `text` to go to PostgreSQL with the COMMIT of `transaction`, in the same simple query,
  * in front of it: it costs no round trip of its own, and it runs (and so holds any lock it
  * takes) only while that last query runs. It commits with the transaction's changes or not at
- * all; a transaction that rolls back never sends it. If it (or the COMMIT) fails, the commit
- * throws what `failure` makes of the error. Returns false, queueing nothing, for a transaction
- * that cannot carry it: one not opened by transactionWithSettings (withTenantTransaction), a
- * savepoint, or one already finished; the caller then sends the statement itself.
+ * all; a transaction that rolls back never sends it, nor does one whose savepoint (given as
+ * `transaction`, or one around it) rolls back. If it fails, the commit throws what `failure`
+ * makes of the error. Returns false, queueing nothing, for a transaction that cannot carry it:
+ * one not opened by transactionWithSettings (withTenantTransaction), or one already finished;
+ * the caller then sends the statement itself.
  */
 export function sendWithCommit(
   transaction: Transaction,
   text: string,
   failure: (err: unknown) => unknown,
 ): boolean {
-  if (!(transaction instanceof SettingsTransaction)) return false;
-  if ((transaction as unknown as TransactionInternals).finished) return false;
-  transaction.withCommit.push({ text, failure });
+  const savepoints: Transaction[] = [];
+  let root = transaction;
+  for (let parent = parentOf(root); parent; parent = parentOf(root)) {
+    savepoints.push(root);
+    root = parent;
+  }
+  if (!(root instanceof SettingsTransaction)) return false;
+  if (finishedState(root) || savepoints.some(finishedState)) return false;
+  root.withCommit.push({ text, failure, savepoints });
   return true;
 }
 
