@@ -1,7 +1,13 @@
 import { expect } from 'chai';
 import express from 'express';
-import { ConnectionAcquireTimeoutError, ConnectionRefusedError } from 'sequelize';
-import { AppError, commonErrors, type ServiceDefinition } from '@vextrus/shared';
+import { ConnectionAcquireTimeoutError, ConnectionRefusedError, DatabaseError } from 'sequelize';
+import {
+  AppError,
+  AuditError,
+  AuditErrorCode,
+  commonErrors,
+  type ServiceDefinition,
+} from '@vextrus/shared';
 import { startTestService, type TestService } from './support.js';
 
 /** A service with a few routes that exercise the bootstrap's error paths. */
@@ -22,6 +28,26 @@ const probe: ServiceDefinition = {
     app.get('/database-down', () => {
       throw new ConnectionRefusedError(
         Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }),
+      );
+    });
+    app.get('/audit-chain-locked', () => {
+      // An audit record whose chain row stayed locked past lock_timeout: the change rolled back.
+      const locked = new DatabaseError(
+        Object.assign(new Error('canceling statement due to lock timeout'), {
+          code: '55P03',
+          sql: 'SELECT audit_append(...)',
+        }),
+      );
+      throw new AuditError(AuditErrorCode.WriteFailed, 'cannot record audit event x.y', {
+        cause: locked,
+      });
+    });
+    app.get('/serialization-failure', () => {
+      throw new DatabaseError(
+        Object.assign(new Error('could not serialize access due to concurrent update'), {
+          code: '40001',
+          sql: 'UPDATE organizations SET …',
+        }),
       );
     });
     app.get('/conflict', () => {
@@ -115,6 +141,8 @@ describe('HTTP bootstrap', () => {
   for (const [path, detail] of [
     ['/pool-exhausted', /connection of this service is busy/],
     ['/database-down', /database cannot be reached/],
+    ['/audit-chain-locked', /locked by other work/],
+    ['/serialization-failure', /conflicted with concurrent changes/],
   ] as const) {
     it(`when the database is out of reach (${path}), it answers 503 UNAVAILABLE with Retry-After`, async () => {
       const response = await fetch(`${t.service.url}${path}`);

@@ -41,19 +41,42 @@ function fromBodyParser(err: { type?: unknown; limit?: unknown }): AppError | un
 }
 
 /**
+ * SQLSTATEs of a transaction that lost to concurrent work and was rolled back whole: a lock not
+ * granted within lock_timeout, a serialization failure, a deadlock. Asking again may work.
+ */
+const TRANSIENT: Record<string, string> = {
+  '55P03': 'Data this request needs is locked by other work; try again shortly',
+  '40001': 'This request conflicted with concurrent changes; try again',
+  '40P01': 'This request conflicted with concurrent changes; try again',
+};
+
+/**
+ * The SQLSTATE of a database error, or of the database error that caused `err` (an audit
+ * record that could not be written because its transaction lost to concurrent work is such a
+ * failure too: the change was rolled back with it).
+ */
+function databaseCode(err: unknown): string | undefined {
+  let current: unknown = err;
+  for (let depth = 0; depth < 3 && current instanceof Error; depth++) {
+    if (current instanceof DatabaseError) {
+      const code = (current as { parent?: { code?: unknown } }).parent?.code;
+      return typeof code === 'string' ? code : undefined;
+    }
+    current = current.cause;
+  }
+  return undefined;
+}
+
+/**
  * The database out of reach: every pooled connection busy for longer than the pool waits
- * (ConnectionAcquireTimeoutError), PostgreSQL refusing or dropping connections, or a lock not
- * granted within the transaction's lock_timeout (SQLSTATE 55P03). Nothing was done, and asking
- * again later may work: 503 with Retry-After, not a bare 500.
+ * (ConnectionAcquireTimeoutError), PostgreSQL refusing or dropping connections, or the
+ * transaction lost to concurrent work (TRANSIENT). Nothing was done, and asking again later may
+ * work: 503 with Retry-After, not a bare 500.
  */
 function fromDatabase(err: unknown): AppError | undefined {
-  const code = (err as { parent?: { code?: unknown } }).parent?.code;
-  if (err instanceof DatabaseError && code === '55P03') {
-    return commonErrors.UNAVAILABLE(
-      'Data this request needs is locked by other work; try again shortly',
-      {},
-      { headers: { 'Retry-After': '5' } },
-    );
+  const transient = TRANSIENT[databaseCode(err) ?? ''];
+  if (transient) {
+    return commonErrors.UNAVAILABLE(transient, {}, { headers: { 'Retry-After': '5' } });
   }
   if (err instanceof ConnectionAcquireTimeoutError) {
     return commonErrors.UNAVAILABLE(
