@@ -39,7 +39,22 @@ export function literal(value: string | readonly string[] | null, type: string):
   return `${text}::${type}`;
 }
 
+/**
+ * The statement text on a failed record's error (Sequelize's `sql`, pg's on `parent` and
+ * `original`) holds the record's values as literals: user agents, addresses, the change. The
+ * error goes to the logs, so the text is cut down to the statement's name.
+ */
+function withoutValues(err: unknown): unknown {
+  if (typeof err !== 'object' || err === null) return err;
+  const e = err as { sql?: unknown; parent?: { sql?: unknown }; original?: { sql?: unknown } };
+  for (const holder of [e, e.parent, e.original]) {
+    if (holder && typeof holder.sql === 'string') holder.sql = 'SELECT audit_append(…)';
+  }
+  return err;
+}
+
 function writeFailed(actions: readonly string[], err: unknown): AuditError {
+  withoutValues(err);
   return new AuditError(
     AuditErrorCode.WriteFailed,
     `cannot record audit event ${actions.join(', ')}: ${(err as Error).message}`,

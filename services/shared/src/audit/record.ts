@@ -30,7 +30,7 @@ function actorOf(event: AuditEvent): [string | null, string[], string | null] {
   const roles = actor?.roles ?? (fromContext ? (context?.roles ?? []) : []);
   return [
     boundedText(userId, 128),
-    roles.slice(0, 20).map((role) => role.slice(0, 64)),
+    roles.slice(0, 20).map((role) => boundedText(String(role), 64) ?? ''),
     boundedText(actor?.system, 128),
   ];
 }
