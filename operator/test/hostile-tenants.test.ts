@@ -1,12 +1,19 @@
 import { expect } from 'chai';
-import { BatchV1Api, EventsV1Api } from '@kubernetes/client-node';
+import {
+  ApiextensionsV1Api,
+  BatchV1Api,
+  EventsV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
 import { waitUntil } from '@vextrus/devkit';
 import { findTenant } from '@vextrus/migrations';
-import type { RunningOperator, Tenant } from '@vextrus/operator';
+import { FINALIZER, type RunningOperator, type Tenant } from '@vextrus/operator';
 import { specProblems } from '../src/tenant/spec.js';
 import {
   NAMESPACE,
   TENANT_RESOURCE,
+  TRAEFIK,
   condition,
   ready,
   reconciles,
@@ -203,6 +210,7 @@ describe('hostile tenants (real API server, real PostgreSQL, local node)', funct
       expect((await findTenant(h.plane.db, 'platform'))?.schemaName).to.equal('tenant_platform');
     } finally {
       await Promise.all(slugs.map(remove));
+      await Promise.all(slugs.map((slug) => h.waitGone(slug)));
     }
   });
 
@@ -219,9 +227,11 @@ describe('hostile tenants (real API server, real PostgreSQL, local node)', funct
       (t) => condition(t, 'Ready')?.reason === 'InvalidSpec',
       30_000,
     );
-    const countBefore = await reconciles(operator);
+    const errors = async () =>
+      (await operator.metrics.reconcileErrors.get()).values.reduce((sum, v) => sum + v.value, 0);
+    const [countBefore, errorsBefore] = [await reconciles(operator), await errors()];
     await sleep(4_000);
-    const countAfter = await reconciles(operator);
+    const [countAfter, errorsAfter] = [await reconciles(operator), await errors()];
     const later = await h.read('bad-mail');
     const event = await waitUntil('an InvalidSpec Event', async () =>
       (await events('bad-mail')).find((e) => e.reason === 'InvalidSpec'),
@@ -244,6 +254,7 @@ describe('hostile tenants (real API server, real PostgreSQL, local node)', funct
     // No hot loop: the bystander's resync every 2 s accounts for a few reconciles at most, and
     // the refused Tenant is neither written again nor reported twice.
     expect(countAfter - countBefore).to.be.at.most(6);
+    expect(errorsAfter).to.equal(errorsBefore);
     expect(later.metadata?.resourceVersion).to.equal(tenant.metadata?.resourceVersion);
     expect((await events('bad-mail')).filter((e) => e.reason === 'InvalidSpec')).to.have.length(1);
     expect(later.metadata?.finalizers ?? []).to.deep.equal([]);
@@ -272,6 +283,78 @@ describe('hostile tenants (real API server, real PostgreSQL, local node)', funct
 
     expect(tenant.status?.schema).to.equal('tenant_churn');
     expect((await findTenant(h.plane.db, 'churn'))?.status).to.equal('active');
+  });
+
+  it('routes a host that two Tenants claim at the same moment for one of them only', async () => {
+    const shared = 'race.localhost';
+    await Promise.all(
+      ['race-a', 'race-b'].map((slug) => h.apply(slug, { hosts: [shared, `${slug}.localhost`] })),
+    );
+    const conflicted = (t: Tenant) => condition(t, 'HostConflict')?.status === 'True';
+
+    const settled = await waitUntil(
+      'one Tenant Ready and the other in HostConflict',
+      async () => {
+        const both = await Promise.all(['race-a', 'race-b'].map((name) => h.read(name)));
+        return both.filter(ready).length === 1 && both.filter(conflicted).length === 1
+          ? both
+          : undefined;
+      },
+      60_000,
+    );
+    const routes = (await h.custom.listNamespacedCustomObject({
+      ...TRAEFIK,
+      plural: 'ingressroutes',
+    })) as { items: { metadata: { name: string }; spec: { routes: { match: string }[] } }[] };
+    const routing = routes.items.filter((r) => r.spec.routes.some((x) => x.match.includes(shared)));
+    const winner = settled.find(ready)?.metadata?.name ?? '';
+    const loser = settled.find(conflicted)?.metadata?.name ?? '';
+
+    expect(routing.map((r) => r.metadata.name)).to.deep.equal([`tenant-${winner}`]);
+    // Once the winner is gone, the other one gets the host.
+    await remove(winner);
+    await h.waitFor(loser, 'Ready after the winner left', ready, 60_000);
+    await remove(loser);
+  });
+
+  it('under a CRD of an older chart, reports a slug provisioning refuses and lets it be deleted', async () => {
+    // Helm installs a chart's CRDs once and never upgrades them: a cluster may still run a CRD
+    // without the two-hyphen rule. Drop that rule for this test, as such a CRD would have it.
+    const crds = h.cluster.kubeConfig.makeApiClient(ApiextensionsV1Api);
+    const rules =
+      '/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/slug/x-kubernetes-validations';
+    const crd = await crds.readCustomResourceDefinition({ name: 'tenants.platform.vextrus.dev' });
+    const slugRules =
+      crd.spec.versions[0]?.schema?.openAPIV3Schema?.properties?.spec?.properties?.slug
+        ?.x_kubernetes_validations;
+    expect(slugRules).to.have.length(2);
+    const patchRules = (value: unknown) =>
+      crds.patchCustomResourceDefinition(
+        { name: 'tenants.platform.vextrus.dev', body: [{ op: 'replace', path: rules, value }] },
+        setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+      );
+    await patchRules([{ rule: 'self == oldSelf', message: 'slug is immutable' }]);
+    try {
+      // A finalizer of its own, as an operator release without the spec check would have added.
+      const body = { ...tenantBody('a--b'), metadata: { name: 'a--b', finalizers: [FINALIZER] } };
+      await waitUntil('the relaxed CRD to be served', async () =>
+        (await create(body)) === 'created' ? true : undefined,
+      );
+
+      const tenant = await h.waitFor(
+        'a--b',
+        'InvalidSpec',
+        (t) => condition(t, 'Ready')?.reason === 'InvalidSpec',
+        30_000,
+      );
+      expect(condition(tenant, 'Ready')?.message).to.include('two hyphens in a row');
+      expect(await schemaExists('tenant_a__b')).to.equal(false);
+
+      await remove('a--b');
+      await h.waitGone('a--b');
+    } finally {
+      await patchRules(slugRules?.map(({ rule, message }) => ({ rule, message })));
+    }
   });
 
   it('deletes a Tenant whose migration Job is still running, and leaves nothing behind with Delete', async () => {
