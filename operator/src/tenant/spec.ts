@@ -21,8 +21,9 @@ export function specProblems(spec: TenantSpec): string[] {
   const problems: string[] = [];
   const slug = slugProblem(spec.slug);
   if (slug) problems.push(`spec.slug: ${slug}`);
-  const displayName = spec.displayName.trim();
-  if (displayName.length < 1 || displayName.length > 200) {
+  // Counted in characters, as the CRD schema and PostgreSQL count them (not UTF-16 units).
+  const displayName = [...spec.displayName.trim()].length;
+  if (displayName < 1 || displayName > 200) {
     problems.push('spec.displayName: it must have 1 to 200 characters besides spaces');
   }
   const administrator = administratorProblem(spec.firstAdministrator);
