@@ -26,7 +26,12 @@ export {
   MIGRATION_TABLE,
   TENANT_ID_COLUMN,
 } from './tenant/conventions.js';
-export { seedAdmin, type SeedAdminOptions, type SeedAdminResult } from './seed/admin.js';
+export {
+  administratorProblem,
+  seedAdmin,
+  type SeedAdminOptions,
+  type SeedAdminResult,
+} from './seed/admin.js';
 export * from './seed/organization.js';
 export type { DriftIssue, TenantNames } from './tenant-state.js';
 export {

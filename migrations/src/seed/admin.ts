@@ -35,6 +35,20 @@ function invalid(problem: string): MigrationError {
 }
 
 /**
+ * What seedAdmin would refuse in an administrator's definition, or undefined when it is fine: a
+ * caller (the operator) can check a definition before it provisions anything.
+ */
+export function administratorProblem(
+  options: Pick<SeedAdminOptions, 'email' | 'name'>,
+): string | undefined {
+  const email = options.email.trim().toLowerCase();
+  const name = options.name.trim();
+  if (!EMAIL.test(email) || email.length > 254) return `invalid email ${options.email}`;
+  if (name.length === 0 || name.length > 200) return 'the name must have 1 to 200 characters';
+  return undefined;
+}
+
+/**
  * Creates the tenant's first administrator (status pending) with a one-time setup token that the
  * auth service's POST /auth/setup exchanges for a password. Running it again before setup is
  * complete revokes the older tokens and issues a new one (for when the delivered Secret was
@@ -46,11 +60,10 @@ export async function seedAdmin(
   options: SeedAdminOptions,
 ): Promise<SeedAdminResult> {
   validateSlug(slug);
+  const problem = administratorProblem(options);
+  if (problem) throw invalid(problem);
   const email = options.email.trim().toLowerCase();
   const name = options.name.trim();
-  if (!EMAIL.test(email) || email.length > 254) throw invalid(`invalid email ${options.email}`);
-  if (name.length === 0 || name.length > 200)
-    throw invalid('the name must have 1 to 200 characters');
   const ttlHours = options.ttlHours ?? 72;
   try {
     const tenant = await findTenant(db, slug);

@@ -52,16 +52,23 @@ function isTimeZone(value: string): boolean {
   }
 }
 
-/** The definition with defaults applied; throws INVALID_ARGUMENTS naming every problem. */
-function resolve(options: SeedOrganizationOptions): Required<SeedOrganizationOptions> {
-  const resolved = {
+function withDefaults(options: SeedOrganizationOptions): Required<SeedOrganizationOptions> {
+  return {
     name: options.name.trim(),
     code: options.code,
     country: options.country ?? ORGANIZATION_DEFAULTS.country,
     currency: options.currency ?? ORGANIZATION_DEFAULTS.currency,
     timeZone: options.timeZone ?? ORGANIZATION_DEFAULTS.timeZone,
   };
-  const problems = [
+}
+
+/**
+ * Everything seedOrganization would refuse in a definition (none when it is fine): a caller (the
+ * operator) can check a definition before it provisions anything.
+ */
+export function organizationProblems(options: SeedOrganizationOptions): string[] {
+  const resolved = withDefaults(options);
+  return [
     ...(resolved.name.length < 1 || resolved.name.length > 200
       ? ['the name must have 1 to 200 characters']
       : []),
@@ -79,8 +86,13 @@ function resolve(options: SeedOrganizationOptions): Required<SeedOrganizationOpt
       ? []
       : ['the time zone must be an IANA name such as Asia/Dhaka']),
   ];
+}
+
+/** The definition with defaults applied; throws INVALID_ARGUMENTS naming every problem. */
+function resolve(options: SeedOrganizationOptions): Required<SeedOrganizationOptions> {
+  const problems = organizationProblems(options);
   if (problems.length > 0) throw invalid(`cannot seed the organization: ${problems.join('; ')}`);
-  return resolved;
+  return withDefaults(options);
 }
 
 /**

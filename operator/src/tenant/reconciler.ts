@@ -17,6 +17,7 @@ import type { EventRecorder } from '../runtime/events.js';
 import { ApiError, kubeRequest } from '../runtime/http.js';
 import type { Informer } from '../runtime/informer.js';
 import { optionalSeeds } from './seeds.js';
+import { slugProblem, specProblems } from './spec.js';
 import {
   ensureMigrationJob,
   type MigrationJobSettings,
@@ -92,6 +93,11 @@ export async function reconcileTenant(ctx: OperatorContext, name: string): Promi
   if (tenant.metadata?.deletionTimestamp) return finalizeTenant(ctx, tenant, log);
   const status = new StatusBuilder(tenant);
 
+  // Checked before anything is written, the finalizer included: a spec that provisioning would
+  // refuse halfway is reported once and waits for an edit (which brings the tenant back).
+  const problems = specProblems(tenant.spec);
+  if (problems.length > 0) return refuseSpec(ctx, tenant, status, problems);
+
   try {
     if (!(await ensureFinalizer(ctx, tenant))) return {};
 
@@ -126,6 +132,25 @@ export async function reconcileTenant(ctx: OperatorContext, name: string): Promi
 
   await writeStatus(ctx.kubeConfig, tenant, status.finish());
   return { requeueAfterMs: resyncDelay(ctx.settings.resyncMs) };
+}
+
+/** Reports a spec that cannot be provisioned: Ready False with reason InvalidSpec, and an Event. */
+async function refuseSpec(
+  ctx: OperatorContext,
+  tenant: Tenant,
+  status: StatusBuilder,
+  problems: string[],
+): Promise<Result> {
+  const message = `The spec cannot be provisioned: ${problems.join('; ')}`;
+  const previous = status.get(CONDITIONS.ready);
+  if (previous?.reason !== 'InvalidSpec' || previous.message !== message) {
+    await ctx.events.record(tenant, 'Warning', 'InvalidSpec', message);
+  }
+  status.set(CONDITIONS.ready, false, 'InvalidSpec', message);
+  status.status.phase = 'Degraded';
+  status.status.observedGeneration = tenant.metadata?.generation ?? 0;
+  await writeStatus(ctx.kubeConfig, tenant, status.status);
+  return {};
 }
 
 /**
@@ -493,7 +518,10 @@ async function finalizeTenant(ctx: OperatorContext, tenant: Tenant, log: Logger)
   const status = new StatusBuilder(tenant);
   try {
     await removeRoutes(ctx.kubeConfig, slug, ctx.settings.namespace);
-    await deprovision(ctx.db, slug, policy === 'Delete' ? 'delete' : 'retain');
+    // Provisioning refuses an invalid slug before it writes anything: nothing to clean up.
+    if (!slugProblem(slug)) {
+      await deprovision(ctx.db, slug, policy === 'Delete' ? 'delete' : 'retain');
+    }
     if (policy === 'Delete') {
       await kubeRequest(
         ctx.kubeConfig,

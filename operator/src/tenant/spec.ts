@@ -1,0 +1,35 @@
+import { administratorProblem, organizationProblems, validateSlug } from '@vextrus/migrations';
+import type { TenantSpec } from './types.js';
+
+/** The problem with a slug, as the provisioning library words it, or undefined when it is fine. */
+export function slugProblem(slug: string): string | undefined {
+  try {
+    validateSlug(slug);
+    return undefined;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}
+
+/**
+ * What provisioning would refuse in a spec that the CRD schema let through: the schema cannot
+ * say everything the provisioning library checks (its patterns see only ASCII spaces, and a CRD
+ * installed by an older chart checks less). Each problem names its field. A spec with problems
+ * is not provisioned at all, so that no tenant is left half-written.
+ */
+export function specProblems(spec: TenantSpec): string[] {
+  const problems: string[] = [];
+  const slug = slugProblem(spec.slug);
+  if (slug) problems.push(`spec.slug: ${slug}`);
+  // Counted in characters, as the CRD schema and PostgreSQL count them (not UTF-16 units).
+  const displayName = [...spec.displayName.trim()].length;
+  if (displayName < 1 || displayName > 200) {
+    problems.push('spec.displayName: it must have 1 to 200 characters besides spaces');
+  }
+  const administrator = administratorProblem(spec.firstAdministrator);
+  if (administrator) problems.push(`spec.firstAdministrator: ${administrator}`);
+  for (const problem of organizationProblems(spec.firstOrganization)) {
+    problems.push(`spec.firstOrganization: ${problem}`);
+  }
+  return problems;
+}
