@@ -60,10 +60,6 @@ export async function seedAdmin(
   options: SeedAdminOptions,
 ): Promise<SeedAdminResult> {
   validateSlug(slug);
-  const problem = administratorProblem(options);
-  if (problem) throw invalid(problem);
-  const email = options.email.trim().toLowerCase();
-  const name = options.name.trim();
   const ttlHours = options.ttlHours ?? 72;
   try {
     const tenant = await findTenant(db, slug);
@@ -90,6 +86,11 @@ export async function seedAdmin(
         "SELECT id FROM users WHERE role = 'tenant_admin' AND status = 'active' LIMIT 1",
       );
       if (active) return { tenant: slug, outcome: 'complete' as const };
+      // Looked at only now: once the tenant has an active administrator, they have no effect.
+      const problem = administratorProblem(options);
+      if (problem) throw invalid(problem);
+      const email = options.email.trim().toLowerCase();
+      const name = options.name.trim();
 
       const [existing] = await q<{ id: string; status: string }>(
         'SELECT id, status FROM users WHERE email = $1',

@@ -106,7 +106,6 @@ export async function seedOrganization(
   options: SeedOrganizationOptions,
 ): Promise<SeedOrganizationResult> {
   validateSlug(slug);
-  const definition = resolve(options);
   try {
     const tenant = await findTenant(db, slug);
     if (!tenant) {
@@ -132,10 +131,12 @@ export async function seedOrganization(
       );
       if (present && present.count > 0) {
         const [same] = await q<{ id: string }>('SELECT id FROM organizations WHERE code = $1', [
-          definition.code,
+          options.code,
         ]);
         return { tenant: slug, outcome: 'present' as const, organizationId: same?.id };
       }
+      // Looked at only now: once the tenant has an organization, the definition has no effect.
+      const definition = resolve(options);
       const [created] = await q<{ id: string }>(
         `INSERT INTO organizations (code, legal_name, display_name, country, currency, time_zone)
          VALUES ($1, $2, $2, $3, $4, $5) RETURNING id`,

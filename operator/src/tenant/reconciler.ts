@@ -16,7 +16,7 @@ import { resyncDelay, type Result } from '../runtime/controller.js';
 import type { EventRecorder } from '../runtime/events.js';
 import { ApiError, kubeRequest } from '../runtime/http.js';
 import type { Informer } from '../runtime/informer.js';
-import { optionalSeeds } from './seeds.js';
+import { tenantSeeds } from './seeds.js';
 import { slugProblem, specProblems } from './spec.js';
 import {
   ensureMigrationJob,
@@ -95,7 +95,7 @@ export async function reconcileTenant(ctx: OperatorContext, name: string): Promi
 
   // Checked before anything is written, the finalizer included: a spec that provisioning would
   // refuse halfway is reported once and waits for an edit (which brings the tenant back).
-  const problems = specProblems(tenant.spec);
+  const problems = specProblems(tenant.spec, tenant.status?.schema !== undefined);
   if (problems.length > 0) return refuseSpec(ctx, tenant, status, problems);
 
   try {
@@ -115,7 +115,7 @@ export async function reconcileTenant(ctx: OperatorContext, name: string): Promi
     if (!tenant.spec.suspended) {
       await ensureFirstAdministrator(ctx, tenant, status);
 
-      await ensureSeeds(ctx, tenant, status, found, log);
+      await ensureSeeds(ctx, tenant, status, found);
     }
 
     await ensureRoutes(ctx, tenant, status, hosts);
@@ -364,7 +364,6 @@ async function ensureSeeds(
   tenant: Tenant,
   status: StatusBuilder,
   found: DriftReport | undefined,
-  log: Logger,
 ) {
   const ready = status.get(CONDITIONS.ready);
   const settled =
@@ -372,7 +371,7 @@ async function ensureSeeds(
     ready?.status === 'True' &&
     ready.observedGeneration === tenant.metadata?.generation &&
     found.auditRetentionDays === (tenant.spec.auditRetentionDays ?? 365);
-  if (!settled) await optionalSeeds(ctx.db, tenant, log);
+  if (!settled) await tenantSeeds(ctx.db, tenant);
 }
 
 /**

@@ -28,8 +28,12 @@ describe('organization service: the first organization of a tenant', function ()
       code: 'ALPHA',
     });
 
+    // Once there is an organization the definition has no effect, even one refused before.
+    const edited = await seedOrganization(h.plane.db, 'alpha', { name: ' ', code: 'ALPHA' });
+
     expect(first.outcome).to.equal('created');
     expect(second).to.deep.equal({ ...first, outcome: 'present' });
+    expect(edited).to.deep.equal({ ...first, outcome: 'present' });
     const list = await h.call('GET', '/org/organizations');
     expect(list.body.items).to.have.length(1);
     expect(list.body.items[0]).to.include({
