@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   cpSync,
@@ -16,7 +16,7 @@ import {
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { REPO_ROOT } from '@vextrus/devkit';
+import { cachedToolPath, createPlane, REPO_ROOT } from '@vextrus/devkit';
 
 /*
  * No Docker engine runs here, so this test reproduces each image's runtime stage in a temporary
@@ -25,6 +25,11 @@ import { REPO_ROOT } from '@vextrus/devkit';
  * folder and from the repository after `npm run build`, which is what the `build` stage makes),
  * then runs the ENTRYPOINT there with plain `node` (no tsx, no source condition). A module that
  * the layout lacks fails the start.
+ *
+ * Each layout starts twice: under the Node that runs the tests and under Node 24, the version the
+ * images run (node:24-bookworm-slim), from the pinned binary of `tools/build-tools.sh node24`.
+ * The organization service's layout also starts under Node 24 against a real test database, and
+ * must answer GET /health/ready.
  */
 
 const run = promisify(execFile);
@@ -203,16 +208,41 @@ async function reproduce(dockerfile: string, dir: string): Promise<Layout> {
   };
 }
 
-/** Runs the image's entrypoint with `node` = this Node; the exit code and all output. */
+/**
+ * The Node 24 binary of `tools/build-tools.sh node24`, from the tools cache. A test never fetches
+ * it (nothing reaches a registry from a test): when it is missing, the test fails and says how to
+ * get it.
+ */
+async function node24(): Promise<string> {
+  const binary = await cachedToolPath('node24');
+  if (!binary) {
+    throw new Error(
+      'the Node 24 binary is not in the tools cache: run `make test-tools` ' +
+        '(or tools/build-tools.sh node24) first',
+    );
+  }
+  const { stdout } = await run(binary, ['--version']);
+  expect(stdout.trim(), `${binary} --version`).to.match(/^v24\./);
+  return binary;
+}
+
+/** The Node versions each layout starts under: this one, and the one the images run. */
+const RUNTIMES = [
+  { name: `this Node (${process.version})`, node: () => Promise.resolve(process.execPath) },
+  { name: 'Node 24 (tools/build-tools.sh node24)', node: node24 },
+];
+
+/** Runs the image's entrypoint with `node` = the given Node; the exit code and all output. */
 async function start(
   layout: Layout,
   args: string[],
   env: NodeJS.ProcessEnv,
+  node = process.execPath,
 ): Promise<{ code: number; output: string }> {
   const [command, ...rest] = layout.entrypoint;
   expect(command).to.equal('node');
   try {
-    const { stdout, stderr } = await run(process.execPath, [...rest, ...args], {
+    const { stdout, stderr } = await run(node, [...rest, ...args], {
       cwd: layout.root,
       env: { PATH: process.env.PATH, NODE_ENV: 'production', ...env },
       timeout: 60_000,
@@ -278,19 +308,27 @@ describe('container images (runtime layouts reproduced from the Dockerfiles, no 
         expect(existsSync(path.join(root, image.ws, 'src')), 'no sources').to.equal(false);
       });
 
-      it('starts from the layout with plain node, loading every module it imports', async () => {
-        const outcome = await start(layout(), [], {});
+      for (const runtime of RUNTIMES) {
+        it(`starts from the layout with plain node under ${runtime.name}, loading every module it imports`, async () => {
+          const outcome = await start(layout(), [], {}, await runtime.node());
 
-        expect(outcome.output).to.not.match(MISSING_MODULE);
-        expect(outcome.code, outcome.output).to.equal(image.code);
-        if (image.ws === 'migrations') {
-          expect(outcome.output).to.include('usage:');
-          expect(outcome.output).to.include('vextrus-migrate roles ensure');
-        } else {
-          // Without database configuration it names what is missing and exits 78 (EX_CONFIG).
-          expect(outcome.output).to.include('DATABASE_');
-        }
-      });
+          expect(outcome.output).to.not.match(MISSING_MODULE);
+          expect(outcome.code, outcome.output).to.equal(image.code);
+          if (image.ws === 'migrations') {
+            expect(outcome.output).to.include('usage:');
+            expect(outcome.output).to.include('vextrus-migrate roles ensure');
+          } else {
+            // Without database configuration it names what is missing and exits 78 (EX_CONFIG).
+            expect(outcome.output).to.include('DATABASE_');
+          }
+        });
+      }
+
+      if (image.ws === 'services/organization') {
+        it('under Node 24, with a real database, answers GET /health/ready with 200 on 127.0.0.1', async () => {
+          await serveReadyUnderNode24(layout());
+        });
+      }
 
       if (image.ws === 'migrations') {
         it('when a workspace it imports is missing from the layout, the start fails (the check can fail)', async () => {
@@ -305,3 +343,77 @@ describe('container images (runtime layouts reproduced from the Dockerfiles, no 
     });
   }
 });
+
+/**
+ * Starts the organization service's layout under Node 24 with a test database (platform roles and
+ * migrations applied; it logs in as the application role, which its start-up check requires),
+ * waits for its "listening" log line, asks GET /health/ready on 127.0.0.1, then stops it with
+ * SIGTERM and expects a clean exit. Its JWKS URL is a loopback port that nothing asks: keys are
+ * fetched only for a request that carries a token.
+ */
+async function serveReadyUnderNode24(layout: Layout): Promise<void> {
+  const node = await node24();
+  const plane = await createPlane('images_node24');
+  const [command, ...rest] = layout.entrypoint;
+  expect(command).to.equal('node');
+  const child = spawn(node, rest, {
+    cwd: layout.root,
+    env: {
+      PATH: process.env.PATH,
+      NODE_ENV: 'production',
+      DATABASE_URL: plane.appUrl,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      AUTH_JWKS_URL: 'http://127.0.0.1:9/.well-known/jwks.json',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no "listening" line in 60 s:\n${output}`)),
+        60_000,
+      );
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.stdout.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        for (const line of output.split('\n')) {
+          const entry = parseJson(line);
+          if (entry?.msg === 'listening' && typeof entry.port === 'number') {
+            clearTimeout(timer);
+            resolve(entry.port);
+          }
+        }
+      });
+      void exited.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`the service exited (${code}) before listening:\n${output}`));
+      });
+    });
+
+    const response = await fetch(`http://127.0.0.1:${port}/health/ready`);
+    const body = (await response.json()) as { status?: string };
+    expect(response.status, JSON.stringify(body)).to.equal(200);
+    expect(body.status).to.equal('ready');
+
+    child.kill('SIGTERM');
+    expect(await exited, output).to.equal(0);
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+    await plane.close();
+  }
+}
+
+/** One log line as an object, or undefined when it is not JSON. */
+function parseJson(line: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(line);
+    return value && typeof value === 'object' ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}

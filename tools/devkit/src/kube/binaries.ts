@@ -17,14 +17,16 @@ export type ToolName =
   | 'ct-linters'
   | 'kind-config'
   | 'skaffold'
-  | 'helm3';
+  | 'helm3'
+  | 'node24';
 
 const BUILD_SCRIPT = path.join(REPO_ROOT, 'tools', 'build-tools.sh');
 
 /**
  * The absolute path of a tool built from Go modules by tools/build-tools.sh (for ct-linters: the
- * bin folder of its yamllint + yamale virtualenv), building it first
- * when it is not in the cache yet (the first build of the Kubernetes binaries takes many minutes).
+ * bin folder of its yamllint + yamale virtualenv; for node24: the Node 24 binary fetched from npm),
+ * building it first when it is not in the cache yet (the first build of the Kubernetes binaries
+ * takes many minutes).
  */
 export async function toolPath(tool: ToolName): Promise<string> {
   try {
