@@ -253,6 +253,22 @@ describe('audit write path under attack: literals, odd call sites, failing commi
     });
   });
 
+  describe('values that would take long to write', () => {
+    it('when details hold one object twice at every level, the record stays small and is written', async () => {
+      // 16 levels, each holding the level below twice: 65,536 paths to the innermost object.
+      let shared: Record<string, unknown> = { leaf: 'x' };
+      for (let level = 0; level < 16; level++) shared = { left: shared, right: shared };
+      await withTenantTransaction(t.app, acme, () =>
+        recordAudit({ action: 'break.fan_out', outcome: 'success', details: { shared } }),
+      );
+
+      const [event] = await eventsOf('break.fan_out');
+      const text = JSON.stringify(event!.details);
+      expect(text).to.include('[truncated]');
+      expect(text.length).to.be.below(500_000);
+    });
+  });
+
   describe('odd call sites', () => {
     it('when recordAudit is called after the function returned, it fails and writes nothing', async () => {
       let late: Promise<void> | undefined;

@@ -39,6 +39,12 @@ export const REDACTED = '[redacted]';
 
 const MAX_DEPTH = 16;
 const MAX_STRING = 4096;
+/**
+ * The most values one change or details object keeps; the rest read '[truncated]'. Depth alone
+ * does not bound the work: an object that holds the same object twice at every level of 16 has
+ * 65,536 paths to it, and the record would hold each of them.
+ */
+const MAX_VALUES = 10_000;
 
 /** A high surrogate not followed by a low one, or a low surrogate not preceded by a high one. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
@@ -62,10 +68,17 @@ function clean(value: string, max: number): string {
  * Turns a value into something jsonb accepts: Dates become ISO strings, bigints strings, undefined
  * members vanish, non-finite numbers become null, strings are cleaned (see clean: NUL dropped,
  * long strings cut, lone surrogates replaced), and the values of secret-looking keys are redacted.
+ * At most MAX_DEPTH levels and MAX_VALUES values are kept.
  */
-export function toJson(value: unknown, depth = 0): JsonValue {
+export function toJson(value: unknown): JsonValue {
+  return convert(value, 0, { left: MAX_VALUES });
+}
+
+function convert(value: unknown, depth: number, budget: { left: number }): JsonValue {
   if (value === null || value === undefined) return null;
   if (depth > MAX_DEPTH) return '[too deep]';
+  if (budget.left <= 0) return '[truncated]';
+  budget.left -= 1;
   switch (typeof value) {
     case 'boolean':
       return value;
@@ -82,14 +95,14 @@ export function toJson(value: unknown, depth = 0): JsonValue {
   }
   if (value instanceof Date) return Number.isNaN(value.getTime()) ? null : value.toISOString();
   if (Buffer.isBuffer(value) || ArrayBuffer.isView(value)) return '[binary]';
-  if (Array.isArray(value)) return value.map((item: unknown) => toJson(item, depth + 1));
+  if (Array.isArray(value)) return value.map((item: unknown) => convert(item, depth + 1, budget));
   // Without a prototype, a key named __proto__ is an own key like any other (on a plain object,
   // assigning it would set the prototype, and the key would vanish from the record).
   const object = Object.create(null) as JsonObject;
   for (const [key, member] of Object.entries(value)) {
     if (member === undefined) continue;
     const name = clean(key, MAX_STRING);
-    object[name] = SECRET_KEY.test(name) ? REDACTED : toJson(member, depth + 1);
+    object[name] = SECRET_KEY.test(name) ? REDACTED : convert(member, depth + 1, budget);
   }
   return object;
 }
