@@ -108,6 +108,15 @@ describe('the README walkthrough, through the Traefik gateway', function () {
     await test?.stop();
   });
 
+  it('once the platform is up, the gateway already routes every example tenant', async function () {
+    if (!platform.gateway) this.skip();
+    // No wait here: `make up` prints the curl commands to try once this point is reached.
+    for (const host of ['acme.localhost', 'globex.localhost']) {
+      const answer = await send('GET', '/.well-known/jwks.json', { host });
+      expect(answer.status, host).to.equal(200);
+    }
+  });
+
   it('when a Tenant is applied with kubectl, it becomes Ready and delivers a setup token', async () => {
     await kubectl(platform.kubeconfig, ['apply', '-f', '-'], INITECH);
     await kubectl(platform.kubeconfig, [

@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import path from 'node:path';
 import pg from 'pg';
 import {
@@ -118,6 +119,34 @@ export async function waitTenantReady(
     `tenant ${slug} to be Ready`,
     async () =>
       (await kubectl(kubeconfig, ['get', 'tenant', slug, '-o', ready])) === 'True'
+        ? true
+        : undefined,
+    timeoutMs,
+  );
+}
+
+/** The status code of GET `route` on `base` with the Host header `host` (fetch may not set it). */
+function statusWithHost(base: string, route: string, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(route, base), { headers: { host } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * Resolves once the gateway at `base` routes `host` to the platform: a tenant is Ready as soon
+ * as the operator has written its IngressRoute, and Traefik serves the route a moment later,
+ * once its provider has synced; until then it answers 404 for the host.
+ */
+export async function waitRouted(base: string, host: string, timeoutMs = 60_000): Promise<void> {
+  await waitUntil(
+    `the gateway to route ${host}`,
+    async () =>
+      (await statusWithHost(base, '/.well-known/jwks.json', host).catch(() => 0)) === 200
         ? true
         : undefined,
     timeoutMs,
@@ -379,11 +408,26 @@ export class LocalPlatform {
     const slugs = (await readdir(examples))
       .filter((file) => file.endsWith('.yaml'))
       .map((file) => path.basename(file, '.yaml'));
-    await this.step(`example tenants ${slugs.join(', ')} to be Ready`, async () => {
+    const routed = this.gateway ? ' and routed' : '';
+    await this.step(`example tenants ${slugs.join(', ')} to be Ready${routed}`, async () => {
       await kubectl(this.kubeconfig, ['apply', '-f', examples]);
       await Promise.all(slugs.map((slug) => waitTenantReady(this.kubeconfig, slug)));
       for (const slug of slugs) {
         this.setupTokens[slug] = await readSetupToken(this.kubeconfig, slug);
+      }
+      // What the closing lines tell the user to try must work at once, through the gateway too.
+      if (!this.gateway) return;
+      for (const slug of slugs) {
+        const hosts = await kubectl(this.kubeconfig, [
+          'get',
+          'tenant',
+          slug,
+          '-o',
+          'jsonpath={.spec.hosts[*]}',
+        ]);
+        for (const host of hosts.split(' ').filter((h) => h.length > 0)) {
+          await waitRouted(this.url('gateway'), host);
+        }
       }
     });
   }
