@@ -201,7 +201,8 @@ async function logTail(kubeConfig: KubeAccess, namespace: string, job: string): 
     const log = await kubeRequest<unknown>(
       kubeConfig,
       'GET',
-      `/api/v1/namespaces/${namespace}/pods/${pod.metadata.name}/log?container=migrate&tailLines=10`,
+      `/api/v1/namespaces/${namespace}/pods/${pod.metadata.name}/log` +
+        '?container=migrate&tailLines=10',
     );
     return String(log).trim();
   } catch {
@@ -243,7 +244,8 @@ export async function ensureMigrationJob(
     const retryInMs = (Number.isNaN(failedAt) ? 0 : failedAt) + delay - Date.now();
     if (retryInMs > 0) {
       const tail = await logTail(kubeConfig, settings.namespace, name);
-      const message = `Job ${name} (image ${settings.image}) failed (attempt ${attempt}); retrying in ${Math.ceil(retryInMs / 1000)} s. ${tail}`;
+      const failed = `Job ${name} (image ${settings.image}) failed (attempt ${attempt})`;
+      const message = `${failed}; retrying in ${Math.ceil(retryInMs / 1000)} s. ${tail}`;
       return { state: 'failed', job: name, message: message.trim(), retryInMs };
     }
     slots.rememberAttempt(name, attempt);
@@ -258,7 +260,9 @@ export async function ensureMigrationJob(
     slots.wait(tenantName);
     return {
       state: 'waiting',
-      message: `Waiting for a migration slot to ${settings.image} (${slot.running} of ${settings.concurrency} running)`,
+      message:
+        `Waiting for a migration slot to ${settings.image} ` +
+        `(${slot.running} of ${settings.concurrency} running)`,
     };
   }
   try {

@@ -32,8 +32,22 @@ export const ACTION_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
  * keys and credentials. The key stays, with REDACTED as its value, so that the record still
  * says that (for example) the password changed.
  */
-const SECRET_KEY =
-  /pass(word|phrase)?|secret|token|credential|api[-_]?key|private[-_]?key|hash|salt|otp|cookie|authorization/i;
+const SECRET_KEY = new RegExp(
+  [
+    'pass(word|phrase)?',
+    'secret',
+    'token',
+    'credential',
+    'api[-_]?key',
+    'private[-_]?key',
+    'hash',
+    'salt',
+    'otp',
+    'cookie',
+    'authorization',
+  ].join('|'),
+  'i',
+);
 
 export const REDACTED = '[redacted]';
 

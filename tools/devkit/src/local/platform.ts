@@ -95,7 +95,7 @@ async function ensureDatabase(adminUrl: string): Promise<void> {
   }
 }
 
-/** Builds (first run: several minutes) or finds the Go-built tools, showing the build's progress. */
+/** Builds (first run: several minutes) or finds the Go-built tools, showing the build progress. */
 async function buildTools(tools: string[]): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const child = spawn(BUILD_SCRIPT, tools);
