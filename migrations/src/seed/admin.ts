@@ -1,9 +1,7 @@
 import { hashOpaqueToken, newOpaqueToken } from '@vextrus/shared';
-import { inTransaction, select, type Database } from '../database.js';
-import { MigrationError, MigrationErrorCode, wrap } from '../errors.js';
-import { validateSlug } from '../identifiers.js';
-import { findTenant } from '../registry.js';
-import { actAsTenant } from './act-as-tenant.js';
+import type { Database } from '../database.js';
+import { MigrationError, MigrationErrorCode } from '../errors.js';
+import { seedTenant } from './act-as-tenant.js';
 
 export interface SeedAdminOptions {
   email: string;
@@ -59,83 +57,59 @@ export async function seedAdmin(
   slug: string,
   options: SeedAdminOptions,
 ): Promise<SeedAdminResult> {
-  validateSlug(slug);
   const ttlHours = options.ttlHours ?? 72;
-  try {
-    const tenant = await findTenant(db, slug);
-    if (!tenant) {
-      throw new MigrationError(
-        MigrationErrorCode.TenantNotProvisioned,
-        `tenant ${slug} is not registered`,
-      );
-    }
-    if (tenant.status !== 'active') {
-      throw new MigrationError(
-        MigrationErrorCode.TenantNotActive,
-        `tenant ${slug} is ${tenant.status}, not active`,
-      );
-    }
-    return await inTransaction(db, async (transaction) => {
-      await actAsTenant(db, transaction, tenant);
-      const q = <T extends object>(sql: string, bind: unknown[] = []): Promise<T[]> =>
-        select<T>(db, sql, bind, transaction);
+  return seedTenant(db, slug, 'seed-admin', `seed the administrator of ${slug}`, async (q) => {
+    // A second run waits for the first to commit (seedTenant's lock), then finds its work.
+    const [active] = await q<{ id: string }>(
+      "SELECT id FROM users WHERE role = 'tenant_admin' AND status = 'active' LIMIT 1",
+    );
+    if (active) return { tenant: slug, outcome: 'complete' as const };
+    // Looked at only now: once the tenant has an active administrator, they have no effect.
+    const problem = administratorProblem(options);
+    if (problem) throw invalid(problem);
+    const email = options.email.trim().toLowerCase();
+    const name = options.name.trim();
 
-      // One seeding at a time per tenant: a second run waits here for the first to commit.
-      await q('SELECT pg_advisory_xact_lock(hashtext($1))', [`seed-admin:${slug}`]);
-      const [active] = await q<{ id: string }>(
-        "SELECT id FROM users WHERE role = 'tenant_admin' AND status = 'active' LIMIT 1",
-      );
-      if (active) return { tenant: slug, outcome: 'complete' as const };
-      // Looked at only now: once the tenant has an active administrator, they have no effect.
-      const problem = administratorProblem(options);
-      if (problem) throw invalid(problem);
-      const email = options.email.trim().toLowerCase();
-      const name = options.name.trim();
-
-      const [existing] = await q<{ id: string; status: string }>(
-        'SELECT id, status FROM users WHERE email = $1',
-        [email],
-      );
-      if (existing && existing.status !== 'pending') {
-        throw invalid(`${email} is already a ${existing.status} user of tenant ${slug}`);
-      }
-      const [user] = existing
-        ? await q<{ id: string }>(
-            `UPDATE users SET role = 'tenant_admin', display_name = $2, updated_at = now(),
+    const [existing] = await q<{ id: string; status: string }>(
+      'SELECT id, status FROM users WHERE email = $1',
+      [email],
+    );
+    if (existing && existing.status !== 'pending') {
+      throw invalid(`${email} is already a ${existing.status} user of tenant ${slug}`);
+    }
+    const [user] = existing
+      ? await q<{ id: string }>(
+          `UPDATE users SET role = 'tenant_admin', display_name = $2, updated_at = now(),
                     version = version + 1
               WHERE id = $1 RETURNING id`,
-            [existing.id, name],
-          )
-        : await q<{ id: string }>(
-            `INSERT INTO users (email, display_name, role, status)
+          [existing.id, name],
+        )
+      : await q<{ id: string }>(
+          `INSERT INTO users (email, display_name, role, status)
              VALUES ($1, $2, 'tenant_admin', 'pending') RETURNING id`,
-            [email, name],
-          );
-      if (!user) throw new Error('the administrator row was not written');
-      const revoked = await q<{ user_id: string }>(
-        `UPDATE one_time_tokens SET revoked_at = now()
+          [email, name],
+        );
+    if (!user) throw new Error('the administrator row was not written');
+    const revoked = await q<{ user_id: string }>(
+      `UPDATE one_time_tokens SET revoked_at = now()
           WHERE purpose = 'setup' AND used_at IS NULL AND revoked_at IS NULL
           RETURNING user_id`,
-      );
+    );
 
-      const setupToken = newOpaqueToken();
-      const [token] = await q<{ expires_at: Date }>(
-        `INSERT INTO one_time_tokens (token_hash, purpose, user_id, expires_at)
+    const setupToken = newOpaqueToken();
+    const [token] = await q<{ expires_at: Date }>(
+      `INSERT INTO one_time_tokens (token_hash, purpose, user_id, expires_at)
          VALUES ($1, 'setup', $2, now() + make_interval(hours => $3)) RETURNING expires_at`,
-        [hashOpaqueToken(setupToken), user.id, ttlHours],
-      );
-      db.logger.info({ tenant: slug, userId: user.id }, 'setup token issued');
-      return {
-        tenant: slug,
-        outcome: existing || revoked.length > 0 ? ('reissued' as const) : ('issued' as const),
-        userId: user.id,
-        email,
-        setupToken,
-        expiresAt: token?.expires_at.toISOString(),
-      };
-    });
-  } catch (err) {
-    if (err instanceof MigrationError) throw err;
-    throw wrap(MigrationErrorCode.ProvisioningFailed, `seed the administrator of ${slug}`, err);
-  }
+      [hashOpaqueToken(setupToken), user.id, ttlHours],
+    );
+    db.logger.info({ tenant: slug, userId: user.id }, 'setup token issued');
+    return {
+      tenant: slug,
+      outcome: existing || revoked.length > 0 ? ('reissued' as const) : ('issued' as const),
+      userId: user.id,
+      email,
+      setupToken,
+      expiresAt: token?.expires_at.toISOString(),
+    };
+  });
 }

@@ -1,8 +1,6 @@
-import { inTransaction, select, type Database } from '../database.js';
-import { MigrationError, MigrationErrorCode, wrap } from '../errors.js';
-import { validateSlug } from '../identifiers.js';
-import { findTenant } from '../registry.js';
-import { actAsTenant } from './act-as-tenant.js';
+import type { Database } from '../database.js';
+import { MigrationError, MigrationErrorCode } from '../errors.js';
+import { seedTenant } from './act-as-tenant.js';
 
 /** Where a tenant's first organization is assumed to be when its definition does not say. */
 export const ORGANIZATION_DEFAULTS = {
@@ -105,59 +103,32 @@ export async function seedOrganization(
   slug: string,
   options: SeedOrganizationOptions,
 ): Promise<SeedOrganizationResult> {
-  validateSlug(slug);
-  try {
-    const tenant = await findTenant(db, slug);
-    if (!tenant) {
-      throw new MigrationError(
-        MigrationErrorCode.TenantNotProvisioned,
-        `tenant ${slug} is not registered`,
-      );
-    }
-    if (tenant.status !== 'active') {
-      throw new MigrationError(
-        MigrationErrorCode.TenantNotActive,
-        `tenant ${slug} is ${tenant.status}, not active`,
-      );
-    }
-    return await inTransaction(db, async (transaction) => {
-      await actAsTenant(db, transaction, tenant);
-      const q = <T extends object>(sql: string, bind: unknown[] = []): Promise<T[]> =>
-        select<T>(db, sql, bind, transaction);
-
-      await q('SELECT pg_advisory_xact_lock(hashtext($1))', [`seed-organization:${slug}`]);
-      const [present] = await q<{ count: number }>(
-        'SELECT count(*)::int AS count FROM organizations',
-      );
-      if (present && present.count > 0) {
-        const [same] = await q<{ id: string }>('SELECT id FROM organizations WHERE code = $1', [
-          options.code,
-        ]);
-        return { tenant: slug, outcome: 'present' as const, organizationId: same?.id };
-      }
-      // Looked at only now: once the tenant has an organization, the definition has no effect.
-      const definition = resolve(options);
-      const [created] = await q<{ id: string }>(
-        `INSERT INTO organizations (code, legal_name, display_name, country, currency, time_zone)
-         VALUES ($1, $2, $2, $3, $4, $5) RETURNING id`,
-        [
-          definition.code,
-          definition.name,
-          definition.country,
-          definition.currency,
-          definition.timeZone,
-        ],
-      );
-      if (!created) throw new Error('the organization row was not written');
-      db.logger.info({ tenant: slug, organizationId: created.id }, 'first organization created');
-      return { tenant: slug, outcome: 'created' as const, organizationId: created.id };
-    });
-  } catch (err) {
-    if (err instanceof MigrationError) throw err;
-    throw wrap(
-      MigrationErrorCode.ProvisioningFailed,
-      `seed the first organization of ${slug}`,
-      err,
+  const what = `seed the first organization of ${slug}`;
+  return seedTenant(db, slug, 'seed-organization', what, async (q) => {
+    const [present] = await q<{ count: number }>(
+      'SELECT count(*)::int AS count FROM organizations',
     );
-  }
+    if (present && present.count > 0) {
+      const [same] = await q<{ id: string }>('SELECT id FROM organizations WHERE code = $1', [
+        options.code,
+      ]);
+      return { tenant: slug, outcome: 'present' as const, organizationId: same?.id };
+    }
+    // Looked at only now: once the tenant has an organization, the definition has no effect.
+    const definition = resolve(options);
+    const [created] = await q<{ id: string }>(
+      `INSERT INTO organizations (code, legal_name, display_name, country, currency, time_zone)
+         VALUES ($1, $2, $2, $3, $4, $5) RETURNING id`,
+      [
+        definition.code,
+        definition.name,
+        definition.country,
+        definition.currency,
+        definition.timeZone,
+      ],
+    );
+    if (!created) throw new Error('the organization row was not written');
+    db.logger.info({ tenant: slug, organizationId: created.id }, 'first organization created');
+    return { tenant: slug, outcome: 'created' as const, organizationId: created.id };
+  });
 }
