@@ -1,0 +1,101 @@
+import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startPostgres, type RunningPostgres } from '@vextrus/devkit';
+import { organizationBody, startHarness, type Harness } from './support.js';
+
+/*
+ * The organization service while its PostgreSQL is stopped and started again, with no restart of
+ * the service: requests answer 503 problem+json at once instead of hanging or answering 500, no
+ * change is half-made, and the service serves again as soon as the database is back. The suite
+ * runs a PostgreSQL of its own, since it stops it.
+ */
+describe('organization service during a database outage (real PostgreSQL, stopped and started)', function () {
+  this.timeout(120_000);
+  let folder: string;
+  let postgres: RunningPostgres;
+  let h: Harness;
+  let sharedUrl: string | undefined;
+  const password = randomBytes(12).toString('hex');
+
+  const startDatabase = (port?: number): Promise<RunningPostgres> =>
+    startPostgres({ dataDir: path.join(folder, 'data'), password, durable: false, port });
+
+  /** A plain GET of the service that gives up after 20 s (a hang fails the test, not mocha). */
+  const get = (route: string) =>
+    fetch(`${h.service.url}${route}`, { signal: AbortSignal.timeout(20_000) });
+
+  before(async () => {
+    folder = await mkdtemp(path.join(tmpdir(), 'vextrus-org-outage-'));
+    // As root PostgreSQL runs as the postgres user, which must be able to enter the folder.
+    await chmod(folder, 0o755);
+    postgres = await startDatabase();
+    // createPlane makes its database on the cluster this variable names: point it at ours.
+    sharedUrl = process.env.VEXTRUS_TEST_POSTGRES_URL;
+    process.env.VEXTRUS_TEST_POSTGRES_URL = postgres.url();
+    h = await startHarness('org_outage');
+  });
+
+  after(async () => {
+    await h?.service.stop();
+    await postgres?.stop();
+    if (sharedUrl !== undefined) process.env.VEXTRUS_TEST_POSTGRES_URL = sharedUrl;
+    if (folder) await rm(folder, { recursive: true, force: true });
+  });
+
+  it('answers 503 problem+json while PostgreSQL is down and serves again once it is back', async () => {
+    const created = await h.call('POST', '/org/organizations', { body: organizationBody('OUT1') });
+    expect(created.status).to.equal(201);
+    const id = created.body.id as string;
+    const etag = created.headers.get('etag') ?? '';
+
+    await postgres.stop();
+
+    const ready = await get('/health/ready');
+    expect(ready.status).to.equal(503);
+    expect((await get('/health/live')).status).to.equal(200);
+    const list = await h.call('GET', '/org/organizations');
+    expect(list.status).to.equal(503);
+    expect(list.headers.get('content-type')).to.match(/^application\/problem\+json/);
+    expect(list.headers.get('retry-after')).to.equal('5');
+    expect(list.body.code).to.equal('UNAVAILABLE');
+    expect(JSON.stringify(list.body)).not.to.match(/ECONNREFUSED|at .*\.js:\d+/);
+    const patch = await h.call('PATCH', `/org/organizations/${id}`, {
+      body: { displayName: 'Changed while down' },
+      headers: { 'If-Match': etag },
+    });
+    expect(patch.status).to.equal(503);
+    const create = await h.call('POST', '/org/organizations', { body: organizationBody('OUT2') });
+    expect(create.status).to.equal(503);
+
+    postgres = await startDatabase(postgres.port);
+    // The first request after the restart already goes through: no connection from before it
+    // is handed out again.
+    const read = await h.call('GET', `/org/organizations/${id}`);
+    expect(read.status).to.equal(200);
+    expect((await get('/health/ready')).status).to.equal(200);
+
+    // Nothing of the refused changes was made; the same requests now go through, audited.
+    expect(read.body.displayName).to.equal('OUT1 Group');
+    expect(read.headers.get('etag')).to.equal(etag);
+    const codes = (await h.call('GET', '/org/organizations')).body.items.map(
+      (o: { code: string }) => o.code,
+    );
+    expect(codes).to.deep.equal(['OUT1']);
+    const retried = await h.call('PATCH', `/org/organizations/${id}`, {
+      body: { displayName: 'Changed after' },
+      headers: { 'If-Match': etag },
+    });
+    expect(retried.status).to.equal(200);
+    const records = await h.call('GET', `/audit/events?resourceId=${id}`, {
+      roles: ['auditor'],
+    });
+    expect(records.status).to.equal(200);
+    expect(records.body.items.map((r: { action: string }) => r.action)).to.deep.equal([
+      'organization.updated',
+      'organization.created',
+    ]);
+  });
+});
