@@ -286,8 +286,12 @@ describe('auth service under attack', function () {
   describe('setup and invitation tokens', () => {
     async function seeded(slug: string): Promise<string> {
       await provision(harness.plane.db, slug);
-      return (await seedAdmin(harness.plane.db, slug, { email: `a@${slug}.example`, name: 'A' }))
-        .setupToken;
+      const seeded = await seedAdmin(harness.plane.db, slug, {
+        email: `a@${slug}.example`,
+        name: 'A',
+      });
+      if (!seeded.setupToken) throw new Error(`seed-admin gave ${slug} no setup token`);
+      return seeded.setupToken;
     }
     const setup = (tenant: string, token: unknown, password = PASSWORD) =>
       call(base, 'POST', '/auth/setup', { tenant, body: { token, password } });
