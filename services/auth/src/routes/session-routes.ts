@@ -12,7 +12,9 @@ const LoginBody = z.object({
   password: z.string().min(1).max(1024),
 });
 
-const RefreshBody = z.object({ refreshToken: z.string().min(1).max(200) });
+// Any string up to the body limit: one that cannot be a refresh token (an access token sent by
+// mistake, a truncated one) is an invalid refresh token (401), not an invalid field.
+const RefreshBody = z.object({ refreshToken: z.string().min(1) });
 
 /** Sets the headers every answer carrying tokens needs. */
 function noStore(res: Response): void {
