@@ -183,6 +183,17 @@ describe('auth service under attack', function () {
         'unknown_email',
       ]);
     });
+    it('an email of spaces only answers 400 VALIDATION_FAILED, not 500', async () => {
+      expectProblem(await login('   ', 'wrong password!!'), 400, 'VALIDATION_FAILED');
+      expectProblem(await login('\u00a0\t', 'wrong password!!'), 400, 'VALIDATION_FAILED');
+    });
+
+    it('an email that lowercases beyond 254 characters answers 400, not 500', async () => {
+      // U+0130 (İ) is one UTF-16 unit that lowercases to two (i + combining dot above).
+      const email = `${'\u0130'.repeat(240)}@alpha.example`;
+
+      expectProblem(await login(email, 'wrong password!!'), 400, 'VALIDATION_FAILED');
+    });
   });
 
   describe('login throttling', () => {
