@@ -8,7 +8,9 @@ import { USER_COLUMNS, normalizeEmail, userView, type UserRow } from '../users.j
 import { addressedTenant, clientAddress, parseBody } from '../validation.js';
 
 const LoginBody = z.object({
-  email: z.string().min(1).max(254),
+  // Normalized (normalizeEmail) before the length is checked: the throttle keys the account by
+  // the normalized email, and some characters grow when lower-cased (U+0130 becomes two).
+  email: z.string().trim().toLowerCase().min(1).max(254),
   password: z.string().min(1).max(1024),
 });
 
