@@ -41,6 +41,15 @@ function fromBodyParser(err: { type?: unknown; limit?: unknown }): AppError | un
 }
 
 /**
+ * Express's router cannot decode a path parameter that is not valid percent-encoding
+ * (`/users/%ZZ`): it throws a URIError marked with status 400 before any handler runs.
+ */
+function fromRouter(err: unknown): AppError | undefined {
+  if (!(err instanceof URIError) || (err as { status?: unknown }).status !== 400) return undefined;
+  return commonErrors.VALIDATION_FAILED('A path segment is not valid percent-encoding');
+}
+
+/**
  * SQLSTATEs of a transaction that lost to concurrent work and was rolled back whole: a lock not
  * granted within lock_timeout, a serialization failure, a deadlock. Asking again may work.
  */
@@ -112,7 +121,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       err instanceof AppError
         ? err
         : typeof err === 'object' && err !== null
-          ? (fromBodyParser(err) ?? fromDatabase(err))
+          ? (fromBodyParser(err) ?? fromRouter(err) ?? fromDatabase(err))
           : undefined;
     if (known) {
       if (known.status >= 500) logger.error({ err }, 'request failed');
