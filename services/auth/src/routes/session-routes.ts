@@ -31,6 +31,36 @@ async function activeTenant(ctx: AuthContext, slug: string): Promise<TenantEntry
 }
 
 /**
+ * Counts an attempt at a user's password (a login, or the current password of a change) against
+ * the account and the client address. A counter that reaches its limit with this attempt is
+ * counted and audited (auth.login.locked, whichever route reached it); when a counter is
+ * exhausted, `refused` is called and the attempt is refused with 429 TOO_MANY_ATTEMPTS.
+ */
+export async function admitAttempt(
+  ctx: AuthContext,
+  tenant: TenantEntry,
+  email: string,
+  address: string,
+  refused?: () => void,
+): Promise<void> {
+  const verdict = await ctx.throttle.attempt(tenant, email, address);
+  for (const scope of verdict.newlyLocked) {
+    ctx.metrics.lockouts.inc({ scope });
+    await ctx.audit.recordSeparately(tenant, {
+      action: 'auth.login.locked',
+      outcome: 'denied',
+      details: { email, address, scope },
+    });
+  }
+  if (!verdict.allowed) {
+    refused?.();
+    throw errors.TOO_MANY_ATTEMPTS(undefined, undefined, {
+      headers: { 'Retry-After': String(verdict.retryAfterSeconds) },
+    });
+  }
+}
+
+/**
  * POST /auth/login. An unknown tenant, an unknown email, a wrong password, a user without a
  * password yet and a disabled user all get the same answer after the same work (one argon2
  * verification), so neither status, body nor timing tells them apart.
@@ -51,21 +81,9 @@ async function login(ctx: AuthContext, req: Request, res: Response): Promise<voi
     throw refuse();
   }
 
-  const verdict = await ctx.throttle.attempt(tenant, email, address);
-  for (const scope of verdict.newlyLocked) {
-    ctx.metrics.lockouts.inc({ scope });
-    await ctx.audit.recordSeparately(tenant, {
-      action: 'auth.login.locked',
-      outcome: 'denied',
-      details: { email, address, scope },
-    });
-  }
-  if (!verdict.allowed) {
-    ctx.metrics.logins.inc({ outcome: 'throttled' });
-    throw errors.TOO_MANY_ATTEMPTS(undefined, undefined, {
-      headers: { 'Retry-After': String(verdict.retryAfterSeconds) },
-    });
-  }
+  await admitAttempt(ctx, tenant, email, address, () =>
+    ctx.metrics.logins.inc({ outcome: 'throttled' }),
+  );
 
   const found = await withTenantTransaction(ctx.sequelize, tenant, () =>
     row<UserRow & { password_hash: string | null }>(

@@ -8,6 +8,7 @@ import { errors } from '../errors.js';
 import { USER_COLUMNS, currentCaller, userView, type UserRow } from '../users.js';
 import { clientAddress, parseBody } from '../validation.js';
 import { assertAcceptablePassword } from './onboarding-routes.js';
+import { admitAttempt } from './session-routes.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -112,12 +113,7 @@ async function changePassword(ctx: AuthContext, req: Request, res: Response): Pr
   const tenant = res.locals.tenant as TenantEntry;
   const user = await withTenantTransaction(ctx.sequelize, tenant, () => currentCaller(ctx, req));
   const address = clientAddress(req);
-  const verdict = await ctx.throttle.attempt(tenant, user.email, address);
-  if (!verdict.allowed) {
-    throw errors.TOO_MANY_ATTEMPTS(undefined, undefined, {
-      headers: { 'Retry-After': String(verdict.retryAfterSeconds) },
-    });
-  }
+  await admitAttempt(ctx, tenant, user.email, address);
   const credential = await withTenantTransaction(ctx.sequelize, tenant, () =>
     row<{ password_hash: string }>(
       ctx.sequelize,
