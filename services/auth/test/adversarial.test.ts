@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import jwt from 'jsonwebtoken';
 import { QueryTypes } from 'sequelize';
-import { provision, seedAdmin, type ProvisionResult } from '@vextrus/migrations';
+import { deprovision, provision, seedAdmin, type ProvisionResult } from '@vextrus/migrations';
 import type { RunningService } from '@vextrus/shared';
 import type { AuthConfig } from '../src/config.js';
 import { PASSWORD, call, createAuthHarness, type Answer, type AuthHarness } from './support.js';
@@ -513,6 +513,42 @@ describe('auth service under attack', function () {
 
       expectProblem(await me(token, 'held'), 403, 'TENANT_UNAVAILABLE');
     });
+  });
+
+  describe('a tenant retained or deleted while its directory entry is still cached', () => {
+    for (const mode of ['retain', 'delete'] as const) {
+      it(`after ${mode}: login 401, refresh 401, setup 400, the old token 403, never 500`, async () => {
+        const slug = `gone-${mode}`;
+        const { session } = await harness.tenantWithAdmin(slug, base);
+        const email = `admin@${slug}.example`;
+        expect((await login(email, PASSWORD, slug)).status).to.equal(200);
+        await deprovision(harness.plane.db, slug, mode);
+
+        const loggedIn = await login(email, PASSWORD, slug);
+        const refreshed = await call(base, 'POST', '/auth/refresh', {
+          tenant: slug,
+          body: { refreshToken: session.refreshToken },
+        });
+        const loggedOut = await call(base, 'POST', '/auth/logout', {
+          tenant: slug,
+          body: { refreshToken: session.refreshToken },
+        });
+        const setup = await call(base, 'POST', '/auth/setup', {
+          tenant: slug,
+          body: { token: 'A'.repeat(43), password: PASSWORD },
+        });
+        const me = await call(base, 'GET', '/auth/me', {
+          tenant: slug,
+          token: session.accessToken as string,
+        });
+
+        expectProblem(loggedIn, 401, 'INVALID_CREDENTIALS');
+        expectProblem(refreshed, 401, 'INVALID_REFRESH_TOKEN');
+        expect(loggedOut.status).to.equal(204);
+        expectProblem(setup, 400, 'INVALID_ONE_TIME_TOKEN');
+        expectProblem(me, 403, 'TENANT_UNAVAILABLE');
+      });
+    }
   });
 
   describe('user administration', () => {
