@@ -12,7 +12,7 @@ import type { RequestHandler } from 'express';
 import { z } from 'zod';
 import type { AuthContext } from '../context.js';
 import { row, rows } from '../db.js';
-import { errors } from '../errors.js';
+import { errors, isTenantUnavailable } from '../errors.js';
 import { PASSWORD_PROBLEMS, passwordProblem } from '../passwords.js';
 import { USER_COLUMNS, currentCaller, normalizeEmail, userView, type UserRow } from '../users.js';
 import { addressedTenant, parseBody } from '../validation.js';
@@ -198,7 +198,14 @@ function invite(ctx: AuthContext): RequestHandler {
 }
 
 export function onboardingRoutes(app: Express, ctx: AuthContext, guard: RequestHandler[]): void {
-  app.post('/auth/setup', (req, res) => redeem(ctx, 'setup', req, res));
-  app.post('/auth/invitations/accept', (req, res) => redeem(ctx, 'invitation', req, res));
+  // A tenant retained or deleted while its directory entry was still cached: as for an unknown
+  // tenant, the token is simply not valid.
+  const unlessTenantGone = (err: unknown): never => {
+    throw isTenantUnavailable(err) ? errors.INVALID_ONE_TIME_TOKEN() : err;
+  };
+  app.post('/auth/setup', (req, res) => redeem(ctx, 'setup', req, res).catch(unlessTenantGone));
+  app.post('/auth/invitations/accept', (req, res) =>
+    redeem(ctx, 'invitation', req, res).catch(unlessTenantGone),
+  );
   app.post('/auth/invitations', ...guard, requireRole('tenant_admin'), invite(ctx));
 }

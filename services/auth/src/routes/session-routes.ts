@@ -3,7 +3,7 @@ import { withTenantTransaction, type TenantEntry } from '@vextrus/shared';
 import { z } from 'zod';
 import type { AuthContext } from '../context.js';
 import { row, rows } from '../db.js';
-import { errors } from '../errors.js';
+import { errors, isTenantUnavailable } from '../errors.js';
 import { USER_COLUMNS, normalizeEmail, userView, type UserRow } from '../users.js';
 import { addressedTenant, clientAddress, parseBody } from '../validation.js';
 
@@ -209,8 +209,30 @@ async function logout(ctx: AuthContext, req: Request, res: Response): Promise<vo
   res.status(204).end();
 }
 
+/**
+ * A tenant retained or deleted while its directory entry was still cached refuses its
+ * transactions with TENANT_UNAVAILABLE; these anonymous routes then answer as they do for an
+ * unknown or inactive tenant, so that nobody learns the tenant's state from them.
+ */
 export function sessionRoutes(app: Express, ctx: AuthContext): void {
-  app.post('/auth/login', (req, res) => login(ctx, req, res));
-  app.post('/auth/refresh', (req, res) => refresh(ctx, req, res));
-  app.post('/auth/logout', (req, res) => logout(ctx, req, res));
+  app.post('/auth/login', (req, res) =>
+    login(ctx, req, res).catch(async (err: unknown) => {
+      if (!isTenantUnavailable(err)) throw err;
+      const { password } = (req.body ?? {}) as { password?: unknown };
+      await ctx.passwords.verifyNothing(typeof password === 'string' ? password : '');
+      ctx.metrics.logins.inc({ outcome: 'failure' });
+      throw errors.INVALID_CREDENTIALS();
+    }),
+  );
+  app.post('/auth/refresh', (req, res) =>
+    refresh(ctx, req, res).catch((err: unknown) => {
+      throw isTenantUnavailable(err) ? errors.INVALID_REFRESH_TOKEN() : err;
+    }),
+  );
+  app.post('/auth/logout', (req, res) =>
+    logout(ctx, req, res).catch((err: unknown) => {
+      if (!isTenantUnavailable(err)) throw err;
+      res.status(204).end();
+    }),
+  );
 }
