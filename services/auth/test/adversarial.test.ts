@@ -551,6 +551,66 @@ describe('auth service under attack', function () {
     }
   });
 
+  describe('overload and lost connections', () => {
+    it('logins refused for a full argon2 queue (503) do not count against the account', async () => {
+      const { service: busy } = await harness.start({
+        AUTH_HASH_CONCURRENCY: '1',
+        AUTH_HASH_QUEUE_LIMIT: '0',
+        AUTH_LOGIN_ACCOUNT_LIMIT: '3',
+      });
+      await harness.tenantWithAdmin('busy', busy.url);
+      const attempt = () =>
+        call(busy.url, 'POST', '/auth/login', {
+          tenant: 'busy',
+          body: { email: 'admin@busy.example', password: 'wrong password!!' },
+        });
+
+      const burst = await Promise.all(Array.from({ length: 6 }, attempt));
+      const busyAnswers = burst.filter((a) => a.status === 503);
+      const [counter] = await harness.plane.db.sequelize.query<{ attempts: number }>(
+        "SELECT attempts FROM tenant_busy.login_throttle WHERE key = 'account:admin@busy.example'",
+        { type: QueryTypes.SELECT },
+      );
+
+      // Each attempt is counted before its check; one refused for the full queue is given back.
+      for (const answer of burst) {
+        const code = { 401: 'INVALID_CREDENTIALS', 429: 'TOO_MANY_ATTEMPTS' }[answer.status];
+        expectProblem(answer, answer.status, code ?? 'PASSWORD_CHECKS_BUSY');
+      }
+      expect(busyAnswers).to.have.length.at.least(1);
+      expect(busyAnswers[0]?.headers.get('retry-after')).to.equal('1');
+      expect(counter?.attempts).to.equal(burst.length - busyAnswers.length);
+    });
+
+    it('after its database connections were killed, the service answers again, never 500', async () => {
+      const { service: fragile } = await harness.start();
+      await harness.tenantWithAdmin('fragile', fragile.url);
+      const ok = await call(fragile.url, 'POST', '/auth/login', {
+        tenant: 'fragile',
+        body: { email: 'admin@fragile.example', password: PASSWORD },
+      });
+      expect(ok.status).to.equal(200);
+      await harness.plane.db.sequelize.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()
+            AND usename NOT IN (current_user)`,
+      );
+
+      const statuses = [];
+      for (let i = 0; i < 4; i++) {
+        const answer = await call(fragile.url, 'POST', '/auth/refresh', {
+          tenant: 'fragile',
+          body: { refreshToken: ok.body.refreshToken },
+        });
+        statuses.push(answer.status);
+        if (answer.status === 200) break;
+        expectProblem(answer, 503, 'UNAVAILABLE');
+      }
+
+      expect(statuses.at(-1)).to.equal(200);
+    });
+  });
+
   describe('user administration', () => {
     const patch = (id: string, body: unknown, token = adminToken, tenant = 'alpha') =>
       call(base, 'PATCH', `/auth/users/${id}`, { tenant, token, body });

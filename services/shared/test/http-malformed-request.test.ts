@@ -1,5 +1,6 @@
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { expect } from 'chai';
+import { DatabaseError } from 'sequelize';
 import type { ServiceDefinition } from '@vextrus/shared';
 import { startTestService, type TestService } from './support.js';
 
@@ -14,10 +15,20 @@ const probe: ServiceDefinition = {
     app.patch('/users/:id', (req, res) => {
       res.json({ id: req.params.id });
     });
+    app.get('/session-ended/:code', (req) => {
+      // What a query on a pooled connection whose server session was ended fails with
+      // (pg_terminate_backend: 57P01, a shutdown, …) when the statement is the first on it.
+      throw new DatabaseError(
+        Object.assign(new Error('terminating connection due to administrator command'), {
+          code: req.params.code,
+          sql: 'START TRANSACTION; SELECT set_config(…)',
+        }),
+      );
+    });
   },
 };
 
-describe('HTTP bootstrap with malformed requests', () => {
+describe('HTTP bootstrap with malformed requests and lost sessions', () => {
   let t: TestService;
   before(async () => {
     t = await startTestService(probe, { HTTP_BODY_LIMIT_BYTES: '2048' });
@@ -72,6 +83,16 @@ describe('HTTP bootstrap with malformed requests', () => {
 
       expect([answer.status, answer.body.code], id).to.deep.equal([400, 'VALIDATION_FAILED']);
       expect(answer.type).to.match(/^application\/problem\+json/);
+    }
+  });
+
+  it('a database session ended under a query answers 503 UNAVAILABLE with Retry-After', async () => {
+    for (const code of ['57P01', '57P02', '57P03', '08006']) {
+      const response = await fetch(`${t.service.url}/session-ended/${code}`);
+      const body = (await response.json()) as Record<string, unknown>;
+
+      expect([response.status, body.code], code).to.deep.equal([503, 'UNAVAILABLE']);
+      expect(response.headers.get('retry-after'), code).to.equal('5');
     }
   });
 });
