@@ -60,6 +60,15 @@ const TRANSIENT: Record<string, string> = {
 };
 
 /**
+ * Whether a SQLSTATE says the database session ended under the request: 57P01 to 57P05
+ * (pg_terminate_backend, a shutdown, a crash, an idle-session timeout) or a connection exception
+ * (class 08). The pool replaces the connection, so asking again may work.
+ */
+function sessionEnded(code: string | undefined): boolean {
+  return code !== undefined && (code.startsWith('08') || /^57P0[1-5]$/.test(code));
+}
+
+/**
  * The SQLSTATE of a database error, or of the database error that caused `err` (an audit
  * record that could not be written because its transaction lost to concurrent work is such a
  * failure too: the change was rolled back with it).
@@ -78,14 +87,22 @@ function databaseCode(err: unknown): string | undefined {
 
 /**
  * The database out of reach: every pooled connection busy for longer than the pool waits
- * (ConnectionAcquireTimeoutError), PostgreSQL refusing or dropping connections, or the
- * transaction lost to concurrent work (TRANSIENT). Nothing was done, and asking again later may
- * work: 503 with Retry-After, not a bare 500.
+ * (ConnectionAcquireTimeoutError), PostgreSQL refusing or dropping connections or ending a
+ * session under a query (sessionEnded), or the transaction lost to concurrent work (TRANSIENT).
+ * Nothing was done, and asking again later may work: 503 with Retry-After, not a bare 500.
  */
 function fromDatabase(err: unknown): AppError | undefined {
-  const transient = TRANSIENT[databaseCode(err) ?? ''];
+  const code = databaseCode(err);
+  const transient = TRANSIENT[code ?? ''];
   if (transient) {
     return commonErrors.UNAVAILABLE(transient, {}, { headers: { 'Retry-After': '5' } });
+  }
+  if (sessionEnded(code)) {
+    return commonErrors.UNAVAILABLE(
+      'The database connection was lost; try again shortly',
+      {},
+      { headers: { 'Retry-After': '5' } },
+    );
   }
   if (err instanceof ConnectionAcquireTimeoutError) {
     return commonErrors.UNAVAILABLE(
