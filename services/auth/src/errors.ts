@@ -1,4 +1,4 @@
-import { commonErrorKinds, defineErrors, tenantErrors } from '@vextrus/shared';
+import { AppError, commonErrorKinds, defineErrors, tenantErrors } from '@vextrus/shared';
 
 /** Every error code the auth service answers with: its stable catalogue. */
 export const errors = defineErrors({
@@ -38,3 +38,11 @@ export const errors = defineErrors({
     title: 'The user has not chosen a password yet; send a new invitation instead',
   },
 });
+
+/**
+ * Whether a tenant transaction was refused because the tenant was retained or deleted after its
+ * directory entry (cached for a few seconds) last said it was active.
+ */
+export function isTenantUnavailable(err: unknown): boolean {
+  return err instanceof AppError && err.code === 'TENANT_UNAVAILABLE';
+}

@@ -12,9 +12,9 @@ import type { RequestHandler } from 'express';
 import { z } from 'zod';
 import type { AuthContext } from '../context.js';
 import { row, rows } from '../db.js';
-import { errors } from '../errors.js';
+import { errors, isTenantUnavailable } from '../errors.js';
 import { PASSWORD_PROBLEMS, passwordProblem } from '../passwords.js';
-import { USER_COLUMNS, normalizeEmail, userView, type UserRow } from '../users.js';
+import { USER_COLUMNS, currentCaller, normalizeEmail, userView, type UserRow } from '../users.js';
 import { addressedTenant, parseBody } from '../validation.js';
 
 const RedeemBody = z.object({
@@ -22,14 +22,29 @@ const RedeemBody = z.object({
   password: z.string().min(1).max(1024),
 });
 
+/**
+ * Control characters (NUL among them, which PostgreSQL cannot store and Sequelize would quietly
+ * turn into the two characters `\0`) and lone surrogates (which are no Unicode text).
+ */
+const UNSTORABLE = /[\p{Cc}\p{Cs}]/u;
+
 const InviteBody = z.object({
+  // Lower-cased before the length is checked: some characters grow when lower-cased (U+0130
+  // becomes two), and the users table refuses an email longer than 254 characters.
   email: z
     .string()
     .trim()
+    .toLowerCase()
     .min(3)
     .max(254)
-    .regex(/^[^\s@]+@[^\s@]+$/, 'not an email address'),
-  name: z.string().trim().min(1).max(200),
+    .regex(/^[^\s@]+@[^\s@]+$/, 'not an email address')
+    .refine((email) => !UNSTORABLE.test(email), 'not an email address'),
+  name: z
+    .string()
+    .trim()
+    .min(1)
+    .max(200)
+    .refine((name) => !UNSTORABLE.test(name), 'must not contain control characters'),
   role: z.enum(ROLES),
 });
 
@@ -120,10 +135,10 @@ async function redeem(
  */
 function invite(ctx: AuthContext): RequestHandler {
   return tenantRoute(ctx.sequelize, async (req, res) => {
+    const inviter = (await currentCaller(ctx, req, ['tenant_admin'])).id;
     const body = parseBody(InviteBody, req);
     const email = normalizeEmail(body.email);
     const tenant = res.locals.tenant as TenantEntry;
-    const inviter = req.user?.userId;
     const existing = await row<UserRow>(
       ctx.sequelize,
       `SELECT ${USER_COLUMNS} FROM users WHERE email = $1 FOR UPDATE`,
@@ -183,7 +198,14 @@ function invite(ctx: AuthContext): RequestHandler {
 }
 
 export function onboardingRoutes(app: Express, ctx: AuthContext, guard: RequestHandler[]): void {
-  app.post('/auth/setup', (req, res) => redeem(ctx, 'setup', req, res));
-  app.post('/auth/invitations/accept', (req, res) => redeem(ctx, 'invitation', req, res));
+  // A tenant retained or deleted while its directory entry was still cached: as for an unknown
+  // tenant, the token is simply not valid.
+  const unlessTenantGone = (err: unknown): never => {
+    throw isTenantUnavailable(err) ? errors.INVALID_ONE_TIME_TOKEN() : err;
+  };
+  app.post('/auth/setup', (req, res) => redeem(ctx, 'setup', req, res).catch(unlessTenantGone));
+  app.post('/auth/invitations/accept', (req, res) =>
+    redeem(ctx, 'invitation', req, res).catch(unlessTenantGone),
+  );
   app.post('/auth/invitations', ...guard, requireRole('tenant_admin'), invite(ctx));
 }

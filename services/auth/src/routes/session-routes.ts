@@ -3,16 +3,20 @@ import { withTenantTransaction, type TenantEntry } from '@vextrus/shared';
 import { z } from 'zod';
 import type { AuthContext } from '../context.js';
 import { row, rows } from '../db.js';
-import { errors } from '../errors.js';
+import { errors, isTenantUnavailable } from '../errors.js';
 import { USER_COLUMNS, normalizeEmail, userView, type UserRow } from '../users.js';
 import { addressedTenant, clientAddress, parseBody } from '../validation.js';
 
 const LoginBody = z.object({
-  email: z.string().min(1).max(254),
+  // Normalized (normalizeEmail) before the length is checked: the throttle keys the account by
+  // the normalized email, and some characters grow when lower-cased (U+0130 becomes two).
+  email: z.string().trim().toLowerCase().min(1).max(254),
   password: z.string().min(1).max(1024),
 });
 
-const RefreshBody = z.object({ refreshToken: z.string().min(1).max(200) });
+// Any string up to the body limit: one that cannot be a refresh token (an access token sent by
+// mistake, a truncated one) is an invalid refresh token (401), not an invalid field.
+const RefreshBody = z.object({ refreshToken: z.string().min(1) });
 
 /** Sets the headers every answer carrying tokens needs. */
 function noStore(res: Response): void {
@@ -24,6 +28,36 @@ function noStore(res: Response): void {
 async function activeTenant(ctx: AuthContext, slug: string): Promise<TenantEntry | undefined> {
   const tenant = await ctx.directory.lookup(slug);
   return tenant?.status === 'active' ? tenant : undefined;
+}
+
+/**
+ * Counts an attempt at a user's password (a login, or the current password of a change) against
+ * the account and the client address. A counter that reaches its limit with this attempt is
+ * counted and audited (auth.login.locked, whichever route reached it); when a counter is
+ * exhausted, `refused` is called and the attempt is refused with 429 TOO_MANY_ATTEMPTS.
+ */
+export async function admitAttempt(
+  ctx: AuthContext,
+  tenant: TenantEntry,
+  email: string,
+  address: string,
+  refused?: () => void,
+): Promise<void> {
+  const verdict = await ctx.throttle.attempt(tenant, email, address);
+  for (const scope of verdict.newlyLocked) {
+    ctx.metrics.lockouts.inc({ scope });
+    await ctx.audit.recordSeparately(tenant, {
+      action: 'auth.login.locked',
+      outcome: 'denied',
+      details: { email, address, scope },
+    });
+  }
+  if (!verdict.allowed) {
+    refused?.();
+    throw errors.TOO_MANY_ATTEMPTS(undefined, undefined, {
+      headers: { 'Retry-After': String(verdict.retryAfterSeconds) },
+    });
+  }
 }
 
 /**
@@ -47,21 +81,9 @@ async function login(ctx: AuthContext, req: Request, res: Response): Promise<voi
     throw refuse();
   }
 
-  const verdict = await ctx.throttle.attempt(tenant, email, address);
-  for (const scope of verdict.newlyLocked) {
-    ctx.metrics.lockouts.inc({ scope });
-    await ctx.audit.recordSeparately(tenant, {
-      action: 'auth.login.locked',
-      outcome: 'denied',
-      details: { email, address, scope },
-    });
-  }
-  if (!verdict.allowed) {
-    ctx.metrics.logins.inc({ outcome: 'throttled' });
-    throw errors.TOO_MANY_ATTEMPTS(undefined, undefined, {
-      headers: { 'Retry-After': String(verdict.retryAfterSeconds) },
-    });
-  }
+  await admitAttempt(ctx, tenant, email, address, () =>
+    ctx.metrics.logins.inc({ outcome: 'throttled' }),
+  );
 
   const found = await withTenantTransaction(ctx.sequelize, tenant, () =>
     row<UserRow & { password_hash: string | null }>(
@@ -187,8 +209,30 @@ async function logout(ctx: AuthContext, req: Request, res: Response): Promise<vo
   res.status(204).end();
 }
 
+/**
+ * A tenant retained or deleted while its directory entry was still cached refuses its
+ * transactions with TENANT_UNAVAILABLE; these anonymous routes then answer as they do for an
+ * unknown or inactive tenant, so that nobody learns the tenant's state from them.
+ */
 export function sessionRoutes(app: Express, ctx: AuthContext): void {
-  app.post('/auth/login', (req, res) => login(ctx, req, res));
-  app.post('/auth/refresh', (req, res) => refresh(ctx, req, res));
-  app.post('/auth/logout', (req, res) => logout(ctx, req, res));
+  app.post('/auth/login', (req, res) =>
+    login(ctx, req, res).catch(async (err: unknown) => {
+      if (!isTenantUnavailable(err)) throw err;
+      const { password } = (req.body ?? {}) as { password?: unknown };
+      await ctx.passwords.verifyNothing(typeof password === 'string' ? password : '');
+      ctx.metrics.logins.inc({ outcome: 'failure' });
+      throw errors.INVALID_CREDENTIALS();
+    }),
+  );
+  app.post('/auth/refresh', (req, res) =>
+    refresh(ctx, req, res).catch((err: unknown) => {
+      throw isTenantUnavailable(err) ? errors.INVALID_REFRESH_TOKEN() : err;
+    }),
+  );
+  app.post('/auth/logout', (req, res) =>
+    logout(ctx, req, res).catch((err: unknown) => {
+      if (!isTenantUnavailable(err)) throw err;
+      res.status(204).end();
+    }),
+  );
 }

@@ -5,9 +5,10 @@ import { z } from 'zod';
 import type { AuthContext } from '../context.js';
 import { row, rows } from '../db.js';
 import { errors } from '../errors.js';
-import { USER_COLUMNS, userView, type UserRow } from '../users.js';
+import { USER_COLUMNS, currentCaller, userView, type UserRow } from '../users.js';
 import { clientAddress, parseBody } from '../validation.js';
 import { assertAcceptablePassword } from './onboarding-routes.js';
+import { admitAttempt } from './session-routes.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -25,20 +26,6 @@ const PasswordBody = z.object({
 
 const ListQuery = z.object({ status: z.enum(['pending', 'active', 'disabled']).optional() });
 
-/**
- * The caller's own user row, which must still be active: an access token outlives a disable
- * by at most its lifetime, but the auth service's own routes refuse it at once.
- */
-async function caller(ctx: AuthContext, req: Request): Promise<UserRow> {
-  const user = await row<UserRow>(
-    ctx.sequelize,
-    `SELECT ${USER_COLUMNS} FROM users WHERE id = $1`,
-    [req.user?.userId],
-  );
-  if (!user || user.status !== 'active') throw errors.UNAUTHENTICATED();
-  return user;
-}
-
 /** Whether the tenant keeps an active administrator other than `userId`; locks them. */
 async function otherActiveAdmins(ctx: AuthContext, userId: string): Promise<number> {
   const admins = await rows<{ id: string }>(
@@ -53,7 +40,7 @@ async function otherActiveAdmins(ctx: AuthContext, userId: string): Promise<numb
 /** PATCH /auth/users/:id (tenant_admin): changes role and/or disables or re-enables. */
 function patchUser(ctx: AuthContext): RequestHandler {
   return tenantRoute(ctx.sequelize, async (req) => {
-    await caller(ctx, req);
+    await currentCaller(ctx, req, ['tenant_admin']);
     const id = String(req.params.id);
     const body = parseBody(PatchBody, req);
     if (!UUID.test(id)) throw errors.USER_NOT_FOUND();
@@ -124,14 +111,9 @@ function patchUser(ctx: AuthContext): RequestHandler {
 async function changePassword(ctx: AuthContext, req: Request, res: Response): Promise<void> {
   const body = parseBody(PasswordBody, req);
   const tenant = res.locals.tenant as TenantEntry;
-  const user = await withTenantTransaction(ctx.sequelize, tenant, () => caller(ctx, req));
+  const user = await withTenantTransaction(ctx.sequelize, tenant, () => currentCaller(ctx, req));
   const address = clientAddress(req);
-  const verdict = await ctx.throttle.attempt(tenant, user.email, address);
-  if (!verdict.allowed) {
-    throw errors.TOO_MANY_ATTEMPTS(undefined, undefined, {
-      headers: { 'Retry-After': String(verdict.retryAfterSeconds) },
-    });
-  }
+  await admitAttempt(ctx, tenant, user.email, address);
   const credential = await withTenantTransaction(ctx.sequelize, tenant, () =>
     row<{ password_hash: string }>(
       ctx.sequelize,
@@ -180,14 +162,14 @@ export function userRoutes(app: Express, ctx: AuthContext, guard: RequestHandler
   app.get(
     '/auth/me',
     ...guard,
-    tenantRoute(ctx.sequelize, async (req) => ({ body: userView(await caller(ctx, req)) })),
+    tenantRoute(ctx.sequelize, async (req) => ({ body: userView(await currentCaller(ctx, req)) })),
   );
   app.get(
     '/auth/users',
     ...guard,
     requireRole('tenant_admin', 'auditor'),
     tenantRoute(ctx.sequelize, async (req) => {
-      await caller(ctx, req);
+      await currentCaller(ctx, req, ['tenant_admin', 'auditor']);
       const query = ListQuery.safeParse(req.query);
       if (!query.success) {
         throw errors.VALIDATION_FAILED('status must be pending, active or disabled');

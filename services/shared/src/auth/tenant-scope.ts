@@ -14,14 +14,38 @@ export interface TenantDirectory {
   lookup(slug: string): Promise<TenantEntry | undefined>;
 }
 
+/** What may name a tenant: a DNS label (every provisioned slug is one, and shorter). */
+const SLUG = /^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
 /**
  * Reads platform.tenants (the application role may only SELECT it), caching each answer
- * briefly.
+ * briefly. A name that cannot be a slug is unknown without a query. The cache holds at most
+ * `maxEntries` names, unknown ones included, so that requests naming ever new tenants (any
+ * client can send any X-Tenant-ID, or a host under a wildcard domain) cannot fill the memory:
+ * when it is full, the expired entries go first, then the oldest.
  */
-export function createTenantDirectory(sequelize: Sequelize, ttlMs = 15_000): TenantDirectory {
+export function createTenantDirectory(
+  sequelize: Sequelize,
+  ttlMs = 15_000,
+  maxEntries = 10_000,
+): TenantDirectory {
   const cache = new Map<string, { entry: TenantEntry | undefined; until: number }>();
+  const remember = (slug: string, entry: TenantEntry | undefined): void => {
+    const now = Date.now();
+    cache.delete(slug);
+    if (cache.size >= maxEntries) {
+      for (const [name, cached] of cache) if (cached.until <= now) cache.delete(name);
+    }
+    // A Map iterates in insertion order: the first key is the oldest.
+    for (const name of cache.keys()) {
+      if (cache.size < maxEntries) break;
+      cache.delete(name);
+    }
+    cache.set(slug, { entry, until: now + ttlMs });
+  };
   return {
     async lookup(slug) {
+      if (!SLUG.test(slug)) return undefined;
       const hit = cache.get(slug);
       if (hit && hit.until > Date.now()) return hit.entry;
       const [row] = await sequelize.query<{
@@ -41,7 +65,7 @@ export function createTenantDirectory(sequelize: Sequelize, ttlMs = 15_000): Ten
         role: row.role_name,
         status: row.status,
       };
-      cache.set(slug, { entry, until: Date.now() + ttlMs });
+      remember(slug, entry);
       return entry;
     },
   };

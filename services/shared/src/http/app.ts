@@ -36,13 +36,23 @@ export function createHttpApp(options: HttpAppOptions): Express {
     next();
   });
   app.use(operationalRoutes(options.health, options.metrics));
-  app.use(
-    express.json({
-      limit: options.bodyLimitBytes,
-      strict: true,
-      type: ['application/json', 'application/*+json'],
-    }),
-  );
+  const json = express.json({
+    limit: options.bodyLimitBytes,
+    strict: true,
+    type: ['application/json', 'application/*+json'],
+  });
+  app.use((req, res, next) => {
+    json(req, res, (err?: unknown) => {
+      // A compressed body that does not decompress fails with zlib's or brotli's own error,
+      // which the body parser marks with status 400 only (no type): it is unreadable like
+      // malformed JSON, not a server error.
+      const untyped = typeof err === 'object' && err !== null && !('type' in err);
+      if (untyped && (err as { status?: unknown }).status === 400) {
+        return next(commonErrors.MALFORMED_JSON('The request body could not be decompressed'));
+      }
+      next(err);
+    });
+  });
   app.use((req, _res, next) => {
     const hasBody = Number(req.get('content-length') ?? 0) > 0 || req.get('transfer-encoding');
     if (hasBody && !req.is(['application/json', 'application/*+json'])) {

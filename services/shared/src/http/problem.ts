@@ -41,6 +41,15 @@ function fromBodyParser(err: { type?: unknown; limit?: unknown }): AppError | un
 }
 
 /**
+ * Express's router cannot decode a path parameter that is not valid percent-encoding
+ * (`/users/%ZZ`): it throws a URIError marked with status 400 before any handler runs.
+ */
+function fromRouter(err: unknown): AppError | undefined {
+  if (!(err instanceof URIError) || (err as { status?: unknown }).status !== 400) return undefined;
+  return commonErrors.VALIDATION_FAILED('A path segment is not valid percent-encoding');
+}
+
+/**
  * SQLSTATEs of a transaction that lost to concurrent work and was rolled back whole: a lock not
  * granted within lock_timeout, a serialization failure, a deadlock. Asking again may work.
  */
@@ -49,6 +58,15 @@ const TRANSIENT: Record<string, string> = {
   '40001': 'This request conflicted with concurrent changes; try again',
   '40P01': 'This request conflicted with concurrent changes; try again',
 };
+
+/**
+ * Whether a SQLSTATE says the database session ended under the request: 57P01 to 57P05
+ * (pg_terminate_backend, a shutdown, a crash, an idle-session timeout) or a connection exception
+ * (class 08). The pool replaces the connection, so asking again may work.
+ */
+function sessionEnded(code: string | undefined): boolean {
+  return code !== undefined && (code.startsWith('08') || /^57P0[1-5]$/.test(code));
+}
 
 /**
  * The SQLSTATE of a database error, or of the database error that caused `err` (an audit
@@ -69,14 +87,22 @@ function databaseCode(err: unknown): string | undefined {
 
 /**
  * The database out of reach: every pooled connection busy for longer than the pool waits
- * (ConnectionAcquireTimeoutError), PostgreSQL refusing or dropping connections, or the
- * transaction lost to concurrent work (TRANSIENT). Nothing was done, and asking again later may
- * work: 503 with Retry-After, not a bare 500.
+ * (ConnectionAcquireTimeoutError), PostgreSQL refusing or dropping connections or ending a
+ * session under a query (sessionEnded), or the transaction lost to concurrent work (TRANSIENT).
+ * Nothing was done, and asking again later may work: 503 with Retry-After, not a bare 500.
  */
 function fromDatabase(err: unknown): AppError | undefined {
-  const transient = TRANSIENT[databaseCode(err) ?? ''];
+  const code = databaseCode(err);
+  const transient = TRANSIENT[code ?? ''];
   if (transient) {
     return commonErrors.UNAVAILABLE(transient, {}, { headers: { 'Retry-After': '5' } });
+  }
+  if (sessionEnded(code)) {
+    return commonErrors.UNAVAILABLE(
+      'The database connection was lost; try again shortly',
+      {},
+      { headers: { 'Retry-After': '5' } },
+    );
   }
   if (err instanceof ConnectionAcquireTimeoutError) {
     return commonErrors.UNAVAILABLE(
@@ -112,7 +138,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       err instanceof AppError
         ? err
         : typeof err === 'object' && err !== null
-          ? (fromBodyParser(err) ?? fromDatabase(err))
+          ? (fromBodyParser(err) ?? fromRouter(err) ?? fromDatabase(err))
           : undefined;
     if (known) {
       if (known.status >= 500) logger.error({ err }, 'request failed');
