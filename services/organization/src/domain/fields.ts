@@ -5,7 +5,12 @@ import { z } from 'zod';
  * of the tenant tables, so anything the validators accept the database accepts too.
  */
 
-export const id = z.uuid({ error: 'must be a UUID' });
+/**
+ * A record id, lower-cased: PostgreSQL compares uuids in any case, but the service also compares
+ * ids as strings (a division's ancestry against the moved division, a site's project against
+ * X-Project-ID), so every id that enters has the form the database returns.
+ */
+export const id = z.uuid({ error: 'must be a UUID' }).toLowerCase();
 
 export const code = z
   .string()

@@ -300,7 +300,8 @@ export async function updateRecord(
   }
   assertConsistent(entity, before, changes);
   await lockReferences(records, entity, changes, organizationId);
-  if (moving) await assertPlacement(sql, id, changes.parentId as string);
+  // The stored id, not the path's: the ancestry it is looked for in holds ids as stored.
+  if (moving) await assertPlacement(sql, before.id, changes.parentId as string);
 
   const after = await records.update(entity, id, versionOf(ifMatch), changes);
   if (!after) {
