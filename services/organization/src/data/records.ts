@@ -18,8 +18,11 @@ export interface ListQuery {
   status?: string;
   code?: string;
   name?: string;
-  /** Column → id: parent filters and the X-Project-ID / X-Site-ID scope. */
-  equals: Record<string, string>;
+  /**
+   * Column and id pairs that rows must all match: the path's parent, the id filters and the
+   * X-Project-ID / X-Site-ID scope. A column may come more than once; rows then match every id.
+   */
+  equals: readonly (readonly [column: string, id: string])[];
 }
 
 export interface Page {
@@ -136,7 +139,7 @@ export class Records {
       const pattern = param(containing(query.name));
       where.push(`(${entity.nameColumns.map((c) => `${c} ILIKE ${pattern}`).join(' OR ')})`);
     }
-    for (const [column, id] of Object.entries(query.equals)) {
+    for (const [column, id] of query.equals) {
       where.push(`${column} = ${param(id)}::uuid`);
     }
     const direction = query.descending ? 'DESC' : 'ASC';

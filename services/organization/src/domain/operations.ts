@@ -107,13 +107,13 @@ export interface ListInput {
   [idFilter: string]: unknown;
 }
 
-/** The X-Project-ID / X-Site-ID scope of a list: columns the rows must match. */
-function contextScope(context: OperationContext, entity: Entity): Record<string, string> {
-  const scope: Record<string, string> = {};
-  if (entity.name === 'project' && context.projectId) scope.id = context.projectId;
+/** The X-Project-ID / X-Site-ID scope of a list: column and id pairs the rows must match. */
+function contextScope(context: OperationContext, entity: Entity): [string, string][] {
+  const scope: [string, string][] = [];
+  if (entity.name === 'project' && context.projectId) scope.push(['id', context.projectId]);
   if (entity.name === 'site') {
-    if (context.projectId) scope.project_id = context.projectId;
-    if (context.siteId) scope.id = context.siteId;
+    if (context.projectId) scope.push(['project_id', context.projectId]);
+    if (context.siteId) scope.push(['id', context.siteId]);
   }
   return scope;
 }
@@ -149,12 +149,14 @@ export async function listRecords(
       ],
     });
   }
-  const equals: Record<string, string> = {};
+  // The scope narrows the list further; it never replaces the parent or a filter, so a path or
+  // filter naming another project than X-Project-ID lists nothing.
+  const equals: [string, string][] = [];
   for (const [filter, column] of Object.entries(entity.idFilters)) {
     const value = input[filter];
-    if (typeof value === 'string') equals[column] = value;
+    if (typeof value === 'string') equals.push([column, value]);
   }
-  if (parentId !== undefined && entity.parent) equals[entity.parent.column] = parentId;
+  if (parentId !== undefined && entity.parent) equals.push([entity.parent.column, parentId]);
   const page = await records.list(entity, {
     sort,
     descending,
@@ -163,7 +165,7 @@ export async function listRecords(
     status: input.status,
     code: input.code,
     name: input.name,
-    equals: { ...equals, ...contextScope(context, entity) },
+    equals: [...equals, ...contextScope(context, entity)],
   });
   return { body: page };
 }
