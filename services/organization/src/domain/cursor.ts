@@ -30,11 +30,35 @@ export function decodeCursor(text: string): Cursor | undefined {
   }
 }
 
-const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.\d{6}Z$/;
 
-/** Whether a cursor's value can be read back as the sort key's type. */
+/** Whether text of the cursor's timestamp form names a real instant PostgreSQL can read. */
+function isInstant(value: string): boolean {
+  const parts = TIMESTAMP.exec(value)?.slice(1).map(Number);
+  if (!parts) return false;
+  const [year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0] = parts;
+  // setUTCFullYear, unlike Date.UTC, takes years below 100 as they are.
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  date.setUTCHours(hour, minute, second);
+  return (
+    year >= 1 &&
+    date.getUTCFullYear() === year &&
+    date.getUTCMonth() === month - 1 &&
+    date.getUTCDate() === day &&
+    date.getUTCHours() === hour &&
+    date.getUTCMinutes() === minute &&
+    date.getUTCSeconds() === second
+  );
+}
+
+/**
+ * Whether a cursor's value can be read back as the sort key's type: text without NUL (which
+ * PostgreSQL text cannot hold), or a real instant. A forged value is then refused as a cursor
+ * instead of failing in the database.
+ */
 export function cursorValueFits(key: SortKey, value: string): boolean {
-  return key.type === 'text' || TIMESTAMP.test(value);
+  return key.type === 'text' ? !value.includes('\u0000') : isInstant(value);
 }
 
 /** SQL that reads a sort key as the text a cursor carries (timestamps to the microsecond). */
