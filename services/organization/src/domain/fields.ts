@@ -24,9 +24,19 @@ export function withoutNul(value: string): boolean {
   return !value.includes('\u0000');
 }
 
+/** A high surrogate not followed by a low one, or a low surrogate not preceded by a high one. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Whether a string has no lone surrogate (half of a character that UTF-8 cannot encode). */
+export function wellFormed(value: string): boolean {
+  return !LONE_SURROGATE.test(value);
+}
+
 /**
- * Free text of 1 to `max` characters, trimmed. PostgreSQL text cannot hold NUL, so it is refused
- * here with a field error rather than failing (or being rewritten) on its way to the database.
+ * Free text of 1 to `max` characters, trimmed. PostgreSQL text cannot hold NUL, and UTF-8 cannot
+ * hold a lone surrogate (JSON can: `"\ud800"`), which the driver would silently turn into U+FFFD,
+ * so both are refused here with a field error rather than failing (or being rewritten) on their
+ * way to the database.
  */
 function text(max: number) {
   return z
@@ -34,7 +44,8 @@ function text(max: number) {
     .trim()
     .min(1)
     .max(max)
-    .refine(withoutNul, { error: 'must not contain NUL characters' });
+    .refine(withoutNul, { error: 'must not contain NUL characters' })
+    .refine(wellFormed, { error: 'must not contain lone surrogates (invalid Unicode)' });
 }
 
 export const name = text(200);
@@ -98,7 +109,10 @@ export const phone = z
   .string()
   .regex(/^\+?[0-9 ()-]{3,32}$/, { error: 'must be 3-32 digits, spaces, "(", ")" or "-"' });
 
-export const date = z.iso.date({ error: 'must be a date as YYYY-MM-DD' });
+/** A calendar date; PostgreSQL has no year 0 (1 BC), so years start at 0001. */
+export const date = z.iso
+  .date({ error: 'must be a date as YYYY-MM-DD' })
+  .refine((value) => !value.startsWith('0000'), { error: 'must be a date from 0001-01-01' });
 
 export const latitude = z.number().min(-90).max(90);
 export const longitude = z.number().min(-180).max(180);
