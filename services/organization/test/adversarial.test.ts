@@ -12,6 +12,7 @@ import {
   type TestTenant,
   type Tree,
 } from './support.js';
+import { knownTimeZoneCount, timeZone } from '../src/domain/fields.js';
 
 interface AuditRow {
   action: string;
@@ -654,6 +655,19 @@ describe('organization service: hostile input and races', function () {
         expect(await count()).to.equal(before);
       });
     }
+
+    it('when a time zone arrives in thousands of letter cases, the cache of checked zones grows by one', () => {
+      const zone = 'America/Argentina/ComodRivadavia';
+      const before = knownTimeZoneCount();
+      for (let variant = 0; variant < 2000; variant++) {
+        const spelled = [...zone]
+          .map((c, i) => ((variant >> (i % 11)) & 1 ? c.toUpperCase() : c.toLowerCase()))
+          .join('');
+        expect(timeZone.safeParse(spelled).success).to.equal(true);
+      }
+
+      expect(knownTimeZoneCount() - before).to.be.at.most(1);
+    });
 
     it('when a unicode name is stored, it comes back exactly as sent', async () => {
       const name = 'শাখা 𝔘𝔫𝔦 \u200d👩‍👩‍👧 ﷽';

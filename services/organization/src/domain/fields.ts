@@ -95,6 +95,11 @@ function isTimeZone(value: string): boolean {
   return true;
 }
 
+/** How many time zones the validator has checked and keeps; for tests. */
+export function knownTimeZoneCount(): number {
+  return KNOWN_TIME_ZONES.size;
+}
+
 export const timeZone = z
   .string()
   .regex(/^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+){0,2}$/, {
