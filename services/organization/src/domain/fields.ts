@@ -78,20 +78,23 @@ export const currency = z
   .refine((value) => CURRENCIES.has(value), { error: 'is not an ISO 4217 currency code' });
 
 /**
- * Time zones already checked. Building an Intl.DateTimeFormat is the only complete test (it
- * knows every alias), but costs ~0.1 ms, and the same few zones come back in every request.
- * Only known zones are kept, so the set stays as small as the IANA database.
+ * Time zones already checked, by lower-case name. Building an Intl.DateTimeFormat is the only
+ * complete test (it knows every alias), but costs ~0.1 ms, and the same few zones come back in
+ * every request. Intl takes a zone in any letter case, so the cache is keyed by the lower-case
+ * name: only known zones are kept, once each, and the set stays as small as the IANA database
+ * however a client spells them.
  */
 const KNOWN_TIME_ZONES = new Set<string>();
 
 function isTimeZone(value: string): boolean {
-  if (KNOWN_TIME_ZONES.has(value)) return true;
+  const key = value.toLowerCase();
+  if (KNOWN_TIME_ZONES.has(key)) return true;
   try {
     new Intl.DateTimeFormat('en', { timeZone: value });
   } catch {
     return false;
   }
-  KNOWN_TIME_ZONES.add(value);
+  KNOWN_TIME_ZONES.add(key);
   return true;
 }
 
