@@ -227,6 +227,161 @@ describe('organization service: hostile input and races', function () {
     });
   });
 
+  describe('archive races', () => {
+    /** Active records beneath an archived one, read past RLS: there must never be any. */
+    async function activeBeneathArchived(): Promise<unknown[]> {
+      return h.plane.db.sequelize.query(
+        `SELECT 'branch' AS kind, b.id FROM tenant_alpha.branches b
+           JOIN tenant_alpha.organizations o ON o.id = b.organization_id
+          WHERE b.status = 'active' AND o.status = 'archived'
+         UNION ALL
+         SELECT 'division', d.id FROM tenant_alpha.divisions d
+           JOIN tenant_alpha.organizations o ON o.id = d.organization_id
+           LEFT JOIN tenant_alpha.divisions p ON p.id = d.parent_id
+          WHERE d.status = 'active' AND (o.status = 'archived' OR p.status = 'archived')
+         UNION ALL
+         SELECT 'project', p.id FROM tenant_alpha.projects p
+           JOIN tenant_alpha.organizations o ON o.id = p.organization_id
+          WHERE p.status <> 'archived' AND o.status = 'archived'
+         UNION ALL
+         SELECT 'site', s.id FROM tenant_alpha.sites s
+           JOIN tenant_alpha.projects p ON p.id = s.project_id
+          WHERE s.status = 'active' AND p.status = 'archived'`,
+        { type: QueryTypes.SELECT, transaction: null },
+      );
+    }
+
+    it('when an organization is archived while sites, divisions and moves are added beneath it, nothing active is left beneath it', async () => {
+      for (let round = 0; round < 4; round++) {
+        const organization = await post('/org/organizations', organizationBody(`AR${round}`));
+        const project = await post(`/org/organizations/${organization}/projects`, {
+          code: 'P',
+          name: 'P',
+        });
+        const top = await division(organization, 'TOP');
+        const loose = await division(organization, 'LOOSE');
+        const looseTag = await etagOf(`/org/divisions/${loose}`);
+
+        const answers = await Promise.all([
+          h.call('POST', `/org/projects/${project}/sites`, { body: { code: 'S', name: 'S' } }),
+          h.call('POST', `/org/organizations/${organization}/divisions`, {
+            body: { code: 'UNDER', name: 'Under', parentId: top },
+          }),
+          h.call('PATCH', `/org/divisions/${loose}`, {
+            body: { parentId: top },
+            headers: { 'If-Match': looseTag },
+          }),
+          h.call('POST', `/org/organizations/${organization}/archive`),
+        ]);
+
+        for (const answer of answers) {
+          expect(answer.status, JSON.stringify(answer.body)).to.be.oneOf([200, 201, 409, 412]);
+        }
+        expect(await activeBeneathArchived()).to.deep.equal([]);
+        const restored = await h.call('POST', `/org/organizations/${organization}/restore`);
+        expect(restored.status, JSON.stringify(restored.body)).to.equal(200);
+        expect(await activeBeneathArchived()).to.deep.equal([]);
+      }
+    });
+
+    it('when a site is created after an archive of its organization began, the archive still takes it', async () => {
+      const organization = await post('/org/organizations', organizationBody('LATE'));
+      const project = await post(`/org/organizations/${organization}/projects`, {
+        code: 'P',
+        name: 'P',
+      });
+      const db = h.plane.db.sequelize;
+      // A share lock on the project holds the archive's cascade while a site commits after the
+      // archive's transaction began.
+      const holder = await db.transaction();
+      await db.query(`SELECT 1 FROM tenant_alpha.projects WHERE id = $1 FOR SHARE`, {
+        bind: [project],
+        transaction: holder,
+      });
+      const archiving = h.call('POST', `/org/organizations/${organization}/archive`);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await db.query(
+        `INSERT INTO tenant_alpha.sites (tenant_id, project_id, code, name)
+         VALUES ($1, $2, 'LATE', 'Late site')`,
+        { bind: [h.alpha.tenantId, project], transaction: null },
+      );
+      await holder.commit();
+
+      const archived = await archiving;
+
+      expect(archived.status, JSON.stringify(archived.body)).to.equal(200);
+      expect(archived.body.cascaded).to.deep.equal({ projects: 1, sites: 1 });
+    });
+
+    it('when a branch is deleted while a division and a project name it, either the delete or the references lose', async () => {
+      for (let round = 0; round < 4; round++) {
+        const branch = await post(`/org/organizations/${alphaTree.organization}/branches`, {
+          code: `DEL-${round}`,
+          name: 'Doomed',
+        });
+
+        const [removed, divisionMade, projectMade] = await Promise.all([
+          h.call('DELETE', `/org/branches/${branch}`),
+          h.call('POST', `/org/organizations/${alphaTree.organization}/divisions`, {
+            body: { code: `DREF-${round}`, name: 'Ref', branchId: branch },
+          }),
+          h.call('POST', `/org/organizations/${alphaTree.organization}/projects`, {
+            body: { code: `PREF-${round}`, name: 'Ref', branchId: branch },
+          }),
+        ]);
+
+        const made = [divisionMade, projectMade].filter((a) => a.status === 201).length;
+        if (removed.status === 204) {
+          expect(made).to.equal(0);
+          for (const lost of [divisionMade, projectMade]) expectProblem(lost, 404, 'NOT_FOUND');
+        } else {
+          expectProblem(removed, 409, 'DEPENDENTS_EXIST');
+          expect(made).to.be.greaterThan(0);
+        }
+      }
+    });
+
+    it('when a record of tenant B is patched with an If-Match by tenant A, it answers 404, not 412', async () => {
+      const response = await h.call('PATCH', `/org/branches/${bravoTree.branch}`, {
+        body: { name: 'Stolen' },
+        headers: { 'If-Match': '"7"' },
+      });
+
+      expectProblem(response, 404, 'NOT_FOUND');
+      expect(response.headers.get('etag')).to.equal(null);
+    });
+
+    it('when a branch is archived, nothing new may name it, but records that name it can still change and be restored', async () => {
+      const branch = await post(`/org/organizations/${alphaTree.organization}/branches`, {
+        code: 'ARCH-BR',
+        name: 'Archived branch',
+      });
+      const tied = await post(`/org/organizations/${alphaTree.organization}/divisions`, {
+        code: 'TIED',
+        name: 'Tied',
+        branchId: branch,
+      });
+      await h.call('POST', `/org/branches/${branch}/archive`);
+
+      const named = await h.call('PATCH', `/org/divisions/${alphaTree.division}`, {
+        body: { branchId: branch },
+        headers: { 'If-Match': await etagOf(`/org/divisions/${alphaTree.division}`) },
+      });
+      const renamed = await h.call('PATCH', `/org/divisions/${tied}`, {
+        body: { name: 'Still tied' },
+        headers: { 'If-Match': await etagOf(`/org/divisions/${tied}`) },
+      });
+      const archived = await h.call('POST', `/org/divisions/${tied}/archive`);
+      const restored = await h.call('POST', `/org/divisions/${tied}/restore`);
+      const again = await h.call('POST', `/org/divisions/${tied}/restore`);
+
+      expectProblem(named, 409, 'PARENT_ARCHIVED');
+      expect(named.body.field).to.equal('branchId');
+      expect([renamed.status, archived.status, restored.status]).to.deep.equal([200, 200, 200]);
+      expectProblem(again, 409, 'NOT_ARCHIVED');
+    });
+  });
+
   describe('context headers', () => {
     it('when X-Project-ID is given in upper case with a site of that project, the site list answers 200', async () => {
       const listed = await h.call('GET', '/org/sites', {
