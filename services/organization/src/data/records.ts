@@ -30,6 +30,14 @@ export interface Page {
   nextCursor: string | null;
 }
 
+/**
+ * The SET item that stamps a changed row. now() is the time the transaction began, which can be
+ * before a row it reaches was created: an archive's cascade waits on a lock while a record is
+ * added beneath it and committed, then archives that one too. The stamp never goes below the
+ * row's created_at, which its CHECK requires.
+ */
+const TOUCH = 'updated_at = greatest(now(), created_at)';
+
 /** Row locks taken by reads that precede a write. */
 export type Lock = 'share' | 'update';
 
@@ -117,7 +125,7 @@ export class Records {
     const bind = entries.map(([api, value]) => bindValue(fieldFor(entity, api), value));
     return this.sql.row<Row>(
       `UPDATE ${entity.table}
-          SET ${[...assignments, 'version = version + 1', 'updated_at = now()'].join(', ')}
+          SET ${[...assignments, 'version = version + 1', TOUCH].join(', ')}
         WHERE id = $1 AND version = $2
        RETURNING ${selectList(entity)}`,
       [id, version, ...bind],
@@ -175,7 +183,7 @@ export class Records {
   ): Promise<{ row: Row; cascaded: Record<string, number> }> {
     const row = await this.sql.row<Row>(
       `UPDATE ${entity.table}
-          SET ${entity.archiveSet}, archive_root = $1, version = version + 1, updated_at = now()
+          SET ${entity.archiveSet}, archive_root = $1, version = version + 1, ${TOUCH}
         WHERE id = $1
        RETURNING ${selectList(entity)}`,
       [id],
@@ -196,8 +204,7 @@ export class Records {
       const child = ENTITIES[relation.entity];
       const archived = await this.sql.rows<{ id: string }>(
         `UPDATE ${child.table}
-            SET ${child.archiveSet}, archive_root = $2, version = version + 1,
-                updated_at = now()
+            SET ${child.archiveSet}, archive_root = $2, version = version + 1, ${TOUCH}
           WHERE ${relation.column} = ANY($1::uuid[]) AND status <> 'archived'
          RETURNING id`,
         [ids, root],
@@ -220,7 +227,7 @@ export class Records {
   ): Promise<{ row: Row; cascaded: Record<string, number> }> {
     const row = await this.sql.row<Row>(
       `UPDATE ${entity.table}
-          SET ${entity.restoreSet}, archive_root = NULL, version = version + 1, updated_at = now()
+          SET ${entity.restoreSet}, archive_root = NULL, version = version + 1, ${TOUCH}
         WHERE id = $1
        RETURNING ${selectList(entity)}`,
       [id],
@@ -230,8 +237,7 @@ export class Records {
     for (const child of descendantEntities(entity.name)) {
       const restored = await this.sql.rows<{ id: string }>(
         `UPDATE ${child.table}
-            SET ${child.restoreSet}, archive_root = NULL, version = version + 1,
-                updated_at = now()
+            SET ${child.restoreSet}, archive_root = NULL, version = version + 1, ${TOUCH}
           WHERE archive_root = $1
          RETURNING id`,
         [id],
