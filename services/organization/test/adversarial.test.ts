@@ -313,6 +313,36 @@ describe('organization service: hostile input and races', function () {
       expect(archived.body.cascaded).to.deep.equal({ projects: 1, sites: 1 });
     });
 
+    it('when an organization is archived while a division moves beneath another, both succeed without a deadlock', async () => {
+      const organization = await post('/org/organizations', organizationBody('DEADLOCK'));
+      // Created first and first by code, so that the archive's cascade reaches it first.
+      const loose = await division(organization, 'A-LOOSE');
+      const top = await division(organization, 'B-TOP');
+      const tag = await etagOf(`/org/divisions/${loose}`);
+      const db = h.plane.db.sequelize;
+      const pause = () => new Promise((resolve) => setTimeout(resolve, 300));
+      // The new parent is held, so that the move waits for it before the archive starts.
+      const holder = await db.transaction();
+      await db.query(`SELECT 1 FROM tenant_alpha.divisions WHERE id = $1 FOR UPDATE`, {
+        bind: [top],
+        transaction: holder,
+      });
+      const moving = h.call('PATCH', `/org/divisions/${loose}`, {
+        body: { parentId: top },
+        headers: { 'If-Match': tag },
+      });
+      await pause();
+      const archiving = h.call('POST', `/org/organizations/${organization}/archive`);
+      await pause();
+      await holder.commit();
+
+      const [moved, archived] = await Promise.all([moving, archiving]);
+
+      expect(moved.status, JSON.stringify(moved.body)).to.equal(200);
+      expect(archived.status, JSON.stringify(archived.body)).to.equal(200);
+      expect(archived.body.cascaded).to.deep.equal({ divisions: 2 });
+    });
+
     it('when a branch is deleted while a division and a project name it, either the delete or the references lose', async () => {
       for (let round = 0; round < 4; round++) {
         const branch = await post(`/org/organizations/${alphaTree.organization}/branches`, {
