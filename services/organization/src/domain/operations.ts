@@ -329,6 +329,14 @@ export async function archiveRecord(
   ifMatch: string | undefined,
 ): Promise<Reply> {
   const records = new Records(context.sql);
+  if (entity.name === 'organization' || entity.name === 'division') {
+    // Archiving changes a division tree, so it takes the tree's turn first, as moves and creates
+    // do: a move locks its new parent and then the moved division, while the cascade locks the
+    // tree's divisions in table order, and the two would otherwise deadlock.
+    const seen = await records.find(entity, id);
+    const organizationId = seen && organizationOf(entity, seen);
+    if (organizationId) await lockTree(context.sql, organizationId);
+  }
   const before = await records.find(entity, id, 'update');
   if (!before) throw notFound(entity, id);
   checkVersion(before, ifMatch);
