@@ -1,6 +1,7 @@
 /* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-call --
    response bodies are untyped JSON, and the assertions are what check their shape. */
 import { request } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import { expect } from 'chai';
 import { QueryTypes } from 'sequelize';
 import {
@@ -42,6 +43,18 @@ describe('organization service: hostile input and races', function () {
     path: string,
     headers: [string, string][],
     body?: string,
+  ): Promise<Response & { contentType: string }> {
+    const typed: [string, string][] =
+      body === undefined ? headers : [...headers, ['Content-Type', 'application/json']];
+    return rawBytes(method, path, typed, body);
+  }
+
+  /** As raw, with the body's bytes and every header (Content-Type too) as given. */
+  function rawBytes(
+    method: string,
+    path: string,
+    headers: [string, string][],
+    body?: string | Buffer,
     tenant: TestTenant = h.alpha,
   ): Promise<Response & { contentType: string }> {
     const url = new URL(h.service.url);
@@ -54,7 +67,6 @@ describe('organization service: hostile input and races', function () {
       `Bearer ${h.token(tenant)}`,
       ...headers.flat(),
     ];
-    if (body !== undefined) lines.push('Content-Type', 'application/json');
     return new Promise((resolve, reject) => {
       const req = request(
         { host: url.hostname, port: url.port, method, path, headers: lines },
@@ -767,6 +779,45 @@ describe('organization service: hostile input and races', function () {
       });
 
       expectProblem(response, 413, 'PAYLOAD_TOO_LARGE');
+    });
+
+    for (const [what, headers, body, status, code] of [
+      ['a gzip bomb', [['Content-Encoding', 'gzip']], 'bomb', 413, 'PAYLOAD_TOO_LARGE'],
+      ['an unknown encoding', [['Content-Encoding', 'x-zip']], '{}', 415, 'UNSUPPORTED_MEDIA_TYPE'],
+      ['a JSON string', [], '"branch"', 400, 'MALFORMED_JSON'],
+      ['a truncated JSON object', [], '{"code":"X","name":', 400, 'MALFORMED_JSON'],
+    ] as [string, [string, string][], string, number, string][]) {
+      it(`when the body is ${what}, it answers ${status} ${code}`, async () => {
+        const payload =
+          body === 'bomb'
+            ? gzipSync(Buffer.from(`{"code":"BOMB","name":"${' '.repeat(5_000_000)}x"}`))
+            : body;
+
+        const response = await rawBytes(
+          'POST',
+          `/org/organizations/${alphaTree.organization}/branches`,
+          [['Content-Type', 'application/json'], ...headers],
+          payload,
+        );
+
+        expectProblem(response, status, code);
+      });
+    }
+
+    it('when the body is sent as text/plain or as Latin-1 JSON, it answers 415 UNSUPPORTED_MEDIA_TYPE', async () => {
+      const body = JSON.stringify({ code: 'TEXT', name: 'n' });
+      const path = `/org/organizations/${alphaTree.organization}/branches`;
+
+      const text = await rawBytes('POST', path, [['Content-Type', 'text/plain']], body);
+      const latin1 = await rawBytes(
+        'POST',
+        path,
+        [['Content-Type', 'application/json; charset=latin1']],
+        Buffer.from(body, 'latin1'),
+      );
+
+      expectProblem(text, 415, 'UNSUPPORTED_MEDIA_TYPE');
+      expectProblem(latin1, 415, 'UNSUPPORTED_MEDIA_TYPE');
     });
 
     it('when the body has __proto__ or constructor keys, it answers 400 naming them and creates nothing', async () => {
