@@ -1,6 +1,7 @@
 /* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-call --
    response bodies are untyped JSON, and the assertions are what check their shape. */
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { expect } from 'chai';
 import { QueryTypes } from 'sequelize';
@@ -493,6 +494,33 @@ describe('organization service: hostile input and races', function () {
         expect(response.body.errors[0].in).to.equal('header');
       });
     }
+
+    it('when a header is larger than the server takes, it answers 431 problem+json', async () => {
+      const response = await raw('GET', '/org/projects', [['X-Project-ID', 'a'.repeat(20_000)]]);
+
+      expect(response.status).to.equal(431);
+      expect(response.contentType).to.match(/^application\/problem\+json/);
+      expect(response.body.code).to.equal('HEADERS_TOO_LARGE');
+    });
+
+    it('when the request is not HTTP at all, it answers 400 problem+json', async () => {
+      const url = new URL(h.service.url);
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(url.port), url.hostname, () => {
+          socket.end('GARBAGE \u0001 /org/projects\r\n\r\n');
+        });
+        const chunks: Buffer[] = [];
+        socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+        socket.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+        socket.on('error', reject);
+      });
+
+      expect(answer).to.match(/^HTTP\/1\.1 400 /);
+      expect(answer).to.match(/content-type: application\/problem\+json/i);
+      expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).code).to.equal(
+        'MALFORMED_REQUEST',
+      );
+    });
 
     it('when X-Tenant-ID is repeated, it answers 403 TENANT_MISMATCH', async () => {
       const response = await raw('GET', '/org/projects', [['X-Tenant-ID', 'alpha']]);
