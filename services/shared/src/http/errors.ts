@@ -62,6 +62,9 @@ export function defineErrors<const T extends Record<string, ErrorKind>>(
 /** Errors the HTTP bootstrap itself raises; every service catalogue includes them. */
 export const commonErrorKinds = {
   MALFORMED_JSON: { status: 400, title: 'The request body is not valid JSON' },
+  MALFORMED_REQUEST: { status: 400, title: 'The request is not valid HTTP' },
+  HEADERS_TOO_LARGE: { status: 431, title: 'The request line or headers are too large' },
+  REQUEST_TIMEOUT: { status: 408, title: 'The request did not arrive in time' },
   VALIDATION_FAILED: { status: 400, title: 'The request has invalid fields' },
   INVALID_REQUEST_ID: { status: 400, title: 'X-Request-ID is not acceptable' },
   UNAUTHENTICATED: { status: 401, title: 'A valid access token is required' },

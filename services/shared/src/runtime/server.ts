@@ -1,12 +1,52 @@
-import type { Server } from 'node:http';
+import { STATUS_CODES, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import type { Logger } from 'pino';
 import type { Health } from '../http/health.js';
+import { commonErrors } from '../http/errors.js';
+import { PROBLEM_CONTENT_TYPE } from '../http/problem.js';
+
+/**
+ * Answers a request that Node's HTTP parser refused before Express saw it (headers beyond the
+ * server's limit, bytes that are not HTTP) with a problem+json document, as every other refusal
+ * is answered, instead of Node's bare status line; then closes the connection, whose remaining
+ * bytes cannot be trusted.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (!socket.writable || err.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  // The statuses Node itself would answer with, each with its stable code.
+  const error =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? commonErrors.HEADERS_TOO_LARGE('The request line and headers exceed what the server takes')
+      : err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW'
+        ? commonErrors.PAYLOAD_TOO_LARGE('The chunk extensions of the body are too large')
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? commonErrors.REQUEST_TIMEOUT('The request did not arrive completely in time')
+          : commonErrors.MALFORMED_REQUEST('The request could not be parsed as HTTP/1.1');
+  const body = JSON.stringify({
+    type: `urn:vextrus:problem:${error.code.toLowerCase().replaceAll('_', '-')}`,
+    title: error.kind.title,
+    status: error.status,
+    detail: error.message,
+    code: error.code,
+  });
+  socket.end(
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}\r\n` +
+      `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'Connection: close\r\n\r\n' +
+      body,
+  );
+}
 
 export function listen(app: Express, host: string, port: number): Promise<Server> {
   return new Promise((resolve, reject) => {
     const server = app.listen(port, host);
+    server.on('clientError', answerClientError);
     server.once('listening', () => resolve(server));
     server.once('error', reject);
   });
