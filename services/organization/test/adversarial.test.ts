@@ -457,6 +457,32 @@ describe('organization service: hostile input and races', function () {
       expect(byFilter.body.items).to.deep.equal([]);
     });
 
+    // Skipped: X-Project-ID and X-Site-ID narrow lists only (README, "Context headers"); reads,
+    // changes and creates by id ignore them, so a caller narrowed to one project (were the gateway
+    // to stamp it from a staff assignment) still reaches every project of the tenant. Refusing
+    // those is a change of the API's design, left to its owners.
+    it.skip('when X-Project-ID names one project, records of another project cannot be read, changed or created', async () => {
+      const other = await post(`/org/organizations/${alphaTree.organization}/projects`, {
+        code: 'CTX-NARROW',
+        name: 'Outside',
+      });
+      const headers = { 'X-Project-ID': alphaTree.project };
+
+      const read = await h.call('GET', `/org/projects/${other}`, { headers });
+      const changed = await h.call('PATCH', `/org/projects/${other}`, {
+        body: { name: 'Changed from outside' },
+        headers: { ...headers, 'If-Match': '"0"' },
+      });
+      const created = await h.call('POST', `/org/projects/${other}/sites`, {
+        body: { code: 'OUT', name: 'Outside site' },
+        headers,
+      });
+
+      expectProblem(read, 404, 'NOT_FOUND');
+      expectProblem(changed, 404, 'NOT_FOUND');
+      expectProblem(created, 404, 'NOT_FOUND');
+    });
+
     it('when X-Site-ID names a site of another project than X-Project-ID, or of tenant B, it answers 404', async () => {
       const other = await post(`/org/organizations/${alphaTree.organization}/projects`, {
         code: 'CTX-THIRD',
