@@ -812,6 +812,37 @@ describe('organization service: hostile input and races', function () {
     });
   });
 
+  describe('the audit API', () => {
+    const hostile = [
+      'from=not-a-date',
+      'from=0000-01-01T00:00:00Z',
+      'from=2026-02-30T00:00:00Z',
+      'to=294277-01-01T00:00:00Z',
+      'from=2026-01-01T00:00:00%2B99:00',
+      'limit=0',
+      'limit=100000000000000000000',
+      'cursor=%00',
+      'cursor=' + 'A'.repeat(2000),
+      'cursor=-1',
+      'cursor=9223372036854775808',
+      'actor=' + encodeURIComponent('a\u0000b'),
+      'resourceType=a%00',
+      'resourceId=%00',
+      'resourceId=' + 'x'.repeat(5000),
+      'outcome=exploded',
+      'action=a&action=b',
+      '__proto__=1',
+    ];
+    for (const query of hostile) {
+      it(`when /audit/events is asked ${query.slice(0, 60)}, it answers 400 problem+json`, async () => {
+        const response = await h.call('GET', `/audit/events?${query}`);
+
+        expect(response.status, JSON.stringify(response.body)).to.equal(400);
+        expect(response.headers.get('content-type') ?? '').to.match(/^application\/problem\+json/);
+      });
+    }
+  });
+
   describe('bodies', () => {
     it('when the body is nested 50,000 levels deep, it answers 4xx problem+json', async () => {
       const deep = `{"code":"DEEP","name":"n","address":${'['.repeat(50_000)}${']'.repeat(50_000)}}`;
