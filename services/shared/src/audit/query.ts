@@ -20,14 +20,27 @@ const instant = z.iso
     'must have an offset within ±15:59',
   );
 
+/**
+ * A text filter of 1 to `max` characters. PostgreSQL text cannot hold NUL, which made the query
+ * fail with a 500; records never hold it either (it is dropped when they are written), so such
+ * a filter is refused.
+ */
+function filterText(max: number) {
+  return z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((value) => !value.includes('\u0000'), 'must not contain NUL characters');
+}
+
 const filterShape = {
   from: instant.optional(),
   to: instant.optional(),
   /** A user id, or `system:<component>` for a system actor. */
-  actor: z.string().min(1).max(135).optional(),
+  actor: filterText(135).optional(),
   action: z.string().max(100).regex(ACTION_PATTERN, 'must be lowercase dotted').optional(),
-  resourceType: z.string().min(1).max(100).optional(),
-  resourceId: z.string().min(1).max(200).optional(),
+  resourceType: filterText(100).optional(),
+  resourceId: filterText(200).optional(),
   outcome: z.enum(AUDIT_OUTCOMES as [string, ...string[]]).optional(),
 };
 
