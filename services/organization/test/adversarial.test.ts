@@ -769,7 +769,23 @@ describe('organization service: hostile input and races', function () {
       });
     }
 
+    it('when a cursor of an ascending sort is used with the descending one, it answers 400 for the cursor', async () => {
+      await post('/org/organizations', organizationBody('FLIP1'));
+      await post('/org/organizations', organizationBody('FLIP2'));
+      const page = await h.call('GET', '/org/organizations?limit=1&sort=code');
+      expect(page.body.nextCursor).to.be.a('string');
+
+      const flipped = await h.call(
+        'GET',
+        `/org/organizations?sort=-code&cursor=${page.body.nextCursor as string}`,
+      );
+
+      expectProblem(flipped, 400, 'VALIDATION_FAILED');
+      expect(flipped.body.errors[0].field).to.equal('cursor');
+    });
+
     it("when tenant B's cursor is used by tenant A, it pages A's rows only", async () => {
+      await post('/org/organizations', organizationBody('BCUR1'), h.bravo);
       const page = await h.call('GET', '/org/organizations?limit=1', { tenant: h.bravo });
       expect(page.body.nextCursor).to.be.a('string');
 
