@@ -170,7 +170,13 @@ export class Records {
     const page = rows.slice(0, query.limit);
     const last = page.at(-1);
     const nextCursor =
-      more && last ? encodeCursor({ sort: query.sort, value: last._cursor, id: last.id }) : null;
+      more && last
+        ? encodeCursor({
+            sort: `${query.descending ? '-' : ''}${query.sort}`,
+            value: last._cursor,
+            id: last.id,
+          })
+        : null;
     // `_cursor` is each row's last property, which V8 removes without slowing the object down.
     for (const row of page) delete (row as Partial<typeof row>)._cursor;
     return { items: page, nextCursor };

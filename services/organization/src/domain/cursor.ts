@@ -2,6 +2,7 @@ import type { SortKey } from './entities.js';
 
 /** Where a page ends: the sort it was read with, and the last row's sort value and id. */
 export interface Cursor {
+  /** The sort as the query names it, `-` first for descending. */
   sort: string;
   value: string;
   id: string;

@@ -136,7 +136,7 @@ export async function listRecords(
   const key = entity.sorts[sort];
   if (
     input.cursor !== undefined &&
-    (!after || after.sort !== sort || !key || !cursorValueFits(key, after.value))
+    (!after || after.sort !== sortText || !key || !cursorValueFits(key, after.value))
   ) {
     throw errors.VALIDATION_FAILED('The cursor does not belong to this list and sort', {
       errors: [
