@@ -438,7 +438,7 @@ describe('organization service: hostile input and races', function () {
       expect(listed.body.items.map((s: { id: string }) => s.id)).to.deep.equal([alphaTree.site]);
     });
 
-    it("when X-Project-ID names one project and the path or filter another, the list holds neither project's sites", async () => {
+    it('when X-Project-ID names one project, a path naming another answers 404 and a filter naming it lists nothing', async () => {
       const other = await post(`/org/organizations/${alphaTree.organization}/projects`, {
         code: 'CTX-OTHER',
         name: 'Other',
@@ -452,16 +452,12 @@ describe('organization service: hostile input and races', function () {
         headers: { 'X-Project-ID': alphaTree.project },
       });
 
-      expect(byPath.status).to.equal(200);
-      expect(byPath.body.items).to.deep.equal([]);
+      expectProblem(byPath, 404, 'NOT_FOUND');
+      expect(byFilter.status).to.equal(200);
       expect(byFilter.body.items).to.deep.equal([]);
     });
 
-    // Skipped: X-Project-ID and X-Site-ID narrow lists only (README, "Context headers"); reads,
-    // changes and creates by id ignore them, so a caller narrowed to one project (were the gateway
-    // to stamp it from a staff assignment) still reaches every project of the tenant. Refusing
-    // those is a change of the API's design, left to its owners.
-    it.skip('when X-Project-ID names one project, records of another project cannot be read, changed or created', async () => {
+    it('when X-Project-ID names one project, records of another project cannot be read, changed or created', async () => {
       const other = await post(`/org/organizations/${alphaTree.organization}/projects`, {
         code: 'CTX-NARROW',
         name: 'Outside',

@@ -84,13 +84,22 @@ export function descendantEntities(name: EntityName): Entity[] {
  * column names come from the entity definitions only.
  */
 export class Records {
-  constructor(private readonly sql: Sql) {}
+  /**
+   * `scope` gives, per entity, column and id pairs that every record found by id must match
+   * (the X-Project-ID / X-Site-ID context): a record outside them is not found.
+   */
+  constructor(
+    private readonly sql: Sql,
+    private readonly scope: (entity: Entity) => readonly (readonly [string, string])[] = () => [],
+  ) {}
 
   find(entity: Entity, id: string, lock?: Lock): Promise<Row | undefined> {
     const suffix = lock === 'share' ? ' FOR SHARE' : lock === 'update' ? ' FOR UPDATE' : '';
+    const scope = this.scope(entity);
+    const where = scope.map(([column], i) => ` AND ${column} = $${i + 2}`).join('');
     return this.sql.row<Row>(
-      `SELECT ${selectList(entity)} FROM ${entity.table} WHERE id = $1${suffix}`,
-      [id],
+      `SELECT ${selectList(entity)} FROM ${entity.table} WHERE id = $1${where}${suffix}`,
+      [id, ...scope.map(([, value]) => value)],
     );
   }
 

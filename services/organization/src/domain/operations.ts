@@ -71,19 +71,39 @@ export function translateDatabaseError(err: unknown, deleting = false): unknown 
   return err;
 }
 
+/**
+ * The X-Project-ID / X-Site-ID scope: column and id pairs that projects and sites must match to
+ * be seen at all, in lists and by id. Organizations, branches and divisions are above projects
+ * and are not narrowed.
+ */
+function contextScope(context: OperationContext, entity: Entity): [string, string][] {
+  const scope: [string, string][] = [];
+  if (entity.name === 'project' && context.projectId) scope.push(['id', context.projectId]);
+  if (entity.name === 'site') {
+    if (context.projectId) scope.push(['project_id', context.projectId]);
+    if (context.siteId) scope.push(['id', context.siteId]);
+  }
+  return scope;
+}
+
+/** The records of the request's transaction, narrowed to its context. */
+function recordsFor(context: OperationContext): Records {
+  return new Records(context.sql, (entity) => contextScope(context, entity));
+}
+
 // Reading
 
 /** Checks X-Project-ID and X-Site-ID: each must name a record the caller can see, else 404. */
 export async function checkContext(context: OperationContext): Promise<void> {
-  const records = new Records(context.sql);
+  const records = recordsFor(context);
   if (context.projectId !== undefined) {
     const project = await records.find(ENTITIES.project, context.projectId);
     if (!project) throw notFound(ENTITIES.project, context.projectId);
   }
   if (context.siteId !== undefined) {
+    // Found through the scope: a site of another project than X-Project-ID is not found.
     const site = await records.find(ENTITIES.site, context.siteId);
-    const outside = site && context.projectId !== undefined && site.projectId !== context.projectId;
-    if (!site || outside) throw notFound(ENTITIES.site, context.siteId);
+    if (!site) throw notFound(ENTITIES.site, context.siteId);
   }
 }
 
@@ -92,7 +112,7 @@ export async function getRecord(
   entity: Entity,
   id: string,
 ): Promise<Reply> {
-  const row = await new Records(context.sql).find(entity, id);
+  const row = await recordsFor(context).find(entity, id);
   if (!row) throw notFound(entity, id);
   return { body: row, headers: { ETag: etag(row) } };
 }
@@ -107,24 +127,13 @@ export interface ListInput {
   [idFilter: string]: unknown;
 }
 
-/** The X-Project-ID / X-Site-ID scope of a list: column and id pairs the rows must match. */
-function contextScope(context: OperationContext, entity: Entity): [string, string][] {
-  const scope: [string, string][] = [];
-  if (entity.name === 'project' && context.projectId) scope.push(['id', context.projectId]);
-  if (entity.name === 'site') {
-    if (context.projectId) scope.push(['project_id', context.projectId]);
-    if (context.siteId) scope.push(['id', context.siteId]);
-  }
-  return scope;
-}
-
 export async function listRecords(
   context: OperationContext,
   entity: Entity,
   input: ListInput,
   parentId?: string,
 ): Promise<Reply> {
-  const records = new Records(context.sql);
+  const records = recordsFor(context);
   if (parentId !== undefined && entity.parent) {
     const parent = ENTITIES[entity.parent.entity];
     if (!(await records.find(parent, parentId))) throw notFound(parent, parentId);
@@ -225,7 +234,7 @@ export async function createRecord(
   input: CreateInput,
 ): Promise<Reply> {
   const { sql } = context;
-  const records = new Records(sql);
+  const records = recordsFor(context);
   if (input.idempotencyKey !== undefined) {
     const print = fingerprint([entity.name, input.parentId ?? null, context.userId, input.values]);
     const replay = await claimKey(sql, input.idempotencyKey, print);
@@ -290,7 +299,7 @@ export async function updateRecord(
     );
   }
   const { sql } = context;
-  const records = new Records(sql);
+  const records = recordsFor(context);
   const before = await records.find(entity, id);
   if (!before) throw notFound(entity, id);
   const organizationId = organizationOf(entity, before);
@@ -328,7 +337,7 @@ export async function archiveRecord(
   id: string,
   ifMatch: string | undefined,
 ): Promise<Reply> {
-  const records = new Records(context.sql);
+  const records = recordsFor(context);
   if (entity.name === 'organization' || entity.name === 'division') {
     // Archiving changes a division tree, so it takes the tree's turn first, as moves and creates
     // do: a move locks its new parent and then the moved division, while the cascade locks the
@@ -361,7 +370,7 @@ export async function restoreRecord(
   id: string,
   ifMatch: string | undefined,
 ): Promise<Reply> {
-  const records = new Records(context.sql);
+  const records = recordsFor(context);
   const seen = await records.find(entity, id);
   if (!seen) throw notFound(entity, id);
   // Owners are locked before the record, in the order an archive of the owner takes them.
@@ -400,7 +409,7 @@ export async function deleteRecord(
   id: string,
   ifMatch: string | undefined,
 ): Promise<Reply> {
-  const records = new Records(context.sql);
+  const records = recordsFor(context);
   const before = await records.find(entity, id, 'update');
   if (!before) throw notFound(entity, id);
   checkVersion(before, ifMatch);

@@ -44,10 +44,11 @@ export interface RouteSpec {
 /** Headers every tenant route reads besides the token and X-Tenant-ID. */
 const contextHeaders = {
   'x-project-id': f.id.optional().meta({
-    description: 'A project of the tenant; scopes the project and site lists to it',
+    description: 'A project of the tenant; other projects and their sites are not found',
   }),
   'x-site-id': f.id.optional().meta({
-    description: 'A site of the tenant (of X-Project-ID when both are given); scopes site lists',
+    description:
+      'A site of the tenant (of X-Project-ID when both are given); other sites are not found',
   }),
 };
 
