@@ -242,6 +242,9 @@ describe('the README walkthrough, through the Traefik gateway', function () {
     const audit = await send('GET', '/audit/events?limit=200', { ...globex, token: globexToken });
 
     expect(login.status, JSON.stringify(login.body)).to.equal(200);
+    // What make up prints for globex from now on: no token (its Secret still holds the used one).
+    expect(token).not.to.equal('');
+    expect(await platform.usableSetupToken('globex')).to.equal(undefined);
     expect(items(globexOrgs).map((o) => o.code)).to.deep.equal(['GLOBEX']);
     expect(initechSite.status).to.equal(404);
     expect(items(audit).map((event) => event.resourceId)).not.to.include(ids.organization);

@@ -4,11 +4,12 @@
  * Embedded PostgreSQL (data kept in .data/), the platform roles and migrations, a local
  * Kubernetes control plane with its node, the CRDs, the operator, the auth and organization
  * services, Traefik routing the tenants' hosts to them, and the example tenants in examples/.
- * Ctrl-C (or `make down`, through the pid file .data/up.pid) stops everything; the next run
- * finds the data again. With DATABASE_URL or DATABASE_* set it uses that server instead of the
- * embedded one (as a superuser or a role that may create roles).
+ * Ctrl-C (or `make down`, through the pid file .data/up.pid, or closing the terminal) stops
+ * everything; a second run refuses to start while one runs, and the next run finds the data
+ * again. With DATABASE_URL or DATABASE_* set it uses that server instead of the embedded one (as
+ * a superuser or a role that may create roles).
  */
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { REPO_ROOT } from '../testing/process.js';
@@ -23,7 +24,7 @@ const PID_FILE = path.join(DATA_DIR, 'up.pid');
 
 function summary(platform: LocalPlatform): string {
   const tokens = Object.entries(platform.setupTokens)
-    .map(([slug, token]) => `  ${slug}: ${token ?? '(already used)'}`)
+    .map(([slug, token]) => `  ${slug}: ${token ?? '(used or expired)'}`)
     .join('\n');
   const postgres = platform.postgres
     ? `127.0.0.1:${ports.postgres} (superuser password in ${DATA_DIR}/secrets.json)`
@@ -52,7 +53,37 @@ Try it through the gateway (the full walkthrough is in README.md):
 Logs: ${platform.logDir}. Press Ctrl-C (or run make down) to stop everything.`;
 }
 
+/** The pid of a `make up` that still runs with this data folder, from its pid file. */
+function runningUp(): number | undefined {
+  try {
+    const pid = Number(readFileSync(PID_FILE, 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
+    // A pid file left by a run that was killed may name a process that is something else now.
+    const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return command.includes('cli/up.ts') ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Removes the pid file if it is this run's (another run's file is not ours to remove). */
+function removePidFile(): void {
+  try {
+    if (Number(readFileSync(PID_FILE, 'utf8').trim()) === process.pid) rmSync(PID_FILE);
+  } catch {
+    // No pid file: nothing to remove.
+  }
+}
+
 await mkdir(DATA_DIR, { recursive: true });
+const other = runningUp();
+if (other !== undefined) {
+  console.error(
+    `The platform is already running (make up, pid ${other}, data in ${DATA_DIR}); ` +
+      'stop it first with Ctrl-C in its terminal or with make down.',
+  );
+  process.exit(1);
+}
 const platform = new LocalPlatform({ dataDir: DATA_DIR, ports });
 writeFileSync(PID_FILE, `${process.pid}\n`);
 let stopping = false;
@@ -62,19 +93,21 @@ const stop = (reason: string): void => {
   console.log(`\n${reason}: stopping ...`);
   platform.stop().then(
     () => {
-      rmSync(PID_FILE, { force: true });
+      removePidFile();
       console.log('Stopped.');
       process.exit(0);
     },
     (err: unknown) => {
-      rmSync(PID_FILE, { force: true });
+      removePidFile();
       console.error('Stopping failed:', err);
       process.exit(1);
     },
   );
 };
-process.on('SIGINT', () => stop('SIGINT'));
-process.on('SIGTERM', () => stop('SIGTERM'));
+// SIGHUP: the terminal closed. PostgreSQL, in the same process group, takes its own SIGHUP as
+// "reload the configuration" and keeps running, so it is stopped here like everything else.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+  process.on(signal, () => stop(signal));
 
 try {
   await platform.start();
@@ -90,7 +123,7 @@ try {
       `\nThe platform did not start: ${err instanceof Error ? err.message : String(err)}`,
     );
     await platform.stop();
-    rmSync(PID_FILE, { force: true });
+    removePidFile();
     process.exit(1);
   }
 }

@@ -15,6 +15,7 @@ import {
   ensureRoles,
   migratePlatform,
   openDatabase,
+  tenantSchema,
   type Database,
 } from '@vextrus/migrations';
 import { postgresCanReach, startPostgres, type RunningPostgres } from '../postgres.js';
@@ -99,12 +100,26 @@ async function ensureDatabase(adminUrl: string): Promise<void> {
 async function buildTools(tools: string[]): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const child = spawn(BUILD_SCRIPT, tools);
-    child.stderr.on('data', (chunk: Buffer) =>
-      process.stdout.write(`\n    ${chunk.toString().trim()}`),
-    );
-    child.on('exit', (code) =>
-      code === 0 ? resolve() : reject(new Error(`tools/build-tools.sh exited ${code}`)),
-    );
+    // Each build's line goes on a line of its own below the step's title, as it comes (a build
+    // can take minutes between its "building …" and its "done"), and the step's verdict
+    // ("ok (…)") on one after them.
+    let printed = false;
+    let lineEnded = true;
+    child.stderr.on('data', (chunk: Buffer) => {
+      const text = chunk.toString();
+      const body = text.endsWith('\n') ? text.slice(0, -1) : text;
+      if (body !== '') {
+        const indented = body.replaceAll('\n', '\n    ');
+        process.stdout.write(lineEnded ? `\n    ${indented}` : indented);
+        printed = true;
+      }
+      lineEnded = text.endsWith('\n') || (body === '' && lineEnded);
+    });
+    child.on('exit', (code) => {
+      if (printed) process.stdout.write('\n  ');
+      if (code === 0) resolve();
+      else reject(new Error(`tools/build-tools.sh exited ${code}`));
+    });
   });
 }
 
@@ -153,7 +168,10 @@ export async function waitRouted(base: string, host: string, timeoutMs = 60_000)
   );
 }
 
-/** The first administrator's one-time setup token of `slug`, or undefined once it is used. */
+/**
+ * The first administrator's one-time setup token of `slug`, as the operator delivered it in its
+ * Secret, or undefined when there is none. The Secret stays after the token is used.
+ */
 export async function readSetupToken(
   kubeconfig: string,
   slug: string,
@@ -402,6 +420,22 @@ export class LocalPlatform {
     );
   }
 
+  /**
+   * The setup token of `slug` while it can still be exchanged for a password: not used, revoked
+   * or expired (the tenant's one_time_tokens, which hold its SHA-256 only).
+   */
+  async usableSetupToken(slug: string): Promise<string | undefined> {
+    const token = await readSetupToken(this.kubeconfig, slug);
+    if (!token || !this.db) return token;
+    const [rows] = await this.db.sequelize.query(
+      `SELECT 1 FROM ${tenantSchema(slug)}.one_time_tokens
+        WHERE token_hash = $1 AND purpose = 'setup' AND used_at IS NULL AND revoked_at IS NULL
+          AND expires_at > now()`,
+      { bind: [createHash('sha256').update(token).digest()] },
+    );
+    return rows.length > 0 ? token : undefined;
+  }
+
   /** Applies every example tenant at once, then waits for each to be Ready. */
   private async applyExamples(): Promise<void> {
     const examples = path.join(REPO_ROOT, 'examples');
@@ -413,7 +447,7 @@ export class LocalPlatform {
       await kubectl(this.kubeconfig, ['apply', '-f', examples]);
       await Promise.all(slugs.map((slug) => waitTenantReady(this.kubeconfig, slug)));
       for (const slug of slugs) {
-        this.setupTokens[slug] = await readSetupToken(this.kubeconfig, slug);
+        this.setupTokens[slug] = await this.usableSetupToken(slug);
       }
       // What the closing lines tell the user to try must work at once, through the gateway too.
       if (!this.gateway) return;
