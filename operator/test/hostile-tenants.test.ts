@@ -95,7 +95,7 @@ describe('hostile tenants (real API server, real PostgreSQL, local node)', funct
       [
         'a name that is not the slug',
         { ...tenantBody('acme'), metadata: { name: 'other' } },
-        'metadata.name must equal spec.slug',
+        'spec.slug: Invalid value: metadata.name must equal spec.slug',
       ],
       ['a wildcard host', tenantBody('wild', { hosts: ['*.wild.test'] }), 'spec.hosts'],
       ['an uppercase host', tenantBody('upper', { hosts: ['Upper.test'] }), 'spec.hosts'],

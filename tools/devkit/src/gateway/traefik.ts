@@ -47,6 +47,8 @@ export async function startTraefik(options: GatewayOptions): Promise<Gateway> {
       '--ping=true',
       '--ping.entryPoint=web',
       '--log.level=INFO',
+      // The log goes to a file (.data/logs/traefik.log), where colour codes are only noise.
+      '--log.noColor=true',
       '--accesslog=true',
       `--accesslog.filePath=${path.join(options.logDir, 'traefik-access.log')}`,
     ],
