@@ -33,6 +33,18 @@ function invalid(problem: string): MigrationError {
 }
 
 /**
+ * `text` quoted, with every space but the plain one and every invisible character written as
+ * its code point: a no-break space pasted into an email otherwise looks like a space.
+ */
+function visible(text: string): string {
+  const escaped = text.replace(
+    /[^\S ]|[\p{C}\p{Zl}\p{Zp}]|(?! )\p{Zs}/gu,
+    (c) => `\\u{${c.codePointAt(0)?.toString(16).toUpperCase()}}`,
+  );
+  return `"${escaped}"`;
+}
+
+/**
  * What seedAdmin would refuse in an administrator's definition, or undefined when it is fine: a
  * caller (the operator) can check a definition before it provisions anything.
  */
@@ -41,7 +53,7 @@ export function administratorProblem(
 ): string | undefined {
   const email = options.email.trim().toLowerCase();
   const name = options.name.trim();
-  if (!EMAIL.test(email) || email.length > 254) return `invalid email ${options.email}`;
+  if (!EMAIL.test(email) || email.length > 254) return `invalid email ${visible(options.email)}`;
   if (name.length === 0 || name.length > 200) return 'the name must have 1 to 200 characters';
   return undefined;
 }
