@@ -1,15 +1,12 @@
 import { expect } from 'chai';
-import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { BatchV1Api } from '@kubernetes/client-node';
 import {
   ownerEnvironment,
   spawnTs,
-  startPostgres,
+  startOwnPostgres,
   waitUntil,
-  type RunningPostgres,
+  type OwnPostgres,
   type SpawnedProcess,
 } from '@vextrus/devkit';
 import { findTenant, tenantSchema } from '@vextrus/migrations';
@@ -38,10 +35,8 @@ const RESYNC_MS = 5_000;
 
 describe('tenant operator robustness (real API server, real PostgreSQL, local node)', function () {
   this.timeout(300_000);
-  let folder: string;
-  let postgres: RunningPostgres;
+  let postgres: OwnPostgres;
   let h: Harness;
-  let globalPostgresUrl: string | undefined;
 
   const traefikObject = (plural: string, name: string) =>
     h.custom.getNamespacedCustomObject({ ...TRAEFIK, plural, name }).then(
@@ -72,17 +67,7 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
       plane: 'robustness',
       // This suite stops and restarts PostgreSQL, so it runs its own instead of the shared one.
       beforePlane: async () => {
-        folder = await mkdtemp(path.join(tmpdir(), 'vextrus-operator-pg-'));
-        await chmod(folder, 0o755);
-        const password = randomBytes(12).toString('hex');
-        postgres = await startPostgres({
-          dataDir: path.join(folder, 'data'),
-          password,
-          durable: false,
-        });
-        // createPlane makes its database on the cluster this variable names: point it at ours.
-        globalPostgresUrl = process.env.VEXTRUS_TEST_POSTGRES_URL;
-        process.env.VEXTRUS_TEST_POSTGRES_URL = postgres.url();
+        postgres = await startOwnPostgres('operator-pg');
       },
     });
   });
@@ -93,9 +78,7 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
 
   after(async () => {
     await h?.stop();
-    await postgres?.stop();
-    if (globalPostgresUrl !== undefined) process.env.VEXTRUS_TEST_POSTGRES_URL = globalPostgresUrl;
-    if (folder) await rm(folder, { recursive: true, force: true });
+    await postgres?.dispose();
   });
 
   it('with two replicas, only the leader reconciles; when it stops, the other takes over', async () => {
@@ -158,12 +141,7 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
         );
         return found.length > 0 ? found : undefined;
       });
-      postgres = await startPostgres({
-        dataDir: postgres.dataDir,
-        password: postgres.password,
-        port: postgres.port,
-        durable: false,
-      });
+      await postgres.start();
       restarted = true;
 
       const recovered = await h.waitFor('db-outage', 'Ready', ready);
@@ -179,12 +157,7 @@ describe('tenant operator robustness (real API server, real PostgreSQL, local no
       expect((await findTenant(h.plane.db, 'db-outage'))?.status).to.equal('active');
     } finally {
       if (!restarted) {
-        postgres = await startPostgres({
-          dataDir: postgres.dataDir,
-          password: postgres.password,
-          port: postgres.port,
-          durable: false,
-        });
+        await postgres.start();
       }
     }
   });

@@ -1,9 +1,5 @@
 import { expect } from 'chai';
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { startPostgres, type RunningPostgres } from '@vextrus/devkit';
+import { startOwnPostgres, type OwnPostgres } from '@vextrus/devkit';
 import { PASSWORD, call, createAuthHarness, type AuthHarness } from './support.js';
 
 /*
@@ -15,16 +11,10 @@ import { PASSWORD, call, createAuthHarness, type AuthHarness } from './support.j
  */
 describe('auth service during a database outage (real PostgreSQL, stopped and started)', function () {
   this.timeout(120_000);
-  let folder: string;
-  let postgres: RunningPostgres;
+  let postgres: OwnPostgres;
   let harness: AuthHarness;
   let base: string;
-  let sharedUrl: string | undefined;
   let schema: string;
-  const password = randomBytes(12).toString('hex');
-
-  const startDatabase = (port?: number): Promise<RunningPostgres> =>
-    startPostgres({ dataDir: path.join(folder, 'data'), password, durable: false, port });
   const login = (secret = PASSWORD) =>
     call(base, 'POST', '/auth/login', {
       tenant: 'alpha',
@@ -34,13 +24,7 @@ describe('auth service during a database outage (real PostgreSQL, stopped and st
     call(base, 'POST', '/auth/refresh', { tenant: 'alpha', body: { refreshToken } });
 
   before(async () => {
-    folder = await mkdtemp(path.join(tmpdir(), 'vextrus-auth-outage-'));
-    // As root PostgreSQL runs as the postgres user, which must be able to enter the folder.
-    await chmod(folder, 0o755);
-    postgres = await startDatabase();
-    // createPlane makes its database on the cluster this variable names: point it at ours.
-    sharedUrl = process.env.VEXTRUS_TEST_POSTGRES_URL;
-    process.env.VEXTRUS_TEST_POSTGRES_URL = postgres.url();
+    postgres = await startOwnPostgres('auth-outage');
     harness = await createAuthHarness('auth_outage');
     const { service } = await harness.start({ AUTH_LOGIN_ACCOUNT_LIMIT: '3' });
     base = service.url;
@@ -49,9 +33,7 @@ describe('auth service during a database outage (real PostgreSQL, stopped and st
 
   after(async () => {
     await harness?.close();
-    await postgres?.stop();
-    if (sharedUrl !== undefined) process.env.VEXTRUS_TEST_POSTGRES_URL = sharedUrl;
-    if (folder) await rm(folder, { recursive: true, force: true });
+    await postgres?.dispose();
   });
 
   it('answers 503 for login and refresh while PostgreSQL is down, and spends nothing', async () => {
@@ -75,7 +57,7 @@ describe('auth service during a database outage (real PostgreSQL, stopped and st
     // The signing keys are the service's own: verifiers can still fetch them.
     expect((await fetch(`${base}/.well-known/jwks.json`)).status).to.equal(200);
 
-    postgres = await startDatabase(postgres.port);
+    await postgres.start();
 
     const renewed = await refresh(session.body.refreshToken);
     expect(renewed.status, JSON.stringify(renewed.body)).to.equal(200);

@@ -2,11 +2,7 @@
    @typescript-eslint/no-unsafe-call -- response bodies are untyped JSON, and the assertions are
    what check their shape. */
 import { expect } from 'chai';
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { startPostgres, type RunningPostgres } from '@vextrus/devkit';
+import { startOwnPostgres, type OwnPostgres } from '@vextrus/devkit';
 import { organizationBody, startHarness, type Harness } from './support.js';
 
 /*
@@ -17,35 +13,21 @@ import { organizationBody, startHarness, type Harness } from './support.js';
  */
 describe('organization service during a database outage (real PostgreSQL, stopped and started)', function () {
   this.timeout(120_000);
-  let folder: string;
-  let postgres: RunningPostgres;
+  let postgres: OwnPostgres;
   let h: Harness;
-  let sharedUrl: string | undefined;
-  const password = randomBytes(12).toString('hex');
-
-  const startDatabase = (port?: number): Promise<RunningPostgres> =>
-    startPostgres({ dataDir: path.join(folder, 'data'), password, durable: false, port });
 
   /** A plain GET of the service that gives up after 20 s (a hang fails the test, not mocha). */
   const get = (route: string) =>
     fetch(`${h.service.url}${route}`, { signal: AbortSignal.timeout(20_000) });
 
   before(async () => {
-    folder = await mkdtemp(path.join(tmpdir(), 'vextrus-org-outage-'));
-    // As root PostgreSQL runs as the postgres user, which must be able to enter the folder.
-    await chmod(folder, 0o755);
-    postgres = await startDatabase();
-    // createPlane makes its database on the cluster this variable names: point it at ours.
-    sharedUrl = process.env.VEXTRUS_TEST_POSTGRES_URL;
-    process.env.VEXTRUS_TEST_POSTGRES_URL = postgres.url();
+    postgres = await startOwnPostgres('org-outage');
     h = await startHarness('org_outage');
   });
 
   after(async () => {
     await h?.service.stop();
-    await postgres?.stop();
-    if (sharedUrl !== undefined) process.env.VEXTRUS_TEST_POSTGRES_URL = sharedUrl;
-    if (folder) await rm(folder, { recursive: true, force: true });
+    await postgres?.dispose();
   });
 
   it('answers 503 problem+json while PostgreSQL is down and serves again once it is back', async () => {
@@ -73,7 +55,7 @@ describe('organization service during a database outage (real PostgreSQL, stoppe
     const create = await h.call('POST', '/org/organizations', { body: organizationBody('OUT2') });
     expect(create.status).to.equal(503);
 
-    postgres = await startDatabase(postgres.port);
+    await postgres.start();
     // The first request after the restart already goes through: no connection from before it
     // is handed out again.
     const read = await h.call('GET', `/org/organizations/${id}`);

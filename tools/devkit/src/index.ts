@@ -3,6 +3,7 @@ export type { EmbeddedPostgresOptions, RunningPostgres } from './postgres.js';
 export { freePort } from './ports.js';
 export { LogTail } from './log-tail.js';
 export { createTestDatabase, testClusterUrl } from './testing/database.js';
+export { startOwnPostgres, type OwnPostgres } from './testing/own-postgres.js';
 export type { TestDatabase } from './testing/database.js';
 export { spawnTs, runTs, runMigrationsCli, REPO_ROOT } from './testing/process.js';
 export type { CommandOutcome } from './testing/process.js';
