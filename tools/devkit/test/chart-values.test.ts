@@ -161,16 +161,20 @@ describe('the vextrus chart refuses values a user gets wrong', function () {
       ['--set', 'commonLabels.team=platform team'],
       '/commonLabels/team',
     ],
-    ['a common label key with a space', ['--set', 'commonLabels.Bad Key=x'], '/commonLabels'],
+    [
+      'a common label key with a space',
+      ['--set', 'commonLabels.Bad Key=x'],
+      "invalid propertyName 'Bad Key'",
+    ],
     [
       'a common label that replaces a selector label',
       ['--set', 'commonLabels.app\\.kubernetes\\.io/name=other'],
-      '/commonLabels',
+      'commonLabels may not set app.kubernetes.io/name',
     ],
     [
       'a ServiceMonitor label that replaces a chart label',
       ['--set', 'serviceMonitor.labels.app\\.kubernetes\\.io/instance=other'],
-      '/serviceMonitor/labels',
+      'serviceMonitor.labels may not set app.kubernetes.io/instance',
     ],
     ['an empty token issuer', ['--set', 'auth.tokens.issuer='], '/auth/tokens/issuer'],
     ['an empty token audience', ['--set', 'auth.tokens.audience='], '/auth/tokens/audience'],
