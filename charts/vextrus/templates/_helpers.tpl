@@ -212,3 +212,50 @@ vextrus.operatorServiceAccount: the operator's ServiceAccount name.
 {{- define "vextrus.operatorServiceAccount" -}}
 {{- default (printf "%s-operator" (include "vextrus.fullname" .)) .Values.operator.serviceAccount.name }}
 {{- end }}
+
+{{/*
+vextrus.validate: fails, naming the value, on settings the values schema cannot refuse and the API
+server or the cluster would: labels the chart sets itself, autoscaler bounds, disruption budgets
+that block every drain, and resource names longer than Kubernetes allows.
+*/}}
+{{- define "vextrus.validate" -}}
+{{- $reserved := list "helm.sh/chart" "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/component" "app.kubernetes.io/version" "app.kubernetes.io/managed-by" "app.kubernetes.io/part-of" }}
+{{- range $key, $labels := dict "commonLabels" .Values.commonLabels "serviceMonitor.labels" .Values.serviceMonitor.labels }}
+{{- range $label := $reserved }}
+{{- if hasKey $labels $label }}
+{{- fail (printf "%s may not set %s: the chart sets it, and the selectors depend on it" $key $label) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $component := list "auth" "organization" }}
+{{- $values := index $.Values $component }}
+{{- if $values.enabled }}
+{{- $replicas := $values.replicaCount }}
+{{- if $values.autoscaling.enabled }}
+{{- $replicas = $values.autoscaling.minReplicas }}
+{{- if gt (int $values.autoscaling.minReplicas) (int $values.autoscaling.maxReplicas) }}
+{{- fail (printf "%s.autoscaling.minReplicas (%v) is above %s.autoscaling.maxReplicas (%v)" $component $values.autoscaling.minReplicas $component $values.autoscaling.maxReplicas) }}
+{{- end }}
+{{- end }}
+{{- if and $values.pdb.enabled (ge (int $values.pdb.minAvailable) (int $replicas)) }}
+{{- fail (printf "%s.pdb.minAvailable (%v) must be below the %v replicas, or no node running them can be drained: lower it, add replicas, or set %s.pdb.enabled=false" $component $values.pdb.minAvailable $replicas $component) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- /* Services are DNS labels (63); a CronJob's Jobs append 11 characters and a StatefulSet's
+Pods carry a revision hash label, so both stop at 52; a Job's name is a label value (63). */}}
+{{- $fullname := include "vextrus.fullname" . }}
+{{- $names := dict "-auth" 63 "-organization" 63 "-operator-metrics" 63 "-migrate-platform" 63 }}
+{{- if .Values.auditRetention.enabled }}
+{{- $_ := set $names "-audit-retention" 52 }}
+{{- end }}
+{{- if .Values.postgresql.enabled }}
+{{- $_ := set $names "-postgresql" 52 }}
+{{- end }}
+{{- range $suffix, $limit := $names }}
+{{- $name := printf "%s%s" $fullname $suffix }}
+{{- if gt (len $name) (int $limit) }}
+{{- fail (printf "the name %s is %d characters, more than the %d Kubernetes allows: set fullnameOverride to a prefix of at most %d characters, or choose a shorter release name" $name (len $name) (int $limit) (sub (int $limit) (len $suffix))) }}
+{{- end }}
+{{- end }}
+{{- end }}
