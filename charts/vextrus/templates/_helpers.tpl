@@ -227,6 +227,9 @@ that block every drain, and resource names longer than Kubernetes allows.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- if and .Values.organization.enabled (not .Values.auth.enabled) }}
+{{- fail "organization.enabled needs auth.enabled: the organization service verifies every token with the keys the auth service of this release publishes" }}
+{{- end }}
 {{- range $component := list "auth" "organization" }}
 {{- $values := index $.Values $component }}
 {{- if $values.enabled }}

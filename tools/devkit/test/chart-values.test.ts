@@ -30,6 +30,11 @@ describe('the vextrus chart refuses values a user gets wrong', function () {
 
   const refused: [string, string[], string][] = [
     ['a negative replica count', ['--set', 'auth.replicaCount=-1'], '/auth/replicaCount'],
+    [
+      'the organization service without the auth service whose keys it needs',
+      ['--set', 'auth.enabled=false'],
+      'organization.enabled needs auth.enabled',
+    ],
     ['a replica count as a string', ['--set-string', 'auth.replicaCount=2'], '/auth/replicaCount'],
     ['an image tag with a space', ['--set', 'auth.image.tag=bad tag'], '/auth/image/tag'],
     ['an upper-case repository', ['--set', 'auth.image.repository=Vextrus/Auth'], '/auth/image'],
@@ -316,8 +321,15 @@ describe('the vextrus chart refuses values a user gets wrong', function () {
       'auditRetention.enabled',
       'postgresql.enabled',
     ];
+    const off = (part: string): string[] =>
+      part === 'postgresql.enabled'
+        ? [`${part}=true`]
+        : // The organization service needs the auth service (refused above): both go together.
+          part === 'auth.enabled'
+          ? [`${part}=false`, 'organization.enabled=false']
+          : [`${part}=false`];
     const cases = [
-      ...parts.map((part) => [part === 'postgresql.enabled' ? `${part}=true` : `${part}=false`]),
+      ...parts.map(off),
       parts.map((part) => (part === 'postgresql.enabled' ? `${part}=true` : `${part}=false`)),
     ];
     for (const set of cases) {
