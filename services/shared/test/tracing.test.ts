@@ -33,7 +33,10 @@ describe('tracing', () => {
       await plane.close();
     });
 
-    it('exports spans of HTTP requests and SQL queries to the collector', async () => {
+    it('exports spans of HTTP requests and SQL queries to the collector', async function () {
+      // A cold start of the service with the OpenTelemetry SDK takes seconds; on a busy 2-core
+      // machine more than 15 of them.
+      this.timeout(90_000);
       const { port: collectorPort } = collector.address() as AddressInfo;
       const port = await freePort();
       const child = spawnTs('services/organization/src/main.ts', {
@@ -41,7 +44,7 @@ describe('tracing', () => {
         PORT: String(port),
         OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}`,
       });
-      await child.waitForOutput((out) => out.includes('"listening"'));
+      await child.waitForOutput((out) => out.includes('"listening"'), 60_000);
 
       const ready = await fetch(`http://127.0.0.1:${port}/health/ready`);
       child.child.kill('SIGTERM');
