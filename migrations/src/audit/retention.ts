@@ -2,6 +2,7 @@ import type { Transaction } from 'sequelize';
 import { execute, inTransaction, select, type Database } from '../database.js';
 import { MigrationError, MigrationErrorCode, describe } from '../errors.js';
 import { validateSlug } from '../identifiers.js';
+import { withAdvisoryLock } from '../lock.js';
 import { auditTenant, liveAuditTenants, type AuditTenant } from './registry.js';
 
 /** The bounds of platform.tenants.audit_retention_days (its check constraint). */
@@ -147,11 +148,24 @@ export async function enforceTenantRetention(
 export interface RetentionRun {
   done: RetentionResult[];
   failed: { tenant: string; error: string }[];
+  /** Tenants of an --all run that were deleted or retained before the run got to them. */
+  skipped: { tenant: string; reason: string }[];
 }
+
+/** Codes that say a tenant listed by an --all run is no longer one whose log is kept up. */
+const GONE: readonly string[] = [
+  MigrationErrorCode.TenantNotProvisioned,
+  MigrationErrorCode.TenantNotActive,
+];
 
 /**
  * Enforces retention for one tenant (by slug) or for every live tenant. One tenant's failure
  * does not stop the others; the run reports it, and the caller exits non-zero.
+ *
+ * Each tenant's retention holds the tenant's advisory lock, as migrations, repair and
+ * deprovisioning do, and reads the tenant again under it: a run never deletes from a tenant
+ * that was retained or deleted after the run listed it (an --all run skips such a tenant), never
+ * races a migration of the audit tables, and two runs for one tenant take turns.
  */
 export async function enforceAuditRetention(
   db: Database,
@@ -160,13 +174,21 @@ export async function enforceAuditRetention(
 ): Promise<RetentionRun> {
   const tenants =
     'slug' in scope ? [await auditTenant(db, scope.slug)] : await liveAuditTenants(db);
-  const run: RetentionRun = { done: [], failed: [] };
-  for (const tenant of tenants) {
+  const run: RetentionRun = { done: [], failed: [], skipped: [] };
+  for (const listed of tenants) {
     try {
-      run.done.push(await enforceTenantRetention(db, tenant, options));
+      const result = await withAdvisoryLock(db, `tenant:${listed.slug}`, async () =>
+        enforceTenantRetention(db, await auditTenant(db, listed.slug), options),
+      );
+      run.done.push(result);
     } catch (err) {
-      db.logger.error({ tenant: tenant.slug, err }, 'audit retention failed');
-      run.failed.push({ tenant: tenant.slug, error: describe(err) });
+      if ('all' in scope && err instanceof MigrationError && GONE.includes(err.code)) {
+        db.logger.info({ tenant: listed.slug, reason: err.message }, 'audit retention skipped');
+        run.skipped.push({ tenant: listed.slug, reason: err.message });
+        continue;
+      }
+      db.logger.error({ tenant: listed.slug, err }, 'audit retention failed');
+      run.failed.push({ tenant: listed.slug, error: describe(err) });
     }
   }
   return run;
