@@ -386,6 +386,45 @@ describe('audit retention and verification under attack', function () {
     });
   });
 
+  describe('a chain already broken', () => {
+    it('when the owner edited an old record, retention refuses to remove the evidence', async () => {
+      await addTenant('launder', 30);
+      await seed(
+        'launder',
+        [60, 50, 40, 1].map((d) => d * DAY),
+      );
+      await superuser(`
+        SET session_replication_role = replica;
+        UPDATE ${tenants.launder!.schema}.audit_events SET outcome = 'failure' WHERE sequence = 2;
+      `);
+
+      const outcome = await cli(['audit', 'retention', '--tenant', 'launder']);
+
+      expect(outcome.code).to.equal(1);
+      expect(outcome.stderr).to.contain('launder').and.to.contain('record 2');
+      expect(await kept('launder')).to.deep.equal(['r0', 'r1', 'r2', 'r3']);
+      const report = await verifyTenantAudit(retentionDb, 'launder');
+      expect(report.problem).to.deep.include({ code: 'RECORD_ALTERED', sequence: 2 });
+    });
+
+    it('when the owner removed the first record, retention refuses to hide the gap', async () => {
+      await addTenant('gap', 30);
+      await seed(
+        'gap',
+        [60, 50, 1].map((d) => d * DAY),
+      );
+      await superuser(`
+        SET session_replication_role = replica;
+        DELETE FROM ${tenants.gap!.schema}.audit_events WHERE sequence = 1;
+      `);
+
+      const run = await enforceAuditRetention(retentionDb, { slug: 'gap' });
+
+      expect(run.failed.map((f) => f.tenant)).to.deep.equal(['gap']);
+      expect(await kept('gap')).to.deep.equal(['r1', 'r2']);
+    });
+  });
+
   describe('verify', () => {
     it('on an empty chain, it is valid with nothing checked', async () => {
       await addTenant('empty');
