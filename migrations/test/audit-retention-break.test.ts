@@ -490,6 +490,10 @@ describe('audit retention and verification under attack', function () {
       const report = await verifyTenantAudit(retentionDb, 'hidden');
 
       expect(report.valid).to.equal(false);
+      expect(report.problem).to.deep.include({ code: 'RECORDS_BEHIND_CHECKPOINT', sequence: 2 });
+      const outcome = await cli(['audit', 'verify', 'hidden']);
+      expect(outcome.code).to.equal(1);
+      expect(outcome.stderr).to.contain('DRIFT_DETECTED').and.to.contain('record 2');
     });
 
     it('when the login cannot read the audit tables, it exits 1 with a coded reason', async () => {
@@ -521,6 +525,7 @@ describe('audit retention and verification under attack', function () {
       ['an unknown tenant', ['audit', 'retention', '--tenant', 'nobody'], 'TENANT_NOT_PROVISIONED'],
       ['an invalid slug', ['audit', 'retention', '--tenant', 'Bad_Slug'], 'INVALID_TENANT_SLUG'],
       ['an invalid slug to verify', ['audit', 'verify', '../etc'], 'INVALID_TENANT_SLUG'],
+      ['an empty slug', ['audit', 'retention', '--tenant', ''], 'INVALID_TENANT_SLUG'],
       ['--tenant without a value', ['audit', 'retention', '--tenant'], 'INVALID_ARGUMENTS'],
       [
         'both --tenant and --all',
