@@ -11,13 +11,43 @@ function usage(problem: string, full: string): MigrationError {
   return new MigrationError(MigrationErrorCode.InvalidArguments, `${problem}\n${full}`);
 }
 
+/** The flags each audit command takes; any other is refused rather than ignored. */
+const FLAGS: Record<string, readonly string[]> = {
+  verify: ['batch-size'],
+  retention: ['tenant', 'all', 'batch-size'],
+};
+
 function batchSize(flags: Map<string, string | true>, full: string): number {
   const raw = flags.get('batch-size') ?? String(DEFAULT_BATCH_SIZE);
-  const size = Number(raw);
+  if (raw === true) throw usage('--batch-size needs a value', full);
+  // Plain decimal digits only: Number() would also take "0x10", "1e3" and " 5 ".
+  const size = /^[1-9][0-9]{0,5}$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isInteger(size) || size < 1 || size > 100_000) {
-    throw usage(`--batch-size must be an integer from 1 to 100000, not ${String(raw)}`, full);
+    throw usage(
+      `--batch-size must be an integer from 1 to 100000, not ${JSON.stringify(raw.slice(0, 20))}`,
+      full,
+    );
   }
   return size;
+}
+
+/** Refuses arguments the command does not take: a misspelt flag must not be ignored. */
+function onlyKnown(
+  action: string,
+  positional: string[],
+  expected: number,
+  flags: Map<string, string | true>,
+  full: string,
+): void {
+  const allowed = FLAGS[action] ?? [];
+  const unknown = [...flags.keys()].find((name) => !allowed.includes(name));
+  if (unknown !== undefined) {
+    throw usage(`audit ${action} does not take --${unknown.slice(0, 40)}`, full);
+  }
+  if (positional.length > expected) {
+    const extra = JSON.stringify(positional[expected]?.slice(0, 40));
+    throw usage(`audit ${action} does not take the argument ${extra}`, full);
+  }
 }
 
 /**
@@ -34,6 +64,7 @@ export async function runAudit(
   const [action, slug] = positional;
   switch (action) {
     case 'verify': {
+      onlyKnown(action, positional, 2, flags, fullUsage);
       if (!slug) throw usage('audit verify needs a tenant slug', fullUsage);
       validateSlug(slug);
       const report = await verifyTenantAudit(db, slug, { batchSize: batchSize(flags, fullUsage) });
@@ -48,6 +79,7 @@ export async function runAudit(
       return;
     }
     case 'retention': {
+      onlyKnown(action, positional, 1, flags, fullUsage);
       const tenant = flags.get('tenant');
       const all = flags.has('all');
       if ((typeof tenant === 'string') === all) {

@@ -1,5 +1,5 @@
 import { select, type Database } from '../database.js';
-import { MigrationError, MigrationErrorCode } from '../errors.js';
+import { MigrationError, MigrationErrorCode, wrap } from '../errors.js';
 import { validateSlug } from '../identifiers.js';
 
 /** What the audit commands read of a tenant in platform.tenants. */
@@ -41,7 +41,9 @@ export async function auditTenant(db: Database, slug: string): Promise<AuditTena
     db,
     `SELECT ${COLUMNS} FROM platform.tenants WHERE slug = $1`,
     [slug],
-  );
+  ).catch((err: unknown) => {
+    throw wrap(MigrationErrorCode.MigrationFailed, `read tenant ${slug} from the registry`, err);
+  });
   if (!row) {
     throw new MigrationError(
       MigrationErrorCode.TenantNotProvisioned,
@@ -63,6 +65,8 @@ export async function liveAuditTenants(db: Database): Promise<AuditTenant[]> {
     db,
     `SELECT ${COLUMNS} FROM platform.tenants WHERE status = ANY($1::text[]) ORDER BY slug`,
     [LIVE_STATUSES],
-  );
+  ).catch((err: unknown) => {
+    throw wrap(MigrationErrorCode.MigrationFailed, 'list the tenants in the registry', err);
+  });
   return rows.map(fromRow);
 }

@@ -2,6 +2,7 @@ import type { Transaction } from 'sequelize';
 import { execute, inTransaction, select, type Database } from '../database.js';
 import { MigrationError, MigrationErrorCode, describe } from '../errors.js';
 import { validateSlug } from '../identifiers.js';
+import { withAdvisoryLock } from '../lock.js';
 import { auditTenant, liveAuditTenants, type AuditTenant } from './registry.js';
 
 /** The bounds of platform.tenants.audit_retention_days (its check constraint). */
@@ -57,6 +58,12 @@ export interface RetentionResult {
   checkpoint: { sequence: number; hash: string };
 }
 
+/** A record a batch would delete, and whether it links to the checkpoint or the one before. */
+interface DoomedRow {
+  sequence: string;
+  intact: boolean;
+}
+
 interface Checkpoint {
   sequence: string;
   hash: string;
@@ -64,11 +71,13 @@ interface Checkpoint {
 
 /**
  * Deletes the tenant's audit records older than its retention window, oldest first, in
- * batches of their own transactions. The database keeps the checkpoint (sequence and hash of
- * the last deleted record), so the chain still verifies from the oldest kept record. Runs as
- * whatever role the database connection logs in as: the retention role in production, the only
- * one besides the owner with DELETE on audit_events. Row-level security applies to it, so each
- * transaction names the tenant.
+ * batches of their own transactions. Each batch first checks the records it is about to delete
+ * (hashes, links, no gap after the checkpoint) and stops when the chain is broken there, so that
+ * retention never removes the evidence of tampering. The database keeps the checkpoint
+ * (sequence and hash of the last deleted record), so the chain still verifies from the oldest
+ * kept record. Runs as whatever role the database connection logs in as: the retention role in
+ * production, the only one besides the owner with DELETE on audit_events. Row-level security
+ * applies to it, so each transaction names the tenant.
  */
 export async function enforceTenantRetention(
   db: Database,
@@ -94,19 +103,43 @@ export async function enforceTenantRetention(
     for (;;) {
       const count = await inTransaction(db, async (transaction) => {
         await bindTenant(transaction);
+        // No row locks (they need UPDATE, which the retention role lacks): the tenant's lock
+        // keeps other runs out and records are never updated, so the DELETE removes what was
+        // checked.
+        const batch = await select<DoomedRow>(
+          db,
+          `SELECT d.sequence,
+                  (d.hash = d.recomputed AND
+                   d.previous_hash = coalesce(lag(d.hash) OVER w, c.checkpoint_hash) AND
+                   d.sequence = c.checkpoint_sequence + row_number() OVER w) IS TRUE AS intact
+             FROM (SELECT e.sequence, e.previous_hash, e.hash, audit_event_hash(e) AS recomputed
+                     FROM audit_events e
+                    WHERE e.tenant_id = platform.current_tenant_id() AND e.occurred_at < $1
+                    ORDER BY e.sequence LIMIT $2) d
+             LEFT JOIN audit_chain c ON c.tenant_id = platform.current_tenant_id()
+           WINDOW w AS (ORDER BY d.sequence)
+            ORDER BY d.sequence`,
+          [cutoff, batchSize],
+          transaction,
+        );
+        const broken = batch.find((row) => !row.intact);
+        if (broken) {
+          throw new MigrationError(
+            MigrationErrorCode.DriftDetected,
+            `the audit chain of ${tenant.slug} is broken at record ${broken.sequence}: ` +
+              `retention stops rather than remove the evidence (run audit verify ${tenant.slug})`,
+          );
+        }
+        if (batch.length === 0) return 0;
         const [row] = await select<{ deleted: string }>(
           db,
-          `WITH doomed AS (
-             SELECT sequence FROM audit_events
-              WHERE tenant_id = platform.current_tenant_id() AND occurred_at < $1
-              ORDER BY sequence LIMIT $2
-           ), gone AS (
-             DELETE FROM audit_events e USING doomed
-              WHERE e.tenant_id = platform.current_tenant_id() AND e.sequence = doomed.sequence
+          `WITH gone AS (
+             DELETE FROM audit_events
+              WHERE tenant_id = platform.current_tenant_id() AND sequence = ANY($1::bigint[])
              RETURNING 1
            )
            SELECT count(*) AS deleted FROM gone`,
-          [cutoff, batchSize],
+          [batch.map((r) => r.sequence)],
           transaction,
         );
         return Number(row?.deleted ?? 0);
@@ -137,7 +170,7 @@ export async function enforceTenantRetention(
     };
   } catch (err) {
     throw new MigrationError(
-      MigrationErrorCode.MigrationFailed,
+      err instanceof MigrationError ? err.code : MigrationErrorCode.MigrationFailed,
       `cannot enforce the audit retention of ${tenant.slug}: ${describe(err)}`,
       { cause: err },
     );
@@ -147,11 +180,24 @@ export async function enforceTenantRetention(
 export interface RetentionRun {
   done: RetentionResult[];
   failed: { tenant: string; error: string }[];
+  /** Tenants of an --all run that were deleted or retained before the run got to them. */
+  skipped: { tenant: string; reason: string }[];
 }
+
+/** Codes that say a tenant listed by an --all run is no longer one whose log is kept up. */
+const GONE: readonly string[] = [
+  MigrationErrorCode.TenantNotProvisioned,
+  MigrationErrorCode.TenantNotActive,
+];
 
 /**
  * Enforces retention for one tenant (by slug) or for every live tenant. One tenant's failure
  * does not stop the others; the run reports it, and the caller exits non-zero.
+ *
+ * Each tenant's retention holds the tenant's advisory lock, as migrations, repair and
+ * deprovisioning do, and reads the tenant again under it: a run never deletes from a tenant
+ * that was retained or deleted after the run listed it (an --all run skips such a tenant), never
+ * races a migration of the audit tables, and two runs for one tenant take turns.
  */
 export async function enforceAuditRetention(
   db: Database,
@@ -160,13 +206,21 @@ export async function enforceAuditRetention(
 ): Promise<RetentionRun> {
   const tenants =
     'slug' in scope ? [await auditTenant(db, scope.slug)] : await liveAuditTenants(db);
-  const run: RetentionRun = { done: [], failed: [] };
-  for (const tenant of tenants) {
+  const run: RetentionRun = { done: [], failed: [], skipped: [] };
+  for (const listed of tenants) {
     try {
-      run.done.push(await enforceTenantRetention(db, tenant, options));
+      const result = await withAdvisoryLock(db, `tenant:${listed.slug}`, async () =>
+        enforceTenantRetention(db, await auditTenant(db, listed.slug), options),
+      );
+      run.done.push(result);
     } catch (err) {
-      db.logger.error({ tenant: tenant.slug, err }, 'audit retention failed');
-      run.failed.push({ tenant: tenant.slug, error: describe(err) });
+      if ('all' in scope && err instanceof MigrationError && GONE.includes(err.code)) {
+        db.logger.info({ tenant: listed.slug, reason: err.message }, 'audit retention skipped');
+        run.skipped.push({ tenant: listed.slug, reason: err.message });
+        continue;
+      }
+      db.logger.error({ tenant: listed.slug, err }, 'audit retention failed');
+      run.failed.push({ tenant: listed.slug, error: describe(err) });
     }
   }
   return run;
