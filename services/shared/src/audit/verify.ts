@@ -12,7 +12,13 @@ export type ChainProblemCode =
   /** A record's content no longer matches its hash: it was edited. */
   | 'RECORD_ALTERED'
   /** The last record is not the head of the chain: records at the end were removed. */
-  | 'HEAD_MISMATCH';
+  | 'HEAD_MISMATCH'
+  /**
+   * Records are kept at or below the retention checkpoint, which says they were removed: the
+   * walk, which starts at the checkpoint, never checked them (the checkpoint was moved over
+   * them, or they were put back).
+   */
+  | 'RECORDS_BEHIND_CHECKPOINT';
 
 export interface ChainProblem {
   code: ChainProblemCode;
@@ -137,6 +143,25 @@ export async function verifyAuditChain(
       },
       head: { sequence: Number(chain.head_sequence), hash: chain.head_hash, at: chain.head_at },
     };
+    // Retention removes records and moves the checkpoint in one transaction, and records are
+    // never added below the head: in this snapshot none may sit at or below the checkpoint.
+    const [behind] = await sequelize.query<{ sequence: string; id: string }>(
+      `SELECT sequence, id FROM audit_events
+        WHERE tenant_id = platform.current_tenant_id() AND sequence <= $1
+        ORDER BY sequence LIMIT 1`,
+      { transaction, type: QueryTypes.SELECT, bind: [report.checkpoint.sequence] },
+    );
+    if (behind) {
+      const at = Number(behind.sequence);
+      const detail =
+        `record ${at} is still kept, but the retention checkpoint ` +
+        `(${report.checkpoint.sequence}) says it was removed: it was never verified`;
+      return {
+        ...report,
+        valid: false,
+        problem: { code: 'RECORDS_BEHIND_CHECKPOINT', sequence: at, id: behind.id, detail },
+      };
+    }
     let sequence = report.checkpoint.sequence + 1;
     let previous = report.checkpoint.hash;
     let after = report.checkpoint.sequence;
