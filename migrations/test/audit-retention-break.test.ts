@@ -2,17 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import pg from 'pg';
 import { Sequelize } from 'sequelize';
-import {
-  createPlane,
-  loginUrl,
-  runMigrationsCli,
-  silent,
-  spawnTs,
-  type TestPlane,
-} from '@vextrus/devkit';
+import { createPlane, loginUrl, runMigrationsCli, spawnTs, type TestPlane } from '@vextrus/devkit';
 import { recordAuditSeparately, verifyAuditChain, type TenantContext } from '@vextrus/shared';
 import { deprovision, provision, type Database } from '../src/index.js';
 import { enforceAuditRetention, setAuditRetention, verifyTenantAudit } from '../src/audit/index.js';
+import { asSuperuser, retentionLogin } from './support/retention.js';
 
 const DAY = 86_400_000;
 const MINUTE = 60_000;
@@ -31,15 +25,8 @@ describe('audit retention and verification under attack', function () {
   let env: NodeJS.ProcessEnv;
   const tenants: Record<string, TenantContext> = {};
 
-  async function superuser(text: string, values?: unknown[]): Promise<pg.QueryResult> {
-    const client = new pg.Client({ connectionString: plane.database.url });
-    await client.connect();
-    try {
-      return await client.query(text, values);
-    } finally {
-      await client.end();
-    }
-  }
+  const superuser = (text: string, values?: unknown[]): Promise<pg.QueryResult> =>
+    asSuperuser(plane, text, values);
 
   async function addTenant(slug: string, days?: number): Promise<TenantContext> {
     const result = await provision(plane.db, slug);
@@ -129,17 +116,7 @@ describe('audit retention and verification under attack', function () {
   before(async () => {
     plane = await createPlane('audit_retention_break');
     app = new Sequelize(plane.appUrl, { logging: false });
-    const password = randomBytes(12).toString('hex');
-    const { owner, app: appRole, retention, tenantPrefix } = plane.db.roles;
-    await superuser(`ALTER ROLE ${retention} PASSWORD '${password}'`);
-    retentionUrl = loginUrl(plane.database.url, retention, password);
-    retentionDb = plane.open({ url: retentionUrl, logger: silent });
-    env = {
-      VEXTRUS_OWNER_ROLE: owner,
-      VEXTRUS_APP_ROLE: appRole,
-      VEXTRUS_RETENTION_ROLE: retention,
-      VEXTRUS_TENANT_ROLE_PREFIX: tenantPrefix,
-    };
+    ({ url: retentionUrl, db: retentionDb, env } = await retentionLogin(plane));
   });
   after(async () => {
     await app.close();

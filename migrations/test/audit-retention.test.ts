@@ -1,11 +1,11 @@
-import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
-import pg from 'pg';
+import type pg from 'pg';
 import { Sequelize } from 'sequelize';
-import { createPlane, loginUrl, silent, type TestPlane, runMigrationsCli } from '@vextrus/devkit';
+import { createPlane, type TestPlane, runMigrationsCli } from '@vextrus/devkit';
 import { recordAuditSeparately, verifyAuditChain, type TenantContext } from '@vextrus/shared';
 import { MigrationErrorCode, provision, type Database, type MigrationError } from '../src/index.js';
 import { enforceAuditRetention, setAuditRetention, verifyTenantAudit } from '../src/audit/index.js';
+import { asSuperuser, retentionLogin } from './support/retention.js';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -21,15 +21,8 @@ describe('audit retention and verification', function () {
   let env: NodeJS.ProcessEnv;
   const tenants: Record<string, TenantContext> = {};
 
-  async function superuser(text: string, values?: unknown[]): Promise<pg.QueryResult> {
-    const client = new pg.Client({ connectionString: plane.database.url });
-    await client.connect();
-    try {
-      return await client.query(text, values);
-    } finally {
-      await client.end();
-    }
-  }
+  const superuser = (text: string, values?: unknown[]): Promise<pg.QueryResult> =>
+    asSuperuser(plane, text, values);
 
   /** Records, oldest first, each `age` milliseconds before now (the chain keeps time ordered). */
   async function seed(slug: string, ages: number[]): Promise<void> {
@@ -58,18 +51,7 @@ describe('audit retention and verification', function () {
       tenants[slug] = { tenantId: result.tenantId, schema: result.schema, role: result.role };
     }
     app = new Sequelize(plane.appUrl, { logging: false });
-    // createPlane gives the retention role no password; the CronJob logs in with one.
-    const password = randomBytes(12).toString('hex');
-    const { owner, app: appRole, retention, tenantPrefix } = plane.db.roles;
-    await superuser(`ALTER ROLE ${retention} PASSWORD '${password}'`);
-    retentionUrl = loginUrl(plane.database.url, retention, password);
-    retentionDb = plane.open({ url: retentionUrl, logger: silent });
-    env = {
-      VEXTRUS_OWNER_ROLE: owner,
-      VEXTRUS_APP_ROLE: appRole,
-      VEXTRUS_RETENTION_ROLE: retention,
-      VEXTRUS_TENANT_ROLE_PREFIX: tenantPrefix,
-    };
+    ({ url: retentionUrl, db: retentionDb, env } = await retentionLogin(plane));
   });
   after(async () => {
     await app.close();
