@@ -1,0 +1,242 @@
+import { expect } from 'chai';
+import { mkdtempSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import {
+  createPlane,
+  freePort,
+  spawnTs,
+  type SpawnedProcess,
+  type TestPlane,
+} from '@vextrus/devkit';
+
+/*
+ * Attempts to break how the real service processes start, read their configuration and stop:
+ * each case spawns auth or organization (or the operator) as a process, on 127.0.0.1, against
+ * the PostgreSQL of the test run, and looks at its exit status and its log lines.
+ */
+
+const SERVICES = [
+  { name: 'auth', entry: 'services/auth/src/main.ts' },
+  { name: 'organization', entry: 'services/organization/src/main.ts' },
+] as const;
+
+/** A password with every character that needs care in a URL. */
+const AWKWARD_PASSWORD = 'p@ss:w/rd%20?#&=+ é';
+
+interface Parts {
+  host: string;
+  port: string;
+  user: string;
+  password: string;
+  name: string;
+}
+
+async function waitReady(url: string, timeoutMs = 20_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const response = await fetch(`${url}/health/ready`);
+      if (response.status === 200 || Date.now() > deadline) return response.status;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** The process's output as lines (each must be one JSON log line). */
+function lines(child: SpawnedProcess): string[] {
+  return child
+    .output()
+    .split('\n')
+    .filter((line) => line.trim() !== '');
+}
+
+/** Asserts the one-line, stack-free, secret-free refusal of a bad configuration. */
+function expectOneClearLine(child: SpawnedProcess, secret: string, mention: RegExp): void {
+  const output = lines(child);
+  expect(output, child.output()).to.have.length(1);
+  const line = JSON.parse(output[0] ?? '{}') as Record<string, unknown>;
+  expect(line.level).to.equal('fatal');
+  expect(String(line.msg)).to.match(mention);
+  expect(child.output()).not.to.include(secret);
+  expect(child.output()).not.to.include(encodeURIComponent(secret));
+  expect(child.output(), 'no stack trace').not.to.match(/\s+at .+:\d+:\d+/);
+}
+
+/**
+ * A request whose body is still arriving: the server has its headers (the request is in flight)
+ * and waits for the rest, which `finish` sends.
+ */
+function slowRequest(
+  port: number,
+  requestPath: string,
+  body: string,
+): { socket: Socket; finish(): void; response: Promise<string> } {
+  const socket = connect(port, '127.0.0.1');
+  const head =
+    `POST ${requestPath} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
+    `X-Tenant-ID: nobody\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
+  socket.write(head + body.slice(0, 1));
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+  const response = new Promise<string>((resolve) => {
+    socket.on('close', () => resolve(received));
+    socket.on('error', () => undefined);
+  });
+  return { socket, finish: () => socket.write(body.slice(1)), response };
+}
+
+/** Forwards TCP connections from [::1] to PostgreSQL on 127.0.0.1, counting them. */
+async function ipv6Forwarder(
+  target: number,
+): Promise<{ port: number; count(): number; close(): void }> {
+  let connections = 0;
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((incoming) => {
+    connections += 1;
+    const outgoing = connect(target, '127.0.0.1');
+    sockets.add(incoming).add(outgoing);
+    incoming.pipe(outgoing).pipe(incoming);
+    incoming.on('error', () => outgoing.destroy());
+    outgoing.on('error', () => incoming.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '::1', resolve));
+  const address = server.address();
+  return {
+    port: typeof address === 'object' && address ? address.port : 0,
+    count: () => connections,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
+}
+
+describe('start-up and shutdown of the real processes (break attempts)', function () {
+  this.timeout(90_000);
+  let plane: TestPlane;
+  let parts: Parts;
+  const keys = { AUTH_LOCAL_KEYS_DIR: mkdtempSync(path.join(tmpdir(), 'vextrus-keys-')) };
+  const children: SpawnedProcess[] = [];
+
+  function spawn(entry: string, env: NodeJS.ProcessEnv): SpawnedProcess {
+    const child = spawnTs(entry, { ...keys, HOST: '127.0.0.1', ...env });
+    children.push(child);
+    return child;
+  }
+
+  before(async () => {
+    plane = await createPlane('startup_break');
+    const url = new URL(plane.appUrl);
+    parts = {
+      host: url.hostname,
+      port: url.port,
+      user: url.username,
+      password: AWKWARD_PASSWORD,
+      name: plane.database.name,
+    };
+    // The application role gets a password that only survives correct URL encoding.
+    await plane.db.sequelize.query(`ALTER ROLE "${parts.user}" PASSWORD :password`, {
+      replacements: { password: AWKWARD_PASSWORD },
+    });
+  });
+
+  afterEach(async () => {
+    for (const child of children.splice(0)) {
+      if (child.child.exitCode === null && child.child.signalCode === null) {
+        child.child.kill('SIGKILL');
+        await child.exited;
+      }
+    }
+  });
+
+  after(() => plane.close());
+
+  const encoded = (): string =>
+    `${encodeURIComponent(parts.user)}:${encodeURIComponent(parts.password)}`;
+
+  for (const { name, entry } of SERVICES) {
+    describe(`${name}: configuration`, () => {
+      it('starts with a postgresql:// URL whose password needs percent-encoding', async () => {
+        const port = await freePort();
+        const child = spawn(entry, {
+          DATABASE_URL:
+            `postgresql://${encoded()}@${parts.host}:${parts.port}/${parts.name}` +
+            '?sslmode=disable&application_name=ignored',
+          PORT: String(port),
+        });
+        expect(await waitReady(`http://127.0.0.1:${port}`), child.output()).to.equal(200);
+        expect(child.output()).not.to.include(AWKWARD_PASSWORD);
+        expect(child.output()).not.to.include(encodeURIComponent(AWKWARD_PASSWORD));
+        child.child.kill('SIGTERM');
+        expect(await child.exited).to.equal(0);
+      });
+
+      it('starts with the five DATABASE_* parts and no URL', async () => {
+        const port = await freePort();
+        const child = spawn(entry, {
+          DATABASE_HOST: parts.host,
+          DATABASE_PORT: parts.port,
+          DATABASE_USERNAME: parts.user,
+          DATABASE_PASSWORD: parts.password,
+          DATABASE_NAME: parts.name,
+          PORT: String(port),
+        });
+        expect(await waitReady(`http://127.0.0.1:${port}`), child.output()).to.equal(200);
+        expect(child.output()).to.include('"source":"DATABASE_* variables"');
+        child.child.kill('SIGTERM');
+        expect(await child.exited).to.equal(0);
+      });
+
+      it('reaches PostgreSQL at the IPv6 loopback [::1] of a URL', async () => {
+        const forwarder = await ipv6Forwarder(Number(parts.port));
+        try {
+          const port = await freePort();
+          const child = spawn(entry, {
+            DATABASE_URL: `postgres://${encoded()}@[::1]:${forwarder.port}/${parts.name}`,
+            PORT: String(port),
+          });
+          expect(await waitReady(`http://127.0.0.1:${port}`), child.output()).to.equal(200);
+          expect(forwarder.count()).to.be.above(0);
+          child.child.kill('SIGTERM');
+          expect(await child.exited).to.equal(0);
+        } finally {
+          forwarder.close();
+        }
+      });
+
+      it('refuses a DATABASE_URL with a broken percent-encoding: exit 78, one line, no secret', async () => {
+        const secret = 'hunter2-very-secret';
+        const child = spawn(entry, {
+          DATABASE_URL: `postgres://${parts.user}:%ZZ${secret}@${parts.host}:${parts.port}/x`,
+        });
+        expect(await child.exited, child.output()).to.equal(78);
+        expectOneClearLine(child, secret, /DATABASE_URL/);
+      });
+
+      for (const [variable, value] of [
+        ['PORT', '65536'],
+        ['PORT', '80abc'],
+        ['PORT', ' '],
+        ['DATABASE_POOL_MAX', '-1'],
+        ['DATABASE_POOL_MAX', '100000'],
+        ['SHUTDOWN_TIMEOUT_MS', '1e9'],
+        ['LOG_LEVEL', 'verbose'],
+        ['AUTH_JWKS_URL', 'jwks.example'],
+        ['DATABASE_SSLMODE', 'prefer'],
+      ] as const) {
+        it(`refuses ${variable}="${value}" with exit 78 and one line naming it`, async () => {
+          const child = spawn(entry, {
+            DATABASE_URL: `postgres://${encoded()}@${parts.host}:${parts.port}/${parts.name}`,
+            [variable]: value,
+          });
+          expect(await child.exited, child.output()).to.equal(78);
+          expectOneClearLine(child, parts.password, new RegExp(variable));
+        });
+      }
+    });
+  }
+});
