@@ -26,14 +26,39 @@ const FIELDS = [
 
 type FieldKey = (typeof FIELDS)[number]['key'];
 
-function fromUrl(url: URL | undefined): Partial<Record<FieldKey, string>> {
-  if (!url) return {};
+/**
+ * Decodes one percent-encoded part of DATABASE_URL. A malformed escape (such as `%ZZ` in a
+ * password) is reported by the part's name; the value itself is never repeated.
+ */
+function decodePart(env: EnvReader, part: string, value: string): string | undefined {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    env.report(
+      'DATABASE_URL',
+      `DATABASE_URL has a malformed percent-encoding in its ${part}; encode "%" as "%25"`,
+    );
+    return undefined;
+  }
+}
+
+/** The parts of DATABASE_URL, or undefined when it is absent or cannot be read. */
+function fromUrl(
+  env: EnvReader,
+  url: URL | undefined,
+): Partial<Record<FieldKey, string>> | undefined {
+  if (!url) return undefined;
+  const host = url.hostname ? decodePart(env, 'host', url.hostname) : '';
+  const username = url.username ? decodePart(env, 'user name', url.username) : '';
+  const password = url.password ? decodePart(env, 'password', url.password) : '';
+  const name = decodePart(env, 'database name', url.pathname.replace(/^\//, ''));
+  if (host === undefined || username === undefined || password === undefined) return undefined;
+  if (name === undefined) return undefined;
   const parts: Partial<Record<FieldKey, string>> = {};
-  if (url.hostname) parts.host = decodeURIComponent(url.hostname).replace(/^\[|\]$/g, '');
+  if (host) parts.host = host.replace(/^\[|\]$/g, '');
   if (url.port) parts.port = url.port;
-  if (url.username) parts.username = decodeURIComponent(url.username);
-  if (url.password) parts.password = decodeURIComponent(url.password);
-  const name = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  if (username) parts.username = username;
+  if (password) parts.password = password;
   if (name) parts.database = name;
   return parts;
 }
@@ -55,7 +80,7 @@ export function readDatabaseConfig(env: EnvReader): DatabaseConfig | undefined {
     return undefined;
   }
 
-  const base = fromUrl(url);
+  const base = fromUrl(env, url);
   const merged: Partial<Record<FieldKey, string>> = { ...base };
   for (const field of FIELDS) {
     const value = env.raw(field.name);
@@ -63,7 +88,7 @@ export function readDatabaseConfig(env: EnvReader): DatabaseConfig | undefined {
   }
   const hint = urlGiven ? ' (and DATABASE_URL does not give it)' : '';
   for (const field of FIELDS) {
-    if (field.key !== 'port' && merged[field.key] === undefined && (url || !urlGiven)) {
+    if (field.key !== 'port' && merged[field.key] === undefined && (base || !urlGiven)) {
       env.report(field.name, `${field.name} is missing${hint}`);
     }
   }
