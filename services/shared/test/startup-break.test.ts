@@ -216,7 +216,114 @@ describe('start-up and shutdown of the real processes (break attempts)', functio
         expect(await child.exited, child.output()).to.equal(78);
         expectOneClearLine(child, secret, /DATABASE_URL/);
       });
+    });
 
+    describe(`${name}: shutdown`, () => {
+      async function started(env: NodeJS.ProcessEnv = {}): Promise<{
+        child: SpawnedProcess;
+        port: number;
+      }> {
+        const port = await freePort();
+        const child = spawn(entry, {
+          DATABASE_URL: `postgres://${encoded()}@${parts.host}:${parts.port}/${parts.name}`,
+          PORT: String(port),
+          ...env,
+        });
+        expect(await waitReady(`http://127.0.0.1:${port}`), child.output()).to.equal(200);
+        return { child, port };
+      }
+
+      const body = JSON.stringify({ email: 'a@b.example', password: 'not the right one' });
+
+      it('on SIGTERM lets an in-flight request finish, refuses new connections, exits 0', async () => {
+        const { child, port } = await started({ SHUTDOWN_TIMEOUT_MS: '8000' });
+        const slow = slowRequest(port, '/auth/login', body);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+
+        const signalled = Date.now();
+        child.child.kill('SIGTERM');
+        await child.waitForOutput((output) => output.includes('shutting down'));
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const refused = await fetch(`http://127.0.0.1:${port}/health/live`).catch(
+          (err: Error) => err,
+        );
+        slow.finish();
+        const finished = Date.now();
+        const response = await slow.response;
+        const code = await child.exited;
+        // The drain must not wait for the keep-alive timeout (5 s) of the answered connection.
+        const closedAfter = Date.now() - finished;
+
+        expect(refused).to.be.instanceOf(Error);
+        expect(response, child.output()).to.match(/^HTTP\/1\.1 \d{3} /);
+        expect(response.toLowerCase()).to.include('connection: close');
+        expect(closedAfter).to.be.below(3000);
+        expect(code, child.output()).to.equal(0);
+        expect(Date.now() - signalled).to.be.below(8000);
+        expect(child.output()).to.include('"msg":"stopped"');
+      });
+
+      it('a second SIGTERM during the drain does not cut the in-flight request', async () => {
+        const { child, port } = await started({ SHUTDOWN_TIMEOUT_MS: '8000' });
+        const slow = slowRequest(port, '/auth/login', body);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+
+        child.child.kill('SIGTERM');
+        await child.waitForOutput((output) => output.includes('shutting down'));
+        child.child.kill('SIGTERM');
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        slow.finish();
+        const response = await slow.response;
+
+        expect(response, child.output()).to.match(/^HTTP\/1\.1 \d{3} /);
+        expect(await child.exited, child.output()).to.equal(0);
+      });
+
+      it('SIGINT then SIGTERM drain once and exit 0', async () => {
+        const { child, port } = await started({ SHUTDOWN_TIMEOUT_MS: '8000' });
+        const slow = slowRequest(port, '/auth/login', body);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+
+        child.child.kill('SIGINT');
+        await child.waitForOutput((output) => output.includes('shutting down'));
+        child.child.kill('SIGTERM');
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        slow.finish();
+
+        expect(await slow.response, child.output()).to.match(/^HTTP\/1\.1 \d{3} /);
+        expect(await child.exited, child.output()).to.equal(0);
+      });
+
+      it('reports not ready while SHUTDOWN_DELAY_MS runs, then closes the listener', async () => {
+        const { child, port } = await started({ SHUTDOWN_DELAY_MS: '1500' });
+        child.child.kill('SIGTERM');
+        await child.waitForOutput((output) => output.includes('shutting down'));
+
+        const during = await fetch(`http://127.0.0.1:${port}/health/ready`);
+        const checks = (await during.json()) as { checks: Record<string, string> };
+        expect(during.status).to.equal(503);
+        expect(checks.checks).to.deep.equal({ shutdown: 'in progress' });
+        expect(during.headers.get('connection')).to.equal('close');
+        expect(await child.exited, child.output()).to.equal(0);
+      });
+
+      it('cuts a request that outlives SHUTDOWN_TIMEOUT_MS and still exits 0 in time', async () => {
+        const { child, port } = await started({ SHUTDOWN_TIMEOUT_MS: '1000' });
+        const slow = slowRequest(port, '/auth/login', body);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+
+        const signalled = Date.now();
+        child.child.kill('SIGTERM');
+        const code = await child.exited;
+
+        expect(code, child.output()).to.equal(0);
+        expect(Date.now() - signalled).to.be.below(5000);
+        expect(await slow.response).to.equal('');
+        expect(child.output()).to.include('in-flight requests cut at shutdown deadline');
+      });
+    });
+
+    describe(`${name}: refusals`, () => {
       for (const [variable, value] of [
         ['PORT', '65536'],
         ['PORT', '80abc'],
