@@ -31,8 +31,20 @@ export function createHttpApp(options: HttpAppOptions): Express {
 
   app.use(requestContext(options.logger, options.metrics));
   app.use(helmet());
-  app.use((_req, res, next) => {
-    if (options.health.isDraining) res.setHeader('Connection', 'close');
+  app.use((req, res, next) => {
+    // Decided when the response starts, not when the request arrived: a request already in
+    // flight at SIGTERM must close its connection too, or the drain waits for the keep-alive
+    // timeout of that connection and the client may reuse a connection that is about to go.
+    const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => typeof res;
+    res.writeHead = ((...args: unknown[]) => {
+      if (options.health.isDraining) res.setHeader('Connection', 'close');
+      return writeHead(...args);
+    }) as typeof res.writeHead;
+    // A response whose headers went out before the drain began cannot say so; its connection
+    // is ended once it is complete.
+    res.once('finish', () => {
+      if (options.health.isDraining && res.getHeader('Connection') !== 'close') req.socket.end();
+    });
     next();
   });
   app.use(operationalRoutes(options.health, options.metrics));
