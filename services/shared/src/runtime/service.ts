@@ -130,7 +130,16 @@ export async function runService<T extends object>(
     process.exit(1);
   }
   const { logger } = service.runtime;
+  let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
+    // The handlers stay installed for the whole drain: a repeated signal (a supervisor that
+    // sends SIGTERM twice, npm forwarding one to its child) must not fall back to Node's default
+    // and kill the process with its requests in flight. The drain is bounded by its deadline.
+    if (stopping) {
+      logger.info({ signal }, 'already shutting down');
+      return;
+    }
+    stopping = true;
     logger.info({ signal }, 'shutting down');
     service
       .stop()
@@ -146,6 +155,6 @@ export async function runService<T extends object>(
         },
       );
   };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }
