@@ -10,6 +10,7 @@ import {
   type SpawnedProcess,
   type TestPlane,
 } from '@vextrus/devkit';
+import { databaseUrl, openDatabase } from '@vextrus/migrations';
 
 /*
  * Attempts to break how the real service processes start, read their configuration and stop:
@@ -346,4 +347,63 @@ describe('start-up and shutdown of the real processes (break attempts)', functio
       }
     });
   }
+});
+
+describe('operator start-up and its database connection (break attempts)', function () {
+  this.timeout(60_000);
+  let plane: TestPlane;
+
+  before(async () => {
+    plane = await createPlane('startup_break_operator', { platform: false });
+  });
+
+  after(() => plane.close());
+
+  it('refuses an unknown LOG_LEVEL with exit 78 and one line naming it', async () => {
+    const child = spawnTs('operator/src/main.ts', {
+      DATABASE_URL: plane.database.url,
+      LOG_LEVEL: 'verbose',
+      PROBE_PORT: String(await freePort()),
+    });
+    expect(await child.exited, child.output()).to.equal(78);
+    expectOneClearLine(child, new URL(plane.database.url).password, /LOG_LEVEL/);
+  });
+
+  it('refuses an empty-looking LOG_LEVEL of spaces the same way', async () => {
+    const child = spawnTs('operator/src/main.ts', {
+      DATABASE_URL: plane.database.url,
+      LOG_LEVEL: ' ',
+    });
+    expect(await child.exited, child.output()).to.equal(78);
+    expectOneClearLine(child, new URL(plane.database.url).password, /LOG_LEVEL/);
+  });
+
+  it('with DATABASE_SSLMODE=require, does not connect to a server without TLS', async () => {
+    // The test server has ssl off: a client that asks for encryption must be refused.
+    const url = databaseUrl({ DATABASE_URL: plane.database.url, DATABASE_SSLMODE: 'require' });
+    const db = openDatabase({ url });
+    try {
+      const outcome = await db.sequelize.query('SELECT 1').then(
+        () => 'connected without TLS',
+        (err: Error) => err.message,
+      );
+      expect(outcome).to.match(/does not support SSL/);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('connects to the IPv6 loopback [::1] named in DATABASE_URL', async () => {
+    const target = new URL(plane.database.url);
+    const forwarder = await ipv6Forwarder(Number(target.port));
+    target.host = `[::1]:${forwarder.port}`;
+    const db = openDatabase({ url: databaseUrl({ DATABASE_URL: target.toString() }) });
+    try {
+      await db.sequelize.query('SELECT 1');
+      expect(forwarder.count()).to.be.above(0);
+    } finally {
+      await db.close();
+      forwarder.close();
+    }
+  });
 });
