@@ -4,20 +4,25 @@
  * (DATABASE_* or DATABASE_URL, as the services read them), and runs until SIGTERM.
  */
 import { hostname } from 'node:os';
-import { ConfigError, createLogger, EnvReader } from '@vextrus/shared';
+import { ConfigError, createLogger, EnvReader, LOG_LEVELS } from '@vextrus/shared';
 import { databaseUrl, openDatabase } from '@vextrus/migrations';
 import { startOperator } from './operator.js';
 import { OperatorKubeConfig } from './runtime/kubeconfig.js';
 import { readOperatorSettings } from './settings.js';
 
-const logger = createLogger({ service: 'operator', level: process.env.LOG_LEVEL ?? 'info' });
+const reader = new EnvReader(process.env);
+// The level is checked like every other setting: pino throws on one it does not know, which
+// would end the process with a stack trace before the configuration is even read.
+const logger = createLogger({
+  service: 'operator',
+  level: reader.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
+});
 
 function fail(message: string, problems?: readonly string[]): never {
   logger.fatal({ problems }, message);
   process.exit(78);
 }
 
-const reader = new EnvReader(process.env);
 const settings = readOperatorSettings(reader);
 let url: string;
 try {
