@@ -17,7 +17,16 @@ export function databaseUrl(env: NodeJS.ProcessEnv = process.env): string {
     );
   }
   const url = new URL('postgres://localhost');
-  url.hostname = config.host;
+  // An IPv6 address goes in brackets. The URL setter ignores a host it cannot take (it would
+  // have stayed "localhost", another server), so what it kept is checked.
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  url.hostname = host;
+  if (url.hostname.toLowerCase() !== host.toLowerCase() && host !== 'localhost') {
+    throw new MigrationError(
+      MigrationErrorCode.Configuration,
+      `cannot connect to PostgreSQL: the host "${config.host}" cannot be used in a connection URL`,
+    );
+  }
   url.port = String(config.port);
   url.username = encodeURIComponent(config.username);
   url.password = encodeURIComponent(config.password);
