@@ -324,6 +324,50 @@ describe('start-up and shutdown of the real processes (break attempts)', functio
       });
     });
 
+    describe(`${name}: PostgreSQL unreachable at start-up`, () => {
+      it('with nothing listening, exits 1 at once with one line that names the server', async () => {
+        const port = await freePort();
+        const started = Date.now();
+        const child = spawn(entry, {
+          DATABASE_URL: `postgres://${encoded()}@127.0.0.1:${port}/${parts.name}`,
+        });
+        expect(await child.exited, child.output()).to.equal(1);
+        expect(Date.now() - started).to.be.below(15_000);
+        const fatal = lines(child).filter((line) => line.includes('"level":"fatal"'));
+        expect(fatal, child.output()).to.have.length(1);
+        const line = JSON.parse(fatal[0] ?? '{}') as Record<string, unknown>;
+        // Not UNSAFE_DATABASE_ROLE: nothing is known about the role of a server never reached.
+        expect(line.code).to.equal('DATABASE_UNAVAILABLE');
+        expect(String(line.msg)).to.include(`127.0.0.1:${port}`);
+        expect(child.output()).not.to.include(AWKWARD_PASSWORD);
+        expect(child.output(), 'no stack trace').not.to.match(/\s+at .+:\d+:\d+/);
+      });
+
+      it('with a server that accepts but never answers, fails within bounded time', async () => {
+        const held: Socket[] = [];
+        const hole = createServer((socket) => held.push(socket));
+        await new Promise<void>((resolve) => hole.listen(0, '127.0.0.1', resolve));
+        const address = hole.address();
+        const port = typeof address === 'object' && address ? address.port : 0;
+        try {
+          const started = Date.now();
+          const child = spawn(entry, {
+            DATABASE_URL: `postgres://${encoded()}@127.0.0.1:${port}/${parts.name}`,
+          });
+          const timer = setTimeout(() => child.child.kill('SIGKILL'), 30_000);
+          const code = await child.exited;
+          clearTimeout(timer);
+
+          expect(code, child.output()).to.equal(1);
+          expect(Date.now() - started).to.be.below(25_000);
+          expect(child.output()).to.include('DATABASE_UNAVAILABLE');
+        } finally {
+          for (const socket of held) socket.destroy();
+          hole.close();
+        }
+      });
+    });
+
     describe(`${name}: refusals`, () => {
       for (const [variable, value] of [
         ['PORT', '65536'],
