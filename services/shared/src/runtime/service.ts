@@ -10,7 +10,7 @@ import { createHttpApp } from '../http/app.js';
 import { Health, type ReadinessCheck } from '../http/health.js';
 import { createLogger, type Logger } from '../observability/logger.js';
 import { createHttpMetrics, type HttpMetrics } from '../observability/metrics.js';
-import { createSequelize, pingDatabase } from './database.js';
+import { connectAtStartup, createSequelize, pingDatabase, StartupError } from './database.js';
 import { boundPort, listen, shutdownGracefully } from './server.js';
 import { flushTracing } from '../tracing.js';
 
@@ -73,6 +73,7 @@ export async function startService<T extends object>(
     { database: () => pingDatabase(sequelize), ...definition.readiness?.(runtime) },
     logger,
   );
+  await connectAtStartup(sequelize, config.database);
   await definition.preflight?.(runtime);
 
   const app = createHttpApp({
@@ -125,6 +126,10 @@ export async function runService<T extends object>(
     if (err instanceof ConfigError) {
       logger.fatal({ code: err.code, problems: err.problems }, err.message);
       process.exit(EXIT_CONFIG);
+    }
+    if (err instanceof StartupError) {
+      logger.fatal({ code: err.code }, `cannot start ${definition.name}: ${err.message}`);
+      process.exit(1);
     }
     logger.fatal({ err }, `cannot start ${definition.name}`);
     process.exit(1);
