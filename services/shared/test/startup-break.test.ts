@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -389,6 +389,30 @@ describe('start-up and shutdown of the real processes (break attempts)', functio
           expectOneClearLine(child, parts.password, new RegExp(variable));
         });
       }
+    });
+  }
+});
+
+describe('auth signing keys at start-up (break attempts)', function () {
+  this.timeout(60_000);
+  const folder = mkdtempSync(path.join(tmpdir(), 'vextrus-bad-keys-'));
+  const empty = mkdtempSync(path.join(tmpdir(), 'vextrus-no-keys-'));
+  writeFileSync(path.join(folder, '2026-01-01.pem'), '-----BEGIN PRIVATE KEY-----\nnot a key\n');
+
+  for (const [label, dir] of [
+    ['a folder that does not exist', path.join(folder, 'missing')],
+    ['a folder without .pem keys', empty],
+    ['a malformed key file', folder],
+  ] as const) {
+    it(`refuses ${label} in AUTH_SIGNING_KEYS_DIR with exit 78 before connecting`, async () => {
+      // Nothing listens on this port: had the service connected first, it would say so.
+      const port = await freePort();
+      const child = spawnTs('services/auth/src/main.ts', {
+        DATABASE_URL: `postgres://app:key-test-secret@127.0.0.1:${port}/vextrus`,
+        AUTH_SIGNING_KEYS_DIR: dir,
+      });
+      expect(await child.exited, child.output()).to.equal(78);
+      expectOneClearLine(child, 'key-test-secret', /AUTH_SIGNING_KEYS_DIR/);
     });
   }
 });
