@@ -1,5 +1,6 @@
 import { readTokenSettings, type EnvReader, type TokenSettings } from '@vextrus/shared';
 import { defaultHashLimits, type HashLimits } from './passwords.js';
+import { signingKeysProblem } from './signing-keys.js';
 
 /** The auth service's own settings (beyond the shared ones). */
 export interface AuthSettings {
@@ -55,6 +56,10 @@ export function readAuthConfig(reader: EnvReader): AuthConfig {
         'set AUTH_LOCAL_KEYS_DIR instead to generate a key locally',
     );
   }
+  // A mounted Secret that cannot give a key is a configuration problem, reported with the
+  // others before anything connects (a local folder gets its key generated later).
+  const keysProblem = signingKeysDir ? signingKeysProblem(signingKeysDir) : undefined;
+  if (keysProblem) reader.report('AUTH_SIGNING_KEYS_DIR', keysProblem);
   const hashDefaults = defaultHashLimits();
   const hashConcurrency = reader.integer('AUTH_HASH_CONCURRENCY', hashDefaults.concurrency, 1, 64);
   const passwordHashing = {

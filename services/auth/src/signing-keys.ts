@@ -1,5 +1,6 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -66,6 +67,32 @@ function signingKey(file: string, pem: string): SigningKey {
 async function pemFiles(dir: string): Promise<string[]> {
   const names = await readdir(dir);
   return names.filter((name) => name.endsWith('.pem') && !name.startsWith('.')).sort();
+}
+
+/**
+ * Checks the mounted key folder while the configuration is read, before anything connects: the
+ * problem that would stop loadKeyRing (a folder that cannot be read, no .pem key, a key that is
+ * not a usable private key), or undefined when the keys load.
+ */
+export function signingKeysProblem(dir: string): string | undefined {
+  let files: string[];
+  try {
+    files = readdirSync(dir)
+      .filter((name) => name.endsWith('.pem') && !name.startsWith('.'))
+      .sort();
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    return `AUTH_SIGNING_KEYS_DIR names ${dir}, which cannot be read (${reason})`;
+  }
+  if (files.length === 0) return `AUTH_SIGNING_KEYS_DIR ${dir} holds no .pem key`;
+  for (const file of files) {
+    try {
+      signingKey(file, readFileSync(join(dir, file), 'utf8'));
+    } catch (err) {
+      return `AUTH_SIGNING_KEYS_DIR: ${err instanceof Error ? err.message : String(err)}`;
+    }
+  }
+  return undefined;
 }
 
 /** Writes a new key (RSA, for TOKEN_ALGORITHM) named by the time, so that names sort by age. */
