@@ -368,6 +368,33 @@ describe('start-up and shutdown of the real processes (break attempts)', functio
       });
     });
 
+    describe(`${name}: tracing`, () => {
+      it('refuses an OTEL_EXPORTER_OTLP_ENDPOINT that is not a URL', async () => {
+        const child = spawn(entry, {
+          DATABASE_URL: `postgres://${encoded()}@${parts.host}:${parts.port}/${parts.name}`,
+          OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318',
+        });
+        const timer = setTimeout(() => child.child.kill('SIGKILL'), 20_000);
+        const code = await child.exited;
+        clearTimeout(timer);
+        expect(code, child.output()).to.equal(78);
+        expectOneClearLine(child, parts.password, /OTEL_EXPORTER_OTLP_ENDPOINT/);
+      });
+
+      it('exits 0 after a clean drain even when the trace collector is down', async () => {
+        const port = await freePort();
+        const child = spawn(entry, {
+          DATABASE_URL: `postgres://${encoded()}@${parts.host}:${parts.port}/${parts.name}`,
+          PORT: String(port),
+          // Nothing listens there: the last spans cannot be delivered.
+          OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await freePort()}`,
+        });
+        expect(await waitReady(`http://127.0.0.1:${port}`), child.output()).to.equal(200);
+        child.child.kill('SIGTERM');
+        expect(await child.exited, child.output()).to.equal(0);
+      });
+    });
+
     describe(`${name}: refusals`, () => {
       for (const [variable, value] of [
         ['PORT', '65536'],
