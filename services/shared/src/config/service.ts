@@ -47,6 +47,9 @@ export function loadServiceConfig<T extends object = object>(
     shutdownDelayMs: reader.integer('SHUTDOWN_DELAY_MS', 0, 0, 60_000),
     trustProxyHops: reader.integer('TRUST_PROXY_HOPS', 0, 0, 10),
   };
+  // Read by startTracing before the configuration; checked here so that a value the exporter
+  // cannot use is refused instead of silently replaced by its default address.
+  reader.url('OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']);
   const database = readDatabaseConfig(reader);
   const more = extra ? extra(reader) : ({} as T);
   if (reader.problems.length > 0 || !database) throw new ConfigError(reader.problems);

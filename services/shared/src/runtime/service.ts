@@ -148,7 +148,10 @@ export async function runService<T extends object>(
     logger.info({ signal }, 'shutting down');
     service
       .stop()
-      .then(() => flushTracing())
+      // Spans that cannot be delivered (the collector is down) do not make a clean drain fail.
+      .then(() =>
+        flushTracing().catch((err: unknown) => logger.warn({ err }, 'last traces not exported')),
+      )
       .then(
         () => {
           logger.info('stopped');
