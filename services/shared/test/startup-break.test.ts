@@ -11,6 +11,7 @@ import {
   type TestPlane,
 } from '@vextrus/devkit';
 import { databaseUrl, openDatabase } from '@vextrus/migrations';
+import { ConfigError, loadServiceConfig } from '@vextrus/shared';
 
 /*
  * Attempts to break how the real service processes start, read their configuration and stop:
@@ -418,6 +419,50 @@ describe('start-up and shutdown of the real processes (break attempts)', functio
       }
     });
   }
+});
+
+describe('configuration values that must be refused (in process)', () => {
+  const database = {
+    DATABASE_HOST: '127.0.0.1',
+    DATABASE_USERNAME: 'app',
+    DATABASE_PASSWORD: 'secret',
+    DATABASE_NAME: 'vextrus',
+  };
+
+  function problems(env: NodeJS.ProcessEnv): string[] {
+    try {
+      loadServiceConfig({ service: 'test', port: 3000 }, env);
+    } catch (err) {
+      if (err instanceof ConfigError) return [...err.problems];
+      throw err;
+    }
+    return [];
+  }
+
+  // PORT refuses these; the database port must not read them as 8080, 5000 and 5432.
+  for (const port of ['0x1F90', '5e3', '5432.0', '0b1010']) {
+    it(`refuses DATABASE_PORT="${port}" as PORT would`, () => {
+      expect(problems({ ...database, DATABASE_PORT: port }).join('\n')).to.include('DATABASE_PORT');
+    });
+  }
+
+  for (const variable of ['DATABASE_HOST', 'DATABASE_USERNAME', 'DATABASE_NAME'] as const) {
+    it(`refuses a ${variable} of spaces instead of connecting with it`, () => {
+      expect(problems({ ...database, [variable]: '   ' }).join('\n')).to.include(variable);
+    });
+  }
+
+  for (const host of ['not a host', ' ', 'http://0.0.0.0']) {
+    it(`refuses HOST="${host}" before anything connects`, () => {
+      expect(problems({ ...database, HOST: host }).join('\n')).to.include('HOST');
+    });
+  }
+
+  it('still takes the usual listen addresses', () => {
+    for (const host of ['0.0.0.0', '::', '127.0.0.1', '::1', 'localhost', 'auth.vextrus.svc']) {
+      expect(problems({ ...database, HOST: host }), host).to.deep.equal([]);
+    }
+  });
 });
 
 describe('auth signing keys at start-up (break attempts)', function () {
