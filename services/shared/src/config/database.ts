@@ -92,7 +92,8 @@ export function readDatabaseConfig(env: EnvReader): DatabaseConfig | undefined {
       env.report(field.name, `${field.name} is missing${hint}`);
     }
   }
-  const port = Number(merged.port ?? '5432');
+  // Digits only, as for PORT: Number() would also read 0x1F90, 5e3 or 5432.0 as a port.
+  const port = /^\d+$/.test((merged.port ?? '5432').trim()) ? Number(merged.port ?? '5432') : NaN;
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     env.report(
       'DATABASE_PORT',
