@@ -86,6 +86,15 @@ export function readDatabaseConfig(env: EnvReader): DatabaseConfig | undefined {
     const value = env.raw(field.name);
     if (value !== undefined) merged[field.key] = value;
   }
+  // A value of spaces (an empty Secret key with a newline, a templating slip) names nothing; it
+  // is refused here instead of failing later as a host that cannot be found.
+  for (const field of FIELDS) {
+    const value = merged[field.key];
+    if (field.key !== 'password' && value !== undefined && value.trim() === '') {
+      env.report(field.name, `${field.name} is blank`);
+      merged[field.key] = undefined;
+    }
+  }
   const hint = urlGiven ? ' (and DATABASE_URL does not give it)' : '';
   for (const field of FIELDS) {
     if (field.key !== 'port' && merged[field.key] === undefined && (base || !urlGiven)) {
