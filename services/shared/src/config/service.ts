@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { readDatabaseConfig, type DatabaseConfig } from './database.js';
 import { EnvReader } from './env.js';
 import { ConfigError } from './errors.js';
@@ -27,6 +28,19 @@ export interface ServiceDefaults {
   port: number;
 }
 
+/** A DNS name: dot-separated labels of letters, digits and inner hyphens. */
+const HOST_NAME =
+  /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/i;
+
+/** HOST must be an IP address or a host name; anything else would fail only at listen. */
+function readListenHost(reader: EnvReader): string {
+  const host = reader.string('HOST', '0.0.0.0');
+  if (isIP(host) === 0 && !HOST_NAME.test(host)) {
+    reader.report('HOST', `HOST must be an IP address or a host name, got "${host}"`);
+  }
+  return host;
+}
+
 /**
  * Loads and validates the whole configuration once, at start-up. Throws a ConfigError that
  * names every missing or invalid variable; nothing connects anywhere before this succeeds.
@@ -39,7 +53,7 @@ export function loadServiceConfig<T extends object = object>(
   const reader = new EnvReader(env);
   const base = {
     service: defaults.service,
-    host: reader.string('HOST', '0.0.0.0'),
+    host: readListenHost(reader),
     port: reader.integer('PORT', defaults.port, 0, 65535),
     logLevel: reader.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
     bodyLimitBytes: reader.integer('HTTP_BODY_LIMIT_BYTES', 100 * 1024, 1024, 50 * 1024 * 1024),
