@@ -518,6 +518,32 @@ describe('operator start-up and its database connection (break attempts)', funct
     expectOneClearLine(child, new URL(plane.database.url).password, /LOG_LEVEL/);
   });
 
+  it('refuses a kubeconfig whose server is plain http, instead of retrying it forever', async () => {
+    const folder = mkdtempSync(path.join(tmpdir(), 'vextrus-kubeconfig-'));
+    const kubeconfig = path.join(folder, 'config');
+    writeFileSync(
+      kubeconfig,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters: [{ name: c, cluster: { server: "http://127.0.0.1:1" } }]',
+        'users: [{ name: u, user: { token: abc } }]',
+        'contexts: [{ name: x, context: { cluster: c, user: u } }]',
+        'current-context: x',
+      ].join('\n'),
+    );
+    const child = spawnTs('operator/src/main.ts', {
+      DATABASE_URL: plane.database.url,
+      KUBECONFIG: kubeconfig,
+      PROBE_PORT: String(await freePort()),
+    });
+    const timer = setTimeout(() => child.child.kill('SIGKILL'), 20_000);
+    const code = await child.exited;
+    clearTimeout(timer);
+    expect(code, child.output()).to.equal(78);
+    expectOneClearLine(child, new URL(plane.database.url).password, /https/);
+  });
+
   it('with DATABASE_SSLMODE=require, does not connect to a server without TLS', async () => {
     // The test server has ssl off: a client that asks for encryption must be refused.
     const url = databaseUrl({ DATABASE_URL: plane.database.url, DATABASE_SSLMODE: 'require' });
