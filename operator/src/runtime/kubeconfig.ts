@@ -138,6 +138,13 @@ export class OperatorKubeConfig implements KubeAccess {
     if (!cluster?.server) {
       throw new KubeConfigError(`kubeconfig ${file}: cluster ${context.cluster} has no server`);
     }
+    // Requests go out over https only: a plain-http server would fail every one, forever.
+    if (!/^https:\/\//i.test(cluster.server)) {
+      throw new KubeConfigError(
+        `kubeconfig ${file}: cluster ${context.cluster} has server ${cluster.server}; the ` +
+          'operator connects to the API server over https only',
+      );
+    }
     const user = config.users?.find((u) => u.name === context.user)?.user ?? {};
     const unsupported = (['exec', 'auth-provider', 'username'] as const).filter((k) => user[k]);
     if (unsupported.length > 0) {
