@@ -397,6 +397,20 @@ describe('start-up and shutdown of the real processes (break attempts)', functio
     });
 
     describe(`${name}: refusals`, () => {
+      it('refuses an empty DATABASE_PASSWORD_FILE (an empty Secret key) by its name', async () => {
+        const folder = mkdtempSync(path.join(tmpdir(), 'vextrus-empty-secret-'));
+        writeFileSync(path.join(folder, 'password'), '\n');
+        const child = spawn(entry, {
+          DATABASE_HOST: parts.host,
+          DATABASE_PORT: parts.port,
+          DATABASE_USERNAME: parts.user,
+          DATABASE_NAME: parts.name,
+          DATABASE_PASSWORD_FILE: path.join(folder, 'password'),
+        });
+        expect(await child.exited, child.output()).to.equal(78);
+        expectOneClearLine(child, parts.password, /DATABASE_PASSWORD_FILE .+ is empty/);
+      });
+
       for (const [variable, value] of [
         ['PORT', '65536'],
         ['PORT', '80abc'],
