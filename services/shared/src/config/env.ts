@@ -39,6 +39,12 @@ export class EnvReader {
       }
       try {
         const value = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+        // An empty file (a Secret key with no value) gives nothing, like an empty variable would;
+        // said here, since the variable is otherwise set and nothing else would name it.
+        if (value === '') {
+          this.report(name, `${name}_FILE names ${file}, which is empty`);
+          return undefined;
+        }
         this.sources.set(name, 'file');
         return value;
       } catch (err) {
