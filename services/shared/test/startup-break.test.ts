@@ -523,6 +523,14 @@ describe('operator start-up and its database connection (break attempts)', funct
     expectOneClearLine(child, new URL(plane.database.url).password, /LOG_LEVEL/);
   });
 
+  it('names the database problem and its own in one line, not only the first', async () => {
+    const child = spawnTs('operator/src/main.ts', { WORKERS: '0', RESYNC_SECONDS: 'often' });
+    expect(await child.exited, child.output()).to.equal(78);
+    expectOneClearLine(child, 'no secret here', /WORKERS/);
+    expect(child.output()).to.include('RESYNC_SECONDS');
+    expect(child.output()).to.include('no database configured');
+  });
+
   it('refuses an empty-looking LOG_LEVEL of spaces the same way', async () => {
     const child = spawnTs('operator/src/main.ts', {
       DATABASE_URL: plane.database.url,
