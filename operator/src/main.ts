@@ -4,7 +4,13 @@
  * (DATABASE_* or DATABASE_URL, as the services read them), and runs until SIGTERM.
  */
 import { hostname } from 'node:os';
-import { ConfigError, createLogger, EnvReader, LOG_LEVELS } from '@vextrus/shared';
+import {
+  ConfigError,
+  createLogger,
+  EnvReader,
+  LOG_LEVELS,
+  readDatabaseConfig,
+} from '@vextrus/shared';
 import { databaseUrl, openDatabase } from '@vextrus/migrations';
 import { startOperator } from './operator.js';
 import { OperatorKubeConfig } from './runtime/kubeconfig.js';
@@ -24,13 +30,15 @@ function fail(message: string, problems?: readonly string[]): never {
 }
 
 const settings = readOperatorSettings(reader);
+// The database settings are checked with the same reader, so that one line names every problem.
+readDatabaseConfig(reader);
+if (reader.problems.length > 0) fail(new ConfigError(reader.problems).message, reader.problems);
 let url: string;
 try {
   url = databaseUrl(process.env);
 } catch (err) {
   fail(err instanceof Error ? err.message : String(err));
 }
-if (reader.problems.length > 0) fail(new ConfigError(reader.problems).message, reader.problems);
 
 let kubeConfig: OperatorKubeConfig;
 try {
