@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import {
   createPlane,
   freePort,
@@ -115,6 +116,20 @@ async function ipv6Forwarder(
       server.close();
     },
   };
+}
+
+/** Waits until a query of `user` waits on a lock. */
+async function waitForLockWait(client: pg.Client, user: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const { rows } = await client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE usename = $1 AND wait_event_type = 'Lock'`,
+      [user],
+    );
+    if ((rows[0]?.n ?? 0) > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('no query waited on the lock');
 }
 
 describe('start-up and shutdown of the real processes (break attempts)', function () {
@@ -323,6 +338,50 @@ describe('start-up and shutdown of the real processes (break attempts)', functio
         expect(await slow.response).to.equal('');
         expect(child.output()).to.include('in-flight requests cut at shutdown deadline');
       });
+    });
+
+    describe(`${name}: shutdown with a query stuck in PostgreSQL`, () => {
+      // The auth service looks the tenant up before any token is needed; the organization
+      // service authenticates first, and shares this shutdown code.
+      const itWithLookup = name === 'auth' ? it : it.skip;
+      itWithLookup(
+        'exits within its bound although a request holds a connection waiting on a lock',
+        async () => {
+          const port = await freePort();
+          const child = spawn(entry, {
+            DATABASE_URL: `postgres://${encoded()}@${parts.host}:${parts.port}/${parts.name}`,
+            PORT: String(port),
+            SHUTDOWN_TIMEOUT_MS: '1000',
+          });
+          expect(await waitReady(`http://127.0.0.1:${port}`), child.output()).to.equal(200);
+          // The owner holds the tenant registry: the service's tenant lookup waits on it.
+          const owner = new pg.Client({ connectionString: plane.database.url });
+          await owner.connect();
+          try {
+            await owner.query('BEGIN');
+            await owner.query('LOCK TABLE platform.tenants IN ACCESS EXCLUSIVE MODE');
+            const stuck = fetch(`http://127.0.0.1:${port}/auth/login`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json', 'x-tenant-id': 'acme' },
+              body: JSON.stringify({ email: 'a@b.example', password: 'whatever it is' }),
+            }).catch((err: Error) => err);
+            await waitForLockWait(owner, parts.user);
+
+            const signalled = Date.now();
+            child.child.kill('SIGTERM');
+            const timer = setTimeout(() => child.child.kill('SIGKILL'), 20_000);
+            const code = await child.exited;
+            clearTimeout(timer);
+
+            expect(code, child.output()).to.equal(0);
+            expect(Date.now() - signalled, child.output()).to.be.below(5_000);
+            await stuck;
+          } finally {
+            await owner.query('ROLLBACK').catch(() => undefined);
+            await owner.end();
+          }
+        },
+      );
     });
 
     describe(`${name}: PostgreSQL unreachable at start-up`, () => {
