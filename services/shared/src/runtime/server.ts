@@ -71,7 +71,8 @@ export interface ShutdownOptions {
 /**
  * Graceful shutdown: readiness turns false, the listener closes so new connections are refused,
  * idle keep-alive connections close, in-flight requests finish within the bound (after which the
- * remaining connections are cut), then the pool closes.
+ * remaining connections are cut), then the pool closes within what is left of the bound (at
+ * least RELEASE_MIN_MS), so that a query stuck in PostgreSQL cannot hold the exit.
  */
 export async function shutdownGracefully(options: ShutdownOptions): Promise<void> {
   const { server, health, logger } = options;
@@ -84,6 +85,7 @@ export async function shutdownGracefully(options: ShutdownOptions): Promise<void
   const timedOut = new Promise<'timeout'>((resolve) => {
     timer = setTimeout(() => resolve('timeout'), options.timeoutMs);
   });
+  const started = Date.now();
   const outcome = await Promise.race([closed, timedOut]);
   clearTimeout(timer);
   if (outcome === 'timeout') {
@@ -91,5 +93,23 @@ export async function shutdownGracefully(options: ShutdownOptions): Promise<void
     server.closeAllConnections();
     await closed;
   }
-  await options.release();
+  // Closing the pool waits for every borrowed connection to come back. A request cut at the
+  // deadline may still hold one on a query that waits (on a lock, say) for as long as
+  // PostgreSQL lets it, so the pool gets what is left of the bound, and at least a moment;
+  // the process exits after that, which closes whatever is still open.
+  const left = Math.max(RELEASE_MIN_MS, options.timeoutMs - (Date.now() - started));
+  let releaseTimer: NodeJS.Timeout | undefined;
+  const released = await Promise.race([
+    options.release().then(() => 'released' as const),
+    new Promise<'timeout'>((resolve) => {
+      releaseTimer = setTimeout(() => resolve('timeout'), left);
+    }),
+  ]);
+  clearTimeout(releaseTimer);
+  if (released === 'timeout') {
+    logger.warn({ waitedMs: left }, 'database connections still busy at shutdown; left open');
+  }
 }
+
+/** The least time the pool gets to close after the requests are done or cut. */
+const RELEASE_MIN_MS = 1_000;
