@@ -384,6 +384,30 @@ describe('start-up and shutdown of the real processes (break attempts)', functio
       );
     });
 
+    describe(`${name}: a port it cannot listen on`, () => {
+      it('exits 1 with one line naming the address when PORT is taken', async () => {
+        const taken = createServer();
+        await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+        const address = taken.address();
+        const port = typeof address === 'object' && address ? address.port : 0;
+        try {
+          const child = spawn(entry, {
+            DATABASE_URL: `postgres://${encoded()}@${parts.host}:${parts.port}/${parts.name}`,
+            PORT: String(port),
+          });
+          expect(await child.exited, child.output()).to.equal(1);
+          const fatal = lines(child).filter((line) => line.includes('"level":"fatal"'));
+          expect(fatal, child.output()).to.have.length(1);
+          const line = JSON.parse(fatal[0] ?? '{}') as Record<string, unknown>;
+          expect(line.code).to.equal('LISTEN_FAILED');
+          expect(String(line.msg)).to.include(`127.0.0.1:${port}`);
+          expect(child.output(), 'no stack trace').not.to.match(/\s+at .+:\d+:\d+/);
+        } finally {
+          taken.close();
+        }
+      });
+    });
+
     describe(`${name}: PostgreSQL unreachable at start-up`, () => {
       it('with nothing listening, exits 1 at once with one line that names the server', async () => {
         const port = await freePort();
