@@ -60,7 +60,7 @@ export class StartupError extends Error {
   override readonly name = 'StartupError';
 
   constructor(
-    readonly code: 'DATABASE_UNAVAILABLE',
+    readonly code: 'DATABASE_UNAVAILABLE' | 'LISTEN_FAILED',
     message: string,
   ) {
     super(message);

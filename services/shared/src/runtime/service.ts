@@ -84,7 +84,18 @@ export async function startService<T extends object>(
     trustProxyHops: config.trustProxyHops,
     routes: (express) => definition.routes(express, runtime),
   });
-  const server = await listen(app, config.host, config.port);
+  let server: Server;
+  try {
+    server = await listen(app, config.host, config.port);
+  } catch (err) {
+    // A port in use or not allowed (EADDRINUSE, EACCES): said in one line, without a stack.
+    await sequelize.close();
+    throw new StartupError(
+      'LISTEN_FAILED',
+      `cannot listen on ${config.host}:${config.port}: ` +
+        `${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
   const port = boundPort(server);
   logger.info({ host: config.host, port }, 'listening');
 
