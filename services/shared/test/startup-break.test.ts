@@ -649,6 +649,58 @@ describe('operator start-up and its database connection (break attempts)', funct
     expectOneClearLine(child, new URL(plane.database.url).password, /https/);
   });
 
+  it('exits promptly on SIGTERM although a probe client left a request half sent', async () => {
+    // An https API server that accepts connections and never answers: the operator starts
+    // and waits for its caches, which is all this needs.
+    const held: Socket[] = [];
+    const silent = createServer((socket) => held.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const address = silent.address();
+    const apiPort = typeof address === 'object' && address ? address.port : 0;
+    const folder = mkdtempSync(path.join(tmpdir(), 'vextrus-kubeconfig-'));
+    const kubeconfig = path.join(folder, 'config');
+    writeFileSync(
+      kubeconfig,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        `clusters: [{ name: c, cluster: { server: "https://127.0.0.1:${apiPort}" } }]`,
+        'users: [{ name: u, user: { token: abc } }]',
+        'contexts: [{ name: x, context: { cluster: c, user: u } }]',
+        'current-context: x',
+      ].join('\n'),
+    );
+    const probePort = await freePort();
+    const child = spawnTs('operator/src/main.ts', {
+      DATABASE_URL: plane.database.url,
+      KUBECONFIG: kubeconfig,
+      PROBE_PORT: String(probePort),
+    });
+    let probeClient: Socket | undefined;
+    try {
+      await child.waitForOutput((output) => output.includes('operator started'));
+      probeClient = connect(probePort, '127.0.0.1');
+      const client = probeClient;
+      await new Promise<void>((resolve) =>
+        client.write('GET /healthz HTTP/1.1\r\n', () => resolve()),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 200));
+
+      const signalled = Date.now();
+      child.child.kill('SIGTERM');
+      const timer = setTimeout(() => child.child.kill('SIGKILL'), 30_000);
+      const code = await child.exited;
+      clearTimeout(timer);
+
+      expect(code, child.output()).to.equal(0);
+      expect(Date.now() - signalled).to.be.below(5_000);
+    } finally {
+      probeClient?.destroy();
+      for (const socket of held) socket.destroy();
+      silent.close();
+    }
+  });
+
   it('with DATABASE_SSLMODE=require, does not connect to a server without TLS', async () => {
     // The test server has ssl off: a client that asks for encryption must be refused.
     const url = databaseUrl({ DATABASE_URL: plane.database.url, DATABASE_SSLMODE: 'require' });
