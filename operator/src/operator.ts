@@ -250,7 +250,14 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       await controller.stop();
       await leader?.stop();
       for (const cache of caches) cache.stop();
-      await new Promise<void>((resolve) => (probe ? probe.close(() => resolve()) : resolve()));
+      // The probe server answers health and metrics only: its open connections (a request
+      // half sent, a keep-alive one) are cut, or closing would wait for them for up to the
+      // headers timeout, past the pod's grace period.
+      await new Promise<void>((resolve) => {
+        if (!probe) return resolve();
+        probe.close(() => resolve());
+        probe.closeAllConnections();
+      });
     },
   };
 }
