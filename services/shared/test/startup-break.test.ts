@@ -12,7 +12,8 @@ import {
   type TestPlane,
 } from '@vextrus/devkit';
 import { databaseUrl, openDatabase } from '@vextrus/migrations';
-import { ConfigError, loadServiceConfig } from '@vextrus/shared';
+import { ConfigError, EnvReader, loadServiceConfig } from '@vextrus/shared';
+import { readOperatorSettings } from '@vextrus/operator';
 
 /*
  * Attempts to break how the real service processes start, read their configuration and stop:
@@ -613,6 +614,20 @@ describe('operator start-up and its database connection (break attempts)', funct
     expect(child.output()).to.include('RESYNC_SECONDS');
     expect(child.output()).to.include('no database configured');
   });
+
+  for (const [variable, value] of [
+    ['GATEWAY_ENTRYPOINTS', 'web,'],
+    ['GATEWAY_ENTRYPOINTS', 'web, websecure'],
+    ['OPERATOR_NAMESPACE', 'Vextrus'],
+    ['OPERATOR_NAMESPACE', ' '],
+    ['MIGRATIONS_IMAGE', ' '],
+  ] as const) {
+    it(`refuses ${variable}="${value}" instead of failing on every reconcile`, () => {
+      const reader = new EnvReader({ [variable]: value });
+      readOperatorSettings(reader);
+      expect(reader.problems.join('\n')).to.include(variable);
+    });
+  }
 
   it('refuses an empty-looking LOG_LEVEL of spaces the same way', async () => {
     const child = spawnTs('operator/src/main.ts', {
