@@ -24,6 +24,42 @@ function service(
   return { name: match[1] ?? '', port: Number(match[3]) };
 }
 
+/** A Kubernetes namespace name (RFC 1123 label). */
+const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** A Traefik entry point name. */
+const ENTRY_POINT = /^[A-Za-z0-9][-A-Za-z0-9_]*$/;
+
+function namespace(reader: EnvReader): string {
+  const value = reader.string('OPERATOR_NAMESPACE', 'vextrus');
+  if (!NAMESPACE.test(value)) {
+    reader.report(
+      'OPERATOR_NAMESPACE',
+      `OPERATOR_NAMESPACE must be a Kubernetes namespace name, got "${value}"`,
+    );
+  }
+  return value;
+}
+
+function entryPoints(reader: EnvReader): string[] {
+  const value = reader.string('GATEWAY_ENTRYPOINTS', 'web');
+  const names = value.split(',');
+  if (!names.every((name) => ENTRY_POINT.test(name))) {
+    reader.report(
+      'GATEWAY_ENTRYPOINTS',
+      `GATEWAY_ENTRYPOINTS must be entry point names separated by commas, got "${value}"`,
+    );
+  }
+  return names;
+}
+
+function image(reader: EnvReader): string {
+  const value = reader.string('MIGRATIONS_IMAGE', 'vextrus/migrations:latest');
+  if (value.trim() === '' || /\s/.test(value)) {
+    reader.report('MIGRATIONS_IMAGE', `MIGRATIONS_IMAGE must be an image name, got "${value}"`);
+  }
+  return value;
+}
+
 /**
  * Every tenant is re-verified within this period (5 min). Changes to Tenants and to the objects
  * the operator owns are watched and reconciled at once; the resync finds drift that nothing
@@ -46,21 +82,22 @@ export function readOperatorSettings(reader: EnvReader): Settings {
   if (app) roles.app = app;
   if (retention) roles.retention = retention;
   if (tenantPrefix) roles.tenantPrefix = tenantPrefix;
+  const operatorNamespace = namespace(reader);
   return {
     operator: {
-      namespace: reader.string('OPERATOR_NAMESPACE', 'vextrus'),
+      namespace: operatorNamespace,
       migrations: {
-        namespace: reader.string('OPERATOR_NAMESPACE', 'vextrus'),
-        image: reader.string('MIGRATIONS_IMAGE', 'vextrus/migrations:latest'),
+        namespace: operatorNamespace,
+        image: image(reader),
         databaseSecret: reader.string('MIGRATIONS_DATABASE_SECRET', 'vextrus-database-owner'),
         concurrency: reader.integer('MIGRATION_CONCURRENCY', 4, 1, 100),
         retryBaseMs: reader.integer('MIGRATION_RETRY_SECONDS', 30, 1, 3600) * 1000,
       },
       routes: {
-        namespace: reader.string('OPERATOR_NAMESPACE', 'vextrus'),
+        namespace: operatorNamespace,
         auth: service(reader, 'AUTH_SERVICE', 'vextrus-auth:3001'),
         organization: service(reader, 'ORGANIZATION_SERVICE', 'vextrus-organization:3002'),
-        entryPoints: reader.string('GATEWAY_ENTRYPOINTS', 'web').split(','),
+        entryPoints: entryPoints(reader),
       },
       resyncMs: reader.integer('RESYNC_SECONDS', DEFAULT_RESYNC_SECONDS, 1, 86_400) * 1000,
       urlScheme: reader.oneOf('TENANT_URL_SCHEME', ['http', 'https'] as const, 'http'),
