@@ -664,6 +664,46 @@ describe('operator start-up and its database connection (break attempts)', funct
     expectOneClearLine(child, new URL(plane.database.url).password, /https/);
   });
 
+  it('with PROBE_PORT taken, exits with one line naming the port', async () => {
+    const held: Socket[] = [];
+    const silent = createServer((socket) => held.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const address = silent.address();
+    const apiPort = typeof address === 'object' && address ? address.port : 0;
+    const folder = mkdtempSync(path.join(tmpdir(), 'vextrus-kubeconfig-'));
+    const kubeconfig = path.join(folder, 'config');
+    writeFileSync(
+      kubeconfig,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        `clusters: [{ name: c, cluster: { server: "https://127.0.0.1:${apiPort}" } }]`,
+        'users: [{ name: u, user: { token: abc } }]',
+        'contexts: [{ name: x, context: { cluster: c, user: u } }]',
+        'current-context: x',
+      ].join('\n'),
+    );
+    try {
+      // The silent API server's own port is taken, on every address the probe would use.
+      const child = spawnTs('operator/src/main.ts', {
+        DATABASE_URL: plane.database.url,
+        KUBECONFIG: kubeconfig,
+        PROBE_PORT: String(apiPort),
+      });
+      const timer = setTimeout(() => child.child.kill('SIGKILL'), 20_000);
+      const code = await child.exited;
+      clearTimeout(timer);
+      expect(code, child.output()).to.equal(1);
+      const fatal = lines(child).filter((line) => line.includes('"level":"fatal"'));
+      expect(fatal, child.output()).to.have.length(1);
+      expect(fatal[0]).to.include(String(apiPort));
+      expect(child.output(), 'no stack trace').not.to.match(/\s+at .+:\d+:\d+/);
+    } finally {
+      for (const socket of held) socket.destroy();
+      silent.close();
+    }
+  });
+
   it('exits promptly on SIGTERM although a probe client left a request half sent', async () => {
     // An https API server that accepts connections and never answers: the operator starts
     // and waits for its caches, which is all this needs.
