@@ -47,16 +47,24 @@ try {
   fail(err instanceof Error ? err.message : String(err));
 }
 const db = openDatabase({ url, logger, roles: settings.roles });
-const operator = await startOperator({
-  kubeConfig,
-  db,
-  logger,
-  settings: settings.operator,
-  identity: process.env.POD_NAME ?? `${hostname()}-${process.pid}`,
-  probePort: settings.probePort,
-  leaderElection: settings.leaderElection,
-  workers: settings.workers,
-});
+let operator: Awaited<ReturnType<typeof startOperator>>;
+try {
+  operator = await startOperator({
+    kubeConfig,
+    db,
+    logger,
+    settings: settings.operator,
+    identity: process.env.POD_NAME ?? `${hostname()}-${process.pid}`,
+    probePort: settings.probePort,
+    leaderElection: settings.leaderElection,
+    workers: settings.workers,
+  });
+} catch (err) {
+  // For example the probe port in use: one line that says why, without a stack trace.
+  const code = (err as NodeJS.ErrnoException).code;
+  logger.fatal({ code }, `cannot start the operator: ${(err as Error).message}`);
+  process.exit(1);
+}
 logger.info(
   { namespace: settings.operator.namespace, probePort: operator.probePort },
   'operator started',

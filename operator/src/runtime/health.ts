@@ -31,8 +31,13 @@ export async function startProbeServer(options: ProbeServerOptions): Promise<Ser
     }
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
   });
-  await new Promise<void>((resolve) =>
-    server.listen(options.port, options.host ?? '0.0.0.0', resolve),
-  );
+  // A port in use or not allowed rejects, instead of an unhandled 'error' event.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '0.0.0.0', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
   return server;
 }
