@@ -17,7 +17,8 @@ export function databaseUrl(env: NodeJS.ProcessEnv = process.env): string {
     );
   }
   const url = new URL('postgres://localhost');
-  url.hostname = config.host;
+  // An IPv6 address goes in brackets; the hostname setter silently ignores one without them.
+  url.hostname = config.host.includes(':') ? `[${config.host}]` : config.host;
   url.port = String(config.port);
   url.username = encodeURIComponent(config.username);
   url.password = encodeURIComponent(config.password);
