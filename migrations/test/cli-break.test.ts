@@ -205,6 +205,55 @@ describe('migrations CLI under attack', function () {
       });
       expectRefusal(outcome, 'INVALID_ROLE_NAME');
     });
+
+    it('a tenant role prefix that names a platform role is refused before any change', async () => {
+      const { owner, app, tenantPrefix } = plane.db.roles;
+      // The plane's roles share a tag: with it as the prefix, tenant "app" would be the app role.
+      const tag = tenantPrefix.slice(0, -'tenant_'.length);
+      const outcomes: CommandOutcome[] = [];
+      for (const slug of ['app', 'owner', 'retention']) {
+        outcomes.push(
+          await cli(['tenant', slug, 'provision'], { ...env, VEXTRUS_TENANT_ROLE_PREFIX: tag }),
+        );
+      }
+      const { rows } = await query(
+        plane.database.url,
+        `SELECT rolname, rolcanlogin, rolcreaterole FROM pg_roles
+          WHERE rolname = ANY($1) ORDER BY 1`,
+        [[owner, app]],
+      );
+      const roles = rows as { rolname: string; rolcanlogin: boolean; rolcreaterole: boolean }[];
+      const [appRow, ownerRow] = [app, owner].map((name) => roles.find((r) => r.rolname === name));
+      expect(appRow, 'the application role was changed').to.deep.include({ rolcanlogin: true });
+      expect(ownerRow, 'the owner role was changed').to.deep.include({
+        rolcanlogin: true,
+        rolcreaterole: true,
+      });
+      for (const outcome of outcomes) expectRefusal(outcome, 'INVALID_ROLE_NAME');
+      const { rows: registered } = await query(
+        plane.database.url,
+        "SELECT slug FROM platform.tenants WHERE slug IN ('app', 'owner', 'retention')",
+      );
+      expect(registered).to.deep.equal([]);
+    });
+
+    it('one role name configured for two platform roles is refused', async () => {
+      const { owner, app } = plane.db.roles;
+      for (const extra of [
+        { VEXTRUS_APP_ROLE: owner },
+        { VEXTRUS_RETENTION_ROLE: app },
+        { VEXTRUS_OWNER_ROLE: app },
+      ]) {
+        const outcome = await cli(['roles', 'ensure'], { ...env, ...extra });
+        expectRefusal(outcome, 'INVALID_ROLE_NAME');
+      }
+      const { rows } = await query(
+        plane.database.url,
+        'SELECT rolcreaterole FROM pg_roles WHERE rolname = $1',
+        [owner],
+      );
+      expect(rows).to.deep.equal([{ rolcreaterole: true }]);
+    });
   });
 
   describe('connection settings', () => {
