@@ -308,6 +308,30 @@ describe('migrations CLI under attack', function () {
       expect(outcome.code, outcome.stderr).to.equal(0);
     });
 
+    it('never swaps a host the URL cannot hold for localhost', () => {
+      const parts = { DATABASE_USERNAME: 'u', DATABASE_PASSWORD: 'p', DATABASE_NAME: 'db' };
+      for (const host of ['/var/run/postgresql', 'db host', 'db%host', 'db/host']) {
+        let url: string | undefined;
+        let code: string | undefined;
+        try {
+          url = databaseUrl({ ...parts, DATABASE_HOST: host });
+        } catch (err) {
+          code = (err as { code?: string }).code;
+        }
+        if (url !== undefined) {
+          const parsed = new URL(url);
+          const target = parsed.searchParams.get('host') ?? parsed.hostname;
+          expect(target, `${host} became ${url}`).to.equal(host);
+        } else expect(code, host).to.equal('CONFIGURATION_ERROR');
+      }
+    });
+
+    it('an invalid LOG_LEVEL is one coded line, not a stack trace', async () => {
+      const outcome = await cli(['platform', 'status'], { ...env, LOG_LEVEL: 'verbose' });
+      expectRefusal(outcome, 'CONFIGURATION_ERROR');
+      expect(outcome.stderr).to.contain('LOG_LEVEL');
+    });
+
     it('keeps an IPv6 host, bracketed, in the URL it connects to', () => {
       for (const source of [
         { DATABASE_URL: 'postgres://u:p@[::1]:5432/db' },
@@ -715,6 +739,23 @@ describe('migrations CLI under attack', function () {
         expect(rows[0]).to.deep.equal({ n: 0 });
       } finally {
         await app.query('ROLLBACK');
+      }
+    });
+
+    it('acting as tenant A’s role, tenant B’s schema and the registry’s writes are closed', async () => {
+      await app.query(`SET ROLE ${plane.db.roles.tenantPrefix}roles_a`);
+      try {
+        for (const sql of [
+          'SELECT 1 FROM tenant_roles_b.organizations',
+          'SELECT 1 FROM tenant_roles_b.audit_events',
+          'CREATE TABLE tenant_roles_a.evil (id int)',
+          "UPDATE platform.tenants SET status = 'active'",
+          `SET ROLE ${plane.db.roles.tenantPrefix}roles_b`,
+        ]) {
+          expect(await outcomeOf(app, sql), sql).to.equal('42501');
+        }
+      } finally {
+        await app.query('RESET ROLE');
       }
     });
 
