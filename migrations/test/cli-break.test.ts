@@ -750,7 +750,6 @@ describe('migrations CLI under attack', function () {
           'SELECT 1 FROM tenant_roles_b.audit_events',
           'CREATE TABLE tenant_roles_a.evil (id int)',
           "UPDATE platform.tenants SET status = 'active'",
-          `SET ROLE ${plane.db.roles.tenantPrefix}roles_b`,
         ]) {
           expect(await outcomeOf(app, sql), sql).to.equal('42501');
         }
