@@ -262,9 +262,21 @@ async function runTenants(
   }
 }
 
+/** The levels pino knows, which LOG_LEVEL may name. */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
 /** Runs one command; returns the exit code. */
 export async function main(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const logger = createLogger(env.LOG_LEVEL ?? 'info');
+  const level = env.LOG_LEVEL ?? 'info';
+  if (!LOG_LEVELS.includes(level)) {
+    const levels = LOG_LEVELS.join(', ');
+    process.stderr.write(
+      `error [${MigrationErrorCode.Configuration}]: LOG_LEVEL must be one of ${levels}, ` +
+        `not ${JSON.stringify(level.slice(0, 20))}\n`,
+    );
+    return 1;
+  }
+  const logger = createLogger(level);
   // Sequelize writes some warnings (a failed rollback on a lost connection) with console.warn:
   // they become log records, so that stderr holds only those and the one error line.
   /* eslint-disable no-console -- Sequelize's console.warn is redirected, not used. */

@@ -61,8 +61,8 @@ function sslOption(mode: string | null): { ssl: boolean | ConnectionOptions } {
 
 /**
  * The parts of a postgres:// URL, decoded. Sequelize's own URL parsing leaves the database name
- * percent-encoded, keeps the brackets off no IPv6 address it was not given and passes sslmode
- * to no one, so the URL is taken apart here.
+ * percent-encoded, and hands sslmode to pg, which takes require for verify-full (warning on
+ * stderr) where the services take it for libpq's require; so the URL is taken apart here.
  */
 function connectionParts(url: string): {
   database: string;
@@ -87,7 +87,8 @@ function connectionParts(url: string): {
     username: decodeURIComponent(parsed.username),
     password: decodeURIComponent(parsed.password),
     options: {
-      host: parsed.hostname.replace(/^\[|\]$/g, ''),
+      // A socket directory comes as `host=`, as libpq reads it.
+      host: parsed.searchParams.get('host') ?? parsed.hostname.replace(/^\[|\]$/g, ''),
       ...(parsed.port ? { port: Number(parsed.port) } : {}),
       dialectOptions: sslOption(parsed.searchParams.get('sslmode')),
     },
