@@ -518,6 +518,37 @@ describe('migrations CLI under attack', function () {
       expect((await verify(plane.db, name)).clean).to.equal(true);
     });
 
+    it('its lock session terminated mid-run: it does not report success', async () => {
+      const name = 'lostlock';
+      await bareTenant(name);
+      const schema = `tenant_${name}`;
+      const blocker = await blockRecording(schema);
+      const run = cli(['tenant', name, 'up'], env);
+      try {
+        await waitForBlockedInsert(schema);
+        const { rows } = await query(
+          plane.database.url,
+          `SELECT l.pid FROM pg_locks l
+            WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int4::oid
+              AND l.objid = hashtext($2)::oid`,
+          [LOCK_CLASS, `tenant:${name}`],
+        );
+        expect(rows).to.have.length(1);
+        await query(plane.database.url, 'SELECT pg_terminate_backend($1)', [
+          (rows[0] as { pid: number }).pid,
+        ]);
+      } finally {
+        await blocker.query('ROLLBACK');
+        await blocker.end();
+      }
+      const outcome = await run;
+      // The migrations may have finished; without its lock the run cannot vouch for them.
+      expectRefusal(outcome, 'MIGRATION_FAILED');
+      const again = await cli(['tenant', name, 'provision'], env);
+      expect(again.code, again.stderr).to.equal(0);
+      expect((await verify(plane.db, name)).clean).to.equal(true);
+    });
+
     it('hitting statement_timeout: exit 1 with a code, nothing half-applied', async () => {
       const name = 'timedout';
       await bareTenant(name);
