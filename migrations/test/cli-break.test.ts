@@ -549,6 +549,56 @@ describe('migrations CLI under attack', function () {
       expect((await verify(plane.db, name)).clean).to.equal(true);
     });
 
+    it('deprovision --delete killed mid-way: access stays revoked, running it again ends it', async () => {
+      const name = 'halfdeleted';
+      await provision(plane.db, name);
+      const schema = `tenant_${name}`;
+      const blocker = await blockRecording(schema);
+      const run = spawnTs('migrations/src/cli.ts', { ...env, LOG_LEVEL: 'warn' }, [
+        'tenant',
+        name,
+        'deprovision',
+        '--delete',
+      ]);
+      try {
+        for (let i = 0; i < 200; i++) {
+          const { rows } = await query(
+            plane.database.url,
+            `SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`,
+            [`DELETE FROM "${schema}"."schema_migrations"%`],
+          );
+          if (rows.length > 0) break;
+          await sleep(100);
+        }
+        run.child.kill('SIGKILL');
+        await run.exited;
+      } finally {
+        await blocker.query('ROLLBACK');
+        await blocker.end();
+      }
+      const report = await verify(plane.db, name);
+      expect(report.status).to.equal('deleting');
+      const { rows } = await query(plane.database.url, 'SELECT pg_has_role($1, $2, $3) AS has', [
+        plane.db.roles.app,
+        `${plane.db.roles.tenantPrefix}${name}`,
+        'USAGE',
+      ]);
+      expect(rows[0]).to.deep.equal({ has: false });
+      const up = await cli(['tenants', 'up', '--all'], env);
+      expect(up.code, up.stderr).to.equal(0);
+      const migrated = (JSON.parse(up.stdout) as { migrated: { slug: string }[] }).migrated;
+      expect(migrated.map((m) => m.slug)).to.not.include(name);
+
+      const again = await cli(['tenant', name, 'deprovision', '--delete'], env);
+      expect(again.code, again.stderr).to.equal(0);
+      const after = await verify(plane.db, name);
+      expect(after.issues.map((i) => i.code).sort()).to.deep.equal([
+        'NOT_REGISTERED',
+        'ROLE_MISSING',
+        'SCHEMA_MISSING',
+      ]);
+    });
+
     it('hitting statement_timeout: exit 1 with a code, nothing half-applied', async () => {
       const name = 'timedout';
       await bareTenant(name);
