@@ -93,12 +93,22 @@ export async function ensureRoles(db: Database, passwords: RolePasswords = {}): 
       inTransaction(db, async (transaction) => {
         for (const kind of ['owner', 'app', 'retention'] as const) {
           const name = db.roles[kind];
-          const [existing] = await select(
+          const [existing] = await select<{ superuser: boolean; me: boolean }>(
             db,
-            'SELECT 1 FROM pg_roles WHERE rolname = $1',
+            `SELECT rolsuper AS superuser, rolname = session_user AS me
+               FROM pg_roles WHERE rolname = $1`,
             [name],
             transaction,
           );
+          // The owner may run this itself (it keeps CREATEROLE); the others would lose it.
+          if (existing?.superuser || (existing?.me && kind !== 'owner')) {
+            throw new MigrationError(
+              MigrationErrorCode.InvalidRoleName,
+              `cannot ensure the database roles: the ${kind} role ${name} is ` +
+                `${existing.superuser ? 'a superuser' : 'the login running this'}, and would ` +
+                'lose its powers; give the platform roles names of their own',
+            );
+          }
           const password = passwords[kind];
           const clause = password === undefined ? '' : ` PASSWORD ${quoteLiteral(password)}`;
           const verb = existing ? 'ALTER' : 'CREATE';
@@ -130,6 +140,7 @@ export async function ensureRoles(db: Database, passwords: RolePasswords = {}): 
       }),
     );
   } catch (err) {
+    if (err instanceof MigrationError) throw err;
     throw wrap(MigrationErrorCode.RolesFailed, 'ensure the database roles', err);
   }
 }

@@ -254,6 +254,29 @@ describe('migrations CLI under attack', function () {
       );
       expect(rows).to.deep.equal([{ rolcreaterole: true }]);
     });
+
+    it('a superuser named as a platform role is refused, and keeps SUPERUSER', async () => {
+      const admin = `${plane.db.roles.tenantPrefix.slice(0, -'tenant_'.length)}admin`;
+      await asSuperuser(plane, `CREATE ROLE ${admin} SUPERUSER`);
+      try {
+        for (const kind of ['OWNER', 'APP', 'RETENTION']) {
+          const outcome = await cli(['roles', 'ensure'], {
+            ...env,
+            [`VEXTRUS_${kind}_ROLE`]: admin,
+          });
+          expectRefusal(outcome, 'INVALID_ROLE_NAME');
+          expect(outcome.stderr).to.include('superuser');
+        }
+        const { rows } = await query(
+          plane.database.url,
+          'SELECT rolsuper FROM pg_roles WHERE rolname = $1',
+          [admin],
+        );
+        expect(rows).to.deep.equal([{ rolsuper: true }]);
+      } finally {
+        await asSuperuser(plane, `DROP OWNED BY ${admin}; DROP ROLE ${admin}`);
+      }
+    });
   });
 
   describe('connection settings', () => {
