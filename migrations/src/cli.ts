@@ -20,6 +20,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
+import { format } from 'node:util';
 import { describe, MigrationError, MigrationErrorCode } from './errors.js';
 import { validateSlug } from './identifiers.js';
 import { createLogger } from './logger.js';
@@ -78,6 +79,62 @@ const VALUED_FLAGS = new Set([
   'currency',
   'time-zone',
 ]);
+
+/**
+ * The flags each command takes, by `group action`, and how many positional arguments it has
+ * (the tenant slug counts). Anything else is refused rather than ignored: a misspelt or
+ * unsupported flag (`--dry-run`) must not let the command run as if it were not there.
+ */
+const COMMANDS: Record<string, { flags: readonly string[]; positional: number }> = {
+  'platform up': { flags: [], positional: 2 },
+  'platform down': { flags: [], positional: 2 },
+  'platform status': { flags: [], positional: 2 },
+  'tenant up': { flags: [], positional: 3 },
+  'tenant down': { flags: [], positional: 3 },
+  'tenant status': { flags: [], positional: 3 },
+  'tenant provision': { flags: [], positional: 3 },
+  'tenant verify': { flags: [], positional: 3 },
+  'tenant repair': { flags: [], positional: 3 },
+  'tenant deprovision': { flags: ['retain', 'delete'], positional: 3 },
+  'tenant seed-admin': { flags: ['email', 'name'], positional: 3 },
+  'tenant seed-organization': {
+    flags: ['name', 'code', 'country', 'currency', 'time-zone'],
+    positional: 3,
+  },
+  'tenants up': { flags: ['all', 'concurrency'], positional: 2 },
+  'roles ensure': { flags: [], positional: 2 },
+};
+
+/** Refuses flags and positional arguments that a known command does not take. */
+function onlyKnown(positional: string[], flags: Map<string, string | true>): void {
+  const [group, first, second] = positional;
+  const action = group === 'tenant' ? second : first;
+  const command = `${group ?? ''} ${action ?? ''}`;
+  const expected = COMMANDS[command];
+  // An unknown command is refused with its own message by the group that reads it.
+  if (!expected) return;
+  const unknown = [...flags.keys()].find((name) => !expected.flags.includes(name));
+  if (unknown !== undefined) {
+    throw usage(`${command} does not take --${unknown.slice(0, 40)}`);
+  }
+  if (positional.length > expected.positional) {
+    const extra = JSON.stringify(positional[expected.positional]?.slice(0, 40));
+    throw usage(`${command} does not take the argument ${extra}`);
+  }
+}
+
+/** --concurrency: plain decimal digits from 1 to 64 (Number() would take "0x10" and "1e1"). */
+function concurrencyOf(flags: Map<string, string | true>): number {
+  const raw = flags.get('concurrency') ?? '1';
+  if (raw === true) throw usage('--concurrency needs a value');
+  const concurrency = /^[1-9][0-9]?$/.test(raw) ? Number(raw) : NaN;
+  if (!(concurrency >= 1 && concurrency <= 64)) {
+    throw usage(
+      `--concurrency must be an integer from 1 to 64, not ${JSON.stringify(raw.slice(0, 20))}`,
+    );
+  }
+  return concurrency;
+}
 
 /** Splits `--name value` and `--flag` options from positional arguments. */
 function parse(args: string[]): { positional: string[]; flags: Map<string, string | true> } {
@@ -192,11 +249,7 @@ async function runTenants(
   flags: Map<string, string | true>,
 ): Promise<void> {
   if (action !== 'up' || !flags.has('all')) throw usage('expected: tenants up --all');
-  const raw = flags.get('concurrency') ?? '1';
-  const concurrency = Number(raw);
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
-    throw usage(`--concurrency must be an integer from 1 to 64, not ${String(raw)}`);
-  }
+  const concurrency = concurrencyOf(flags);
   const result = await migrateAllTenants(db, { concurrency });
   print(result);
   if (result.failed.length > 0) {
@@ -209,21 +262,40 @@ async function runTenants(
   }
 }
 
+/** The levels pino knows, which LOG_LEVEL may name. */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
 /** Runs one command; returns the exit code. */
 export async function main(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const logger = createLogger(env.LOG_LEVEL ?? 'info');
+  const level = env.LOG_LEVEL ?? 'info';
+  if (!LOG_LEVELS.includes(level)) {
+    const levels = LOG_LEVELS.join(', ');
+    process.stderr.write(
+      `error [${MigrationErrorCode.Configuration}]: LOG_LEVEL must be one of ${levels}, ` +
+        `not ${JSON.stringify(level.slice(0, 20))}\n`,
+    );
+    return 1;
+  }
+  const logger = createLogger(level);
+  // Sequelize writes some warnings (a failed rollback on a lost connection) with console.warn:
+  // they become log records, so that stderr holds only those and the one error line.
+  /* eslint-disable no-console -- Sequelize's console.warn is redirected, not used. */
+  const consoleWarn = console.warn;
+  console.warn = (...parts: unknown[]) => logger.warn(format(...parts));
+  /* eslint-enable no-console */
   let db: Database | undefined;
   try {
     const { positional, flags } = parse(args);
     const [group, first, second] = positional;
     if (!group || flags.has('help')) throw usage('missing command');
     if (group === 'tenant' && first) validateSlug(first);
-    const concurrency = Number(flags.get('concurrency') ?? 1);
+    if (group !== 'audit') onlyKnown(positional, flags);
+    const concurrency = group === 'tenants' ? concurrencyOf(flags) : 1;
     db = openDatabase({
       roles: roleNamesFromEnv(env),
       logger,
       // Every running operation holds one connection for its advisory lock.
-      poolMax: Number.isInteger(concurrency) && concurrency > 0 ? concurrency * 2 + 1 : 3,
+      poolMax: concurrency * 2 + 1,
     });
     switch (group) {
       case 'platform':
@@ -258,6 +330,8 @@ export async function main(args: string[], env: NodeJS.ProcessEnv = process.env)
     return 1;
   } finally {
     await db?.close().catch(() => undefined);
+    // eslint-disable-next-line no-console -- restores what main replaced.
+    console.warn = consoleWarn;
   }
 }
 

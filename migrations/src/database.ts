@@ -1,6 +1,9 @@
 import { hostname } from 'node:os';
-import { QueryTypes, Sequelize, type Transaction } from 'sequelize';
+import type { ConnectionOptions } from 'node:tls';
+import { QueryTypes, Sequelize, type Options, type Transaction } from 'sequelize';
+import { SSL_MODES } from '@vextrus/shared';
 import { databaseUrl } from './connection.js';
+import { MigrationError, MigrationErrorCode } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import { resolveRoleNames, type RoleNames } from './roles.js';
 
@@ -31,13 +34,76 @@ function applicationName(): string {
   return `vextrus-migrations pid ${process.pid} on ${hostname()}`.slice(0, 63);
 }
 
+/**
+ * The TLS option for an sslmode, with the meaning the services give it (services/shared): the
+ * migrations must connect wherever the services do, and refuse where they refuse.
+ */
+function sslOption(mode: string | null): { ssl: boolean | ConnectionOptions } {
+  switch (mode) {
+    case null:
+    case 'disable':
+      return { ssl: false };
+    case 'require':
+      // Encrypted but unauthenticated, like libpq's sslmode=require.
+      return { ssl: { rejectUnauthorized: false } };
+    case 'verify-ca':
+      return { ssl: { rejectUnauthorized: true, checkServerIdentity: () => undefined } };
+    case 'verify-full':
+      return { ssl: { rejectUnauthorized: true } };
+    default:
+      throw new MigrationError(
+        MigrationErrorCode.Configuration,
+        `cannot connect to PostgreSQL: the URL's sslmode must be one of ` +
+          `${SSL_MODES.join(', ')}, not ${JSON.stringify(mode.slice(0, 20))}`,
+      );
+  }
+}
+
+/**
+ * The parts of a postgres:// URL, decoded. Sequelize's own URL parsing leaves the database name
+ * percent-encoded, and hands sslmode to pg, which takes require for verify-full (warning on
+ * stderr) where the services take it for libpq's require; so the URL is taken apart here.
+ */
+function connectionParts(url: string): {
+  database: string;
+  username: string;
+  password: string;
+  options: Options;
+} {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new MigrationError(MigrationErrorCode.Configuration, 'the database URL is not a URL');
+  }
+  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
+    throw new MigrationError(
+      MigrationErrorCode.Configuration,
+      'the database URL must be a postgres:// or postgresql:// URL',
+    );
+  }
+  return {
+    database: decodeURIComponent(parsed.pathname.replace(/^\//, '')),
+    username: decodeURIComponent(parsed.username),
+    password: decodeURIComponent(parsed.password),
+    options: {
+      // A socket directory comes as `host=`, as libpq reads it.
+      host: parsed.searchParams.get('host') ?? parsed.hostname.replace(/^\[|\]$/g, ''),
+      ...(parsed.port ? { port: Number(parsed.port) } : {}),
+      dialectOptions: sslOption(parsed.searchParams.get('sslmode')),
+    },
+  };
+}
+
 /** Opens a connection pool; connections are made lazily, on the first query. */
 export function openDatabase(options: OpenDatabaseOptions = {}): Database {
-  const sequelize = new Sequelize(options.url ?? databaseUrl(), {
+  const parts = connectionParts(options.url ?? databaseUrl());
+  const sequelize = new Sequelize(parts.database, parts.username, parts.password, {
+    ...parts.options,
     dialect: 'postgres',
     logging: false,
     pool: { max: options.poolMax ?? 5, min: 0, idle: 10_000, acquire: 60_000 },
-    dialectOptions: { application_name: applicationName() },
+    dialectOptions: { ...parts.options.dialectOptions, application_name: applicationName() },
   });
   return {
     sequelize,

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Database } from './database.js';
-import { inTransaction, select } from './database.js';
+import { execute, inTransaction, select } from './database.js';
 import { MigrationError, MigrationErrorCode } from './errors.js';
 
 /**
@@ -32,6 +32,15 @@ export async function withAdvisoryLock<T>(
   fn: () => Promise<T>,
 ): Promise<T> {
   return inTransaction(db, async (transaction) => {
+    // The locking session idles in its transaction while fn works on other connections: a
+    // server-wide idle_in_transaction_session_timeout would end it, and the lock with it, while
+    // fn still runs, letting a second run in.
+    await execute(
+      db,
+      "SELECT set_config('idle_in_transaction_session_timeout', '0', true)",
+      [],
+      transaction,
+    );
     const deadline = Date.now() + db.lockTimeoutMs;
     for (;;) {
       const [row] = await select<{ locked: boolean }>(

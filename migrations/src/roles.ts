@@ -1,7 +1,7 @@
 import type { Transaction } from 'sequelize';
 import type { Database } from './database.js';
 import { execute, inTransaction, select } from './database.js';
-import { MigrationErrorCode, wrap } from './errors.js';
+import { MigrationError, MigrationErrorCode, wrap } from './errors.js';
 import { quoteIdent, quoteLiteral, validateRoleName } from './identifiers.js';
 import { withAdvisoryLock } from './lock.js';
 
@@ -31,6 +31,32 @@ export function resolveRoleNames(names: Partial<RoleNames> = {}): RoleNames {
   validateRoleName(roles.app, 'application');
   validateRoleName(roles.retention, 'retention');
   validateRoleName(`${roles.tenantPrefix}x`, 'tenant prefix');
+  // Each role has its own attributes: one name for two would give the application role the
+  // owner's, or take the owner's away. And provisioning tenant <slug> makes <prefix><slug> a
+  // NOLOGIN role of no privileges: a platform role under the prefix would be made one.
+  const platform = [
+    ['owner', roles.owner],
+    ['application', roles.app],
+    ['retention', roles.retention],
+  ] as const;
+  for (const [what, name] of platform) {
+    const same = platform.find(([other, otherName]) => other !== what && otherName === name);
+    if (same) {
+      throw new MigrationError(
+        MigrationErrorCode.InvalidRoleName,
+        `the ${what} and ${same[0]} roles are both named ${JSON.stringify(name)}: ` +
+          'give each its own name',
+      );
+    }
+    if (name.startsWith(roles.tenantPrefix)) {
+      throw new MigrationError(
+        MigrationErrorCode.InvalidRoleName,
+        `the ${what} role ${JSON.stringify(name)} starts with the tenant role prefix ` +
+          `${JSON.stringify(roles.tenantPrefix)}, so a tenant could be given its name: ` +
+          'choose a prefix that no platform role starts with',
+      );
+    }
+  }
   return roles;
 }
 
@@ -67,12 +93,22 @@ export async function ensureRoles(db: Database, passwords: RolePasswords = {}): 
       inTransaction(db, async (transaction) => {
         for (const kind of ['owner', 'app', 'retention'] as const) {
           const name = db.roles[kind];
-          const [existing] = await select(
+          const [existing] = await select<{ superuser: boolean; me: boolean }>(
             db,
-            'SELECT 1 FROM pg_roles WHERE rolname = $1',
+            `SELECT rolsuper AS superuser, rolname = session_user AS me
+               FROM pg_roles WHERE rolname = $1`,
             [name],
             transaction,
           );
+          // The owner may run this itself (it keeps CREATEROLE); the others would lose it.
+          if (existing?.superuser || (existing?.me && kind !== 'owner')) {
+            throw new MigrationError(
+              MigrationErrorCode.InvalidRoleName,
+              `cannot ensure the database roles: the ${kind} role ${name} is ` +
+                `${existing.superuser ? 'a superuser' : 'the login running this'}, and would ` +
+                'lose its powers; give the platform roles names of their own',
+            );
+          }
           const password = passwords[kind];
           const clause = password === undefined ? '' : ` PASSWORD ${quoteLiteral(password)}`;
           const verb = existing ? 'ALTER' : 'CREATE';
@@ -104,6 +140,7 @@ export async function ensureRoles(db: Database, passwords: RolePasswords = {}): 
       }),
     );
   } catch (err) {
+    if (err instanceof MigrationError) throw err;
     throw wrap(MigrationErrorCode.RolesFailed, 'ensure the database roles', err);
   }
 }

@@ -593,7 +593,9 @@ export async function migrateAllTenants(
   options: { concurrency?: number } = {},
 ): Promise<MigrateAllResult> {
   const concurrency = Math.max(1, Math.floor(options.concurrency ?? 1));
-  const tenants = await listTenants(db, ['active']);
+  const tenants = await listTenants(db, ['active']).catch((err: unknown) => {
+    throw wrap(MigrationErrorCode.MigrationFailed, 'list the tenants to migrate', err);
+  });
   const result: MigrateAllResult = { migrated: [], failed: [] };
   let next = 0;
   const worker = async (): Promise<void> => {

@@ -4,7 +4,8 @@ export { DEFAULT_RESYNC_SECONDS, readOperatorSettings } from './settings.js';
 export { WorkQueue } from './runtime/queue.js';
 export { Informer } from './runtime/informer.js';
 export { LeaderElector } from './runtime/leader.js';
-export { Controller, TerminalError } from './runtime/controller.js';
+export { Controller } from './runtime/controller.js';
+export { StepError } from './runtime/errors.js';
 export * from './tenant/types.js';
 export { setupSecretName } from './tenant/reconciler.js';
 export {

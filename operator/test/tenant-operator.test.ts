@@ -60,6 +60,7 @@ describe('tenant operator (real API server, real PostgreSQL, local node)', funct
       'SchemaReady',
       'MigrationsApplied',
       'RowLevelSecurityEnforced',
+      'Seeded',
       'RoutesReady',
     ]) {
       expect(condition(tenant, type)?.status, type).to.equal('True');
@@ -102,6 +103,53 @@ describe('tenant operator (real API server, real PostgreSQL, local node)', funct
     expect(after.status?.observedGeneration).to.equal(after.metadata?.generation);
     // vextrus_operator_api_requests_total counts the operator's writes, not only its watches.
     expect(await requests('patch', 'tenants/status')).to.be.above(statusWrites);
+  });
+
+  it('is not Ready while seeding fails: Seeded False, an Event, and Ready once it succeeds', async () => {
+    await h.waitFor('acme', 'Ready', ready);
+    // The database refuses the new retention window the spec asks for (a fault only a test
+    // injects; in life: a lost connection, a full disk, a lock timeout).
+    await sql(`CREATE FUNCTION public.refuse_retention() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'retention refused by the test'; END $$`);
+    await sql(`CREATE TRIGGER refuse_retention BEFORE UPDATE OF audit_retention_days
+      ON platform.tenants FOR EACH ROW EXECUTE FUNCTION public.refuse_retention()`);
+    try {
+      await h.custom.patchClusterCustomObject({
+        ...TENANT_RESOURCE,
+        name: 'acme',
+        body: [{ op: 'add', path: '/spec/auditRetentionDays', value: 90 }],
+      });
+
+      const failing = await h.waitFor(
+        'acme',
+        'Seeded False for the new generation',
+        (t) =>
+          condition(t, 'Seeded')?.status === 'False' &&
+          t.status?.observedGeneration === t.metadata?.generation,
+      );
+      expect(condition(failing, 'Seeded')?.reason).to.equal('SeedingFailed');
+      expect(condition(failing, 'Seeded')?.message).to.include('retention refused by the test');
+      expect(condition(failing, 'Ready')).to.include({ status: 'False', reason: 'NotReady' });
+      expect(condition(failing, 'Ready')?.message).to.include('Seeded');
+      expect(failing.status?.phase).to.equal('Degraded');
+      const event = await waitUntil('a SeedingFailed Event', async () => {
+        const { items } = await h.cluster.kubeConfig
+          .makeApiClient(EventsV1Api)
+          .listNamespacedEvent({ namespace: 'default' });
+        return items.find((e) => e.reason === 'SeedingFailed' && e.regarding?.name === 'acme');
+      });
+      expect(event.note).to.include('retention refused by the test');
+    } finally {
+      await sql('DROP TRIGGER refuse_retention ON platform.tenants');
+      await sql('DROP FUNCTION public.refuse_retention()');
+    }
+
+    const healed = await h.waitFor('acme', 'Ready again', ready);
+    expect(condition(healed, 'Seeded')).to.include({ status: 'True', reason: 'Seeded' });
+    const [rows] = await sql(
+      "SELECT audit_retention_days AS days FROM platform.tenants WHERE slug = 'acme'",
+    );
+    expect((rows as { days: number }[])[0]?.days).to.equal(90);
   });
 
   it('resyncs a Ready tenant without a request to the API server when nothing drifted', async () => {

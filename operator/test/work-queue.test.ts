@@ -1,6 +1,7 @@
 import { expect } from 'chai';
+import pino from 'pino';
 import { silent, waitUntil } from '@vextrus/devkit';
-import { Controller, TerminalError, WorkQueue } from '@vextrus/operator';
+import { Controller, StepError, WorkQueue } from '@vextrus/operator';
 import type { Result } from '../src/runtime/controller.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -176,19 +177,32 @@ describe('controller', () => {
     expect((times[1] ?? 0) - (times[0] ?? 0)).to.be.at.least(199);
   });
 
-  it('does not requeue a key whose reconcile failed with a TerminalError', async () => {
+  it('when a step of a reconcile fails, it logs the step by name and retries the key', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const write = (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>);
+    const logger = pino({ level: 'info' }, { write });
     let calls = 0;
-    const controller = controllerWith(() => {
-      calls += 1;
-      return Promise.reject(new TerminalError('slug is not a DNS label'));
+    const controller = new Controller({
+      name: 'test',
+      logger,
+      backoff: { baseDelayMs: 20, maxDelayMs: 1_000 },
+      reconcile: () => {
+        calls += 1;
+        if (calls > 1) return Promise.resolve({});
+        return Promise.reject(new StepError('routes', new Error('the API server said no')));
+      },
     });
     controller.start();
 
     controller.queue.add('acme');
-    await sleep(300);
+    await waitUntil('the retry', () => Promise.resolve(calls >= 2 || undefined));
     await controller.stop();
 
-    expect(calls).to.equal(1);
+    const failure = lines.find((line) => line.msg === 'reconcile failed; retrying');
+    expect(failure).to.include({ key: 'acme', step: 'routes' });
+    expect((failure?.err as { message: string }).message).to.equal(
+      'step routes failed: the API server said no',
+    );
   });
 
   it('on stop, waits for the reconciles in progress and starts no more', async () => {

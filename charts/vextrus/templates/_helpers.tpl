@@ -216,7 +216,8 @@ vextrus.operatorServiceAccount: the operator's ServiceAccount name.
 {{/*
 vextrus.validate: fails, naming the value, on settings the values schema cannot refuse and the API
 server or the cluster would: labels the chart sets itself, autoscaler bounds, disruption budgets
-that block every drain, and resource names longer than Kubernetes allows.
+that block every drain, and resource names longer than Kubernetes allows or not starting with a
+letter.
 */}}
 {{- define "vextrus.validate" -}}
 {{- $reserved := list "helm.sh/chart" "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/component" "app.kubernetes.io/version" "app.kubernetes.io/managed-by" "app.kubernetes.io/part-of" }}
@@ -248,6 +249,9 @@ that block every drain, and resource names longer than Kubernetes allows.
 {{- /* Services are DNS labels (63); a CronJob's Jobs append 11 characters and a StatefulSet's
 Pods carry a revision hash label, so both stop at 52; a Job's name is a label value (63). */}}
 {{- $fullname := include "vextrus.fullname" . }}
+{{- if not (regexMatch "^[a-z]" $fullname) }}
+{{- fail (printf "the name prefix %s must start with a letter, as Service names must: set fullnameOverride to a prefix that does, or choose a release name that does" $fullname) }}
+{{- end }}
 {{- $names := dict "-auth" 63 "-organization" 63 "-operator-metrics" 63 "-migrate-platform" 63 }}
 {{- if .Values.auditRetention.enabled }}
 {{- $_ := set $names "-audit-retention" 52 }}

@@ -1,16 +1,12 @@
 import type { Logger } from 'pino';
 import type { ControllerMetrics } from './metrics.js';
+import { StepError } from './errors.js';
 import { WorkQueue, type BackoffOptions } from './queue.js';
 
 /** What a reconcile asks for next; an error is not a result (it is retried with backoff). */
 export interface Result {
   /** Reconcile this key again after this long (periodic resync, waiting on a Job, …). */
   requeueAfterMs?: number;
-}
-
-/** An error that retrying cannot fix (invalid spec): logged and reported, not requeued. */
-export class TerminalError extends Error {
-  override readonly name = 'TerminalError';
 }
 
 /**
@@ -37,7 +33,7 @@ export interface ControllerOptions {
 /**
  * Runs reconcile for the keys in its queue with a bounded number of workers: success forgets
  * the key's failures and honours requeueAfter; an error requeues it with per-key exponential
- * backoff; a TerminalError does not requeue.
+ * backoff.
  */
 export class Controller {
   private current: WorkQueue;
@@ -101,14 +97,10 @@ export class Controller {
       }
     } catch (err) {
       metrics?.reconcileErrors.inc({ controller: name });
-      if (err instanceof TerminalError) {
-        result = 'error';
-        logger.error({ key, err }, 'reconcile failed permanently');
-      } else {
-        result = 'error';
-        const retryInMs = queue.addRateLimited(key);
-        logger.warn({ key, err, retryInMs }, 'reconcile failed; retrying');
-      }
+      result = 'error';
+      const retryInMs = queue.addRateLimited(key);
+      const step = err instanceof StepError ? err.step : undefined;
+      logger.warn({ key, step, err, retryInMs }, 'reconcile failed; retrying');
     } finally {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       metrics?.reconcileTime.observe({ controller: name }, seconds);

@@ -3,6 +3,7 @@ import type { RequestOptions } from 'node:https';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
+import { errorMessage } from './errors.js';
 import type { KubeAccess } from './http.js';
 
 /**
@@ -127,9 +128,7 @@ export class OperatorKubeConfig implements KubeAccess {
     try {
       config = (parse(readFileSync(file, 'utf8')) ?? {}) as KubeconfigFile;
     } catch (err) {
-      throw new KubeConfigError(
-        `cannot read kubeconfig ${file}: ${err instanceof Error ? err.message : String(err)}`,
-      );
+      throw new KubeConfigError(`cannot read kubeconfig ${file}: ${errorMessage(err)}`);
     }
     const contextName = config['current-context'];
     const context = config.contexts?.find((c) => c.name === contextName)?.context;

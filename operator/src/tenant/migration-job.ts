@@ -4,7 +4,7 @@ import type { KubeAccess } from '../runtime/http.js';
 import { tenantMigrations } from '@vextrus/migrations';
 import { ApiError, kubeRequest } from '../runtime/http.js';
 import type { Informer } from '../runtime/informer.js';
-import { TENANT_LABEL, type Tenant } from './types.js';
+import { ownerReference, TENANT_LABEL, type Tenant } from './types.js';
 
 export const COMPONENT_LABEL = 'app.kubernetes.io/component';
 export const MIGRATION_COMPONENT = 'tenant-migration';
@@ -150,16 +150,7 @@ function jobBody(tenant: Tenant, settings: MigrationJobSettings, attempt: number
         'platform.vextrus.dev/migration-set': MIGRATION_SET,
         [IMAGE_ANNOTATION]: settings.image,
       },
-      ownerReferences: [
-        {
-          apiVersion: tenant.apiVersion ?? 'platform.vextrus.dev/v1alpha1',
-          kind: 'Tenant',
-          name: tenant.metadata?.name ?? '',
-          uid: tenant.metadata?.uid ?? '',
-          controller: true,
-          blockOwnerDeletion: true,
-        },
-      ],
+      ownerReferences: [ownerReference(tenant)],
     },
     spec: {
       backoffLimit: 1,

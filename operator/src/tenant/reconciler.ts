@@ -13,6 +13,7 @@ import {
 } from '@vextrus/migrations';
 import type { Logger } from 'pino';
 import { resyncDelay, type Result } from '../runtime/controller.js';
+import { errorMessage, StepError } from '../runtime/errors.js';
 import type { EventRecorder } from '../runtime/events.js';
 import { ApiError, kubeRequest } from '../runtime/http.js';
 import type { Informer } from '../runtime/informer.js';
@@ -32,7 +33,14 @@ import {
   type RouteTargets,
 } from './routes.js';
 import { StatusBuilder, writeStatus } from './status.js';
-import { CONDITIONS, FINALIZER, TENANT_LABEL, TENANTS_PATH, type Tenant } from './types.js';
+import {
+  CONDITIONS,
+  FINALIZER,
+  ownerReference,
+  TENANT_LABEL,
+  TENANTS_PATH,
+  type Tenant,
+} from './types.js';
 
 export interface OperatorSettings {
   namespace: string;
@@ -65,25 +73,20 @@ export interface OperatorContext {
   settings: OperatorSettings;
 }
 
-/** A step that cannot finish now; the reconcile stops here, writes status and retries. */
-class Pending extends Error {
-  constructor(readonly requeueAfterMs: number) {
-    super('pending');
-  }
+/** What a step returns when it cannot finish now: the reconcile stops there and comes back. */
+interface Wait {
+  requeueAfterMs: number;
 }
 
 export function setupSecretName(slug: string): string {
   return `tenant-${slug}-setup-token`;
 }
 
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 /**
  * Brings one Tenant to what its spec asks for, as a flat list of steps. Each step records its
- * condition; a step that must wait throws Pending, an unexpected error is reported and retried
- * with backoff; the status is written in every case.
+ * condition. A step that must wait returns a Wait: the reconcile writes the status and comes
+ * back after it. A step that fails throws a StepError naming it, which is retried with backoff.
+ * The status is written in every case.
  */
 export async function reconcileTenant(ctx: OperatorContext, name: string): Promise<Result> {
   const tenant = ctx.tenants.get(name);
@@ -92,6 +95,10 @@ export async function reconcileTenant(ctx: OperatorContext, name: string): Promi
   const log = ctx.logger.child({ tenant: name, generation: tenant.metadata?.generation });
   if (tenant.metadata?.deletionTimestamp) return finalizeTenant(ctx, tenant, log);
   const status = new StatusBuilder(tenant);
+  const comeBack = async (wait: Wait): Promise<Result> => {
+    await writeStatus(ctx.kubeConfig, tenant, status.finish());
+    return { requeueAfterMs: wait.requeueAfterMs };
+  };
 
   // Checked before anything is written, the finalizer included: a spec that provisioning would
   // refuse halfway is reported once and waits for an edit (which brings the tenant back).
@@ -99,31 +106,25 @@ export async function reconcileTenant(ctx: OperatorContext, name: string): Promi
   if (problems.length > 0) return refuseSpec(ctx, tenant, status, problems);
 
   try {
-    if (!(await ensureFinalizer(ctx, tenant))) return {};
+    if (!(await step('finalizer', ensureFinalizer(ctx, tenant)))) return {};
 
     const hosts = claimHosts(ctx, tenant, status);
 
     const found = await inspectDatabase(ctx, tenant, log);
 
-    await ensureSchema(ctx, tenant, status, found);
+    await step('schema', ensureSchema(ctx, tenant, status, found));
 
-    await ensureMigrations(ctx, tenant, status);
+    const migrating = await step('migrations', ensureMigrations(ctx, tenant, status));
+    if (migrating) return await comeBack(migrating);
 
-    await ensureRowLevelSecurity(ctx, tenant, status, found);
+    const drifting = await step('rls', ensureRowLevelSecurity(ctx, tenant, status, found));
+    if (drifting) return await comeBack(drifting);
 
     // Seeding needs an active tenant; a suspended one was seeded before it was suspended.
-    if (!tenant.spec.suspended) {
-      await ensureFirstAdministrator(ctx, tenant, status);
+    if (!tenant.spec.suspended) await step('seeding', ensureSeeded(ctx, tenant, status, found));
 
-      await ensureSeeds(ctx, tenant, status, found);
-    }
-
-    await ensureRoutes(ctx, tenant, status, hosts);
+    await step('routes', ensureRoutes(ctx, tenant, status, hosts));
   } catch (err) {
-    if (err instanceof Pending) {
-      await writeStatus(ctx.kubeConfig, tenant, status.finish());
-      return { requeueAfterMs: err.requeueAfterMs };
-    }
     await writeStatus(ctx.kubeConfig, tenant, status.finish()).catch((writeErr: unknown) => {
       log.warn({ err: writeErr }, 'cannot write status');
     });
@@ -132,6 +133,15 @@ export async function reconcileTenant(ctx: OperatorContext, name: string): Promi
 
   await writeStatus(ctx.kubeConfig, tenant, status.finish());
   return { requeueAfterMs: resyncDelay(ctx.settings.resyncMs) };
+}
+
+/** The outcome of one step of the reconcile; its failure names the step. */
+async function step<T>(name: string, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    throw err instanceof StepError ? err : new StepError(name, err);
+  }
 }
 
 /** Reports a spec that cannot be provisioned: Ready False with reason InvalidSpec, and an Event. */
@@ -259,7 +269,11 @@ async function ensureSchema(
   );
 }
 
-async function ensureMigrations(ctx: OperatorContext, tenant: Tenant, status: StatusBuilder) {
+async function ensureMigrations(
+  ctx: OperatorContext,
+  tenant: Tenant,
+  status: StatusBuilder,
+): Promise<Wait | undefined> {
   const { image } = ctx.settings.migrations;
   const outcome = await ensureMigrationJob(
     ctx.kubeConfig,
@@ -292,7 +306,7 @@ async function ensureMigrations(ctx: OperatorContext, tenant: Tenant, status: St
         'MigrationsApplied',
         `Applied up to ${status.status.migrationVersion} (Job ${outcome.job}, image ${image})`,
       );
-      return;
+      return undefined;
     }
     case 'running':
       status.set(
@@ -301,17 +315,17 @@ async function ensureMigrations(ctx: OperatorContext, tenant: Tenant, status: St
         'MigrationRunning',
         `Job ${outcome.job} (image ${image}) is running`,
       );
-      throw new Pending(resyncDelay(ctx.settings.resyncMs));
+      return { requeueAfterMs: resyncDelay(ctx.settings.resyncMs) };
     case 'waiting':
       status.set(CONDITIONS.migrations, false, 'WaitingForMigrationSlot', outcome.message);
       // A finished Job wakes the tenants waiting longest; this poll is the fallback.
-      throw new Pending(15_000);
+      return { requeueAfterMs: 15_000 };
     case 'failed':
       if (status.get(CONDITIONS.migrations)?.reason !== 'MigrationJobFailed') {
         await ctx.events.record(tenant, 'Warning', 'MigrationJobFailed', outcome.message);
       }
       status.set(CONDITIONS.migrations, false, 'MigrationJobFailed', outcome.message);
-      throw new Pending(outcome.retryInMs);
+      return { requeueAfterMs: outcome.retryInMs };
   }
 }
 
@@ -325,7 +339,7 @@ async function ensureRowLevelSecurity(
   tenant: Tenant,
   status: StatusBuilder,
   found: DriftReport | undefined,
-) {
+): Promise<Wait | undefined> {
   const slug = tenant.spec.slug;
   const enforced = () =>
     status.set(
@@ -334,7 +348,10 @@ async function ensureRowLevelSecurity(
       'Enforced',
       'Every table has forced RLS and the isolation policy',
     );
-  if (inPlace(tenant, found)) return enforced();
+  if (inPlace(tenant, found)) {
+    enforced();
+    return undefined;
+  }
   const wasEnforced = status.isTrue(CONDITIONS.rls);
   const before = found ?? (await verify(ctx.db, slug));
   await provision(ctx.db, slug, {
@@ -352,15 +369,47 @@ async function ensureRowLevelSecurity(
   if (!after.clean) {
     const left = after.issues.map((i) => `${i.code} ${i.object}: ${i.detail}`).join('; ');
     status.set(CONDITIONS.rls, false, 'DriftNotRepaired', left);
-    throw new Pending(resyncDelay(ctx.settings.resyncMs));
+    return { requeueAfterMs: resyncDelay(ctx.settings.resyncMs) };
   }
   enforced();
+  return undefined;
+}
+
+/**
+ * The first administrator (with its setup token in a Secret), the first organization and the
+ * audit retention window: Seeded, a condition Ready requires. A failure sets it False with an
+ * Event, and is retried with backoff like any other error.
+ */
+async function ensureSeeded(
+  ctx: OperatorContext,
+  tenant: Tenant,
+  status: StatusBuilder,
+  found: DriftReport | undefined,
+) {
+  try {
+    await ensureFirstAdministrator(ctx, tenant, status);
+    await ensureSeeds(ctx, tenant, status, found);
+  } catch (err) {
+    const message = `Cannot seed tenant ${tenant.spec.slug}: ${errorMessage(err)}`;
+    const previous = status.get(CONDITIONS.seeded);
+    if (previous?.reason !== 'SeedingFailed' || previous.message !== message) {
+      await ctx.events.record(tenant, 'Warning', 'SeedingFailed', message);
+    }
+    status.set(CONDITIONS.seeded, false, 'SeedingFailed', message);
+    throw err;
+  }
+  status.set(
+    CONDITIONS.seeded,
+    true,
+    'Seeded',
+    'The first administrator and organization exist, and the audit retention window is set',
+  );
 }
 
 /**
  * The first organization and the audit retention window. Skipped on the resync of a tenant that
- * was Ready for this generation (it was seeded then) and whose registry holds the retention
- * window of its spec, so that a resync writes nothing.
+ * was seeded for this generation and whose registry holds the retention window of its spec, so
+ * that a resync writes nothing.
  */
 async function ensureSeeds(
   ctx: OperatorContext,
@@ -368,26 +417,29 @@ async function ensureSeeds(
   status: StatusBuilder,
   found: DriftReport | undefined,
 ) {
-  const ready = status.get(CONDITIONS.ready);
+  const seeded = status.get(CONDITIONS.seeded);
   const settled =
     inPlace(tenant, found) &&
-    ready?.status === 'True' &&
-    ready.observedGeneration === tenant.metadata?.generation &&
+    seeded?.status === 'True' &&
+    seeded.observedGeneration === tenant.metadata?.generation &&
     found.auditRetentionDays === (tenant.spec.auditRetentionDays ?? 365);
   if (!settled) await tenantSeeds(ctx.db, tenant);
+}
+
+/**
+ * Whether the Secret exists. The cache answers "present" without a request on every resync; only
+ * "absent" is confirmed by the API server, since the cache may lag behind a Secret created a
+ * moment ago.
+ */
+async function secretExists(ctx: OperatorContext, name: string): Promise<boolean> {
+  if (ctx.owned.secrets.get(`${ctx.settings.namespace}/${name}`)) return true;
+  return (await readSecret(ctx, name)) !== undefined;
 }
 
 /**
  * The Secret, or undefined when the API server says it does not exist. IMPORTANT: any other
  * failure must not read as "absent": seeding again revokes the token the Secret already holds.
  */
-async function secretExists(ctx: OperatorContext, name: string): Promise<boolean> {
-  // The cache answers "present" without a request on every resync; only "absent" is confirmed
-  // by the API server, since the cache may lag behind a Secret created a moment ago.
-  if (ctx.owned.secrets.get(`${ctx.settings.namespace}/${name}`)) return true;
-  return (await readSecret(ctx, name)) !== undefined;
-}
-
 async function readSecret(ctx: OperatorContext, name: string): Promise<V1Secret | undefined> {
   try {
     return await kubeRequest<V1Secret>(
@@ -422,14 +474,7 @@ async function ensureFirstAdministrator(
       name,
       namespace: ctx.settings.namespace,
       labels: { [TENANT_LABEL]: slug },
-      ownerReferences: [
-        {
-          apiVersion: tenant.apiVersion ?? 'platform.vextrus.dev/v1alpha1',
-          kind: 'Tenant',
-          name: tenant.metadata?.name ?? '',
-          uid: tenant.metadata?.uid ?? '',
-        },
-      ],
+      ownerReferences: [ownerReference(tenant)],
     },
     type: 'Opaque',
     stringData: {

@@ -1,7 +1,7 @@
-import type { KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject, V1OwnerReference } from '@kubernetes/client-node';
 import type { KubeAccess } from '../runtime/http.js';
 import { ApiError, kubeRequest } from '../runtime/http.js';
-import { FIELD_MANAGER, TENANT_LABEL, type Tenant } from './types.js';
+import { FIELD_MANAGER, ownerReference, TENANT_LABEL, type Tenant } from './types.js';
 
 const TRAEFIK = '/apis/traefik.io/v1alpha1';
 
@@ -18,17 +18,6 @@ export function middlewareName(slug: string): string {
 
 export function routeName(slug: string): string {
   return `tenant-${slug}`;
-}
-
-function ownerReference(tenant: Tenant) {
-  return {
-    apiVersion: tenant.apiVersion ?? 'platform.vextrus.dev/v1alpha1',
-    kind: 'Tenant',
-    name: tenant.metadata?.name ?? '',
-    uid: tenant.metadata?.uid ?? '',
-    controller: true,
-    blockOwnerDeletion: true,
-  };
 }
 
 /** Server-side apply with the operator's field manager, taking over conflicting fields. */
@@ -62,7 +51,7 @@ export interface GatewayObject {
     name: string;
     namespace: string;
     labels: Record<string, string>;
-    ownerReferences: ReturnType<typeof ownerReference>[];
+    ownerReferences: V1OwnerReference[];
   };
   spec: object;
 }

@@ -1,4 +1,5 @@
 import { administratorProblem, organizationProblems, validateSlug } from '@vextrus/migrations';
+import { errorMessage } from '../runtime/errors.js';
 import type { TenantSpec } from './types.js';
 
 /** The problem with a slug, as the provisioning library words it, or undefined when it is fine. */
@@ -7,7 +8,7 @@ export function slugProblem(slug: string): string | undefined {
     validateSlug(slug);
     return undefined;
   } catch (err) {
-    return err instanceof Error ? err.message : String(err);
+    return errorMessage(err);
   }
 }
 

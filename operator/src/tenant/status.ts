@@ -54,11 +54,13 @@ export class StatusBuilder {
 
   /**
    * Ready follows the required conditions; phase summarises. A suspended tenant is Ready (and in
-   * phase Suspended) once its routes are gone, which RoutesReady says with reason Suspended.
+   * phase Suspended) once its routes are gone, which RoutesReady says with reason Suspended. It
+   * is not seeded while suspended, so Seeded is not required of it.
    */
   finish(): TenantStatus {
     const suspended = this.tenant.spec.suspended === true;
-    const required = [CONDITIONS.schema, CONDITIONS.migrations, CONDITIONS.rls];
+    const required: string[] = [CONDITIONS.schema, CONDITIONS.migrations, CONDITIONS.rls];
+    if (!suspended) required.push(CONDITIONS.seeded);
     const routesDone = suspended
       ? this.get(CONDITIONS.routes)?.reason === 'Suspended'
       : this.isTrue(CONDITIONS.routes);
@@ -78,27 +80,28 @@ export class StatusBuilder {
       const why = conflict ? [CONDITIONS.hostConflict] : failing;
       this.set(CONDITIONS.ready, false, 'NotReady', `Waiting for: ${why.join(', ')}`);
     }
+    this.status.phase = this.phase();
+    this.status.observedGeneration = this.generation;
+    return this.status;
+  }
+
+  /** The phase the conditions add up to; Ready must be set first. */
+  private phase(): string {
     const ready = this.isTrue(CONDITIONS.ready);
+    if (ready) return this.tenant.spec.suspended === true ? 'Suspended' : 'Ready';
     const migration = this.get(CONDITIONS.migrations);
+    const failed =
+      this.get(CONDITIONS.schema)?.status === 'False' ||
+      this.get(CONDITIONS.seeded)?.status === 'False' ||
+      this.isTrue(CONDITIONS.hostConflict) ||
+      migration?.reason === 'MigrationJobFailed';
+    if (failed) return 'Degraded';
     // A tenant that was migrated before and now waits for, or runs, its next migration Job.
     const migrating =
       Boolean(this.status.migrationImage) &&
       migration?.status === 'False' &&
       ['WaitingForMigrationSlot', 'MigrationRunning'].includes(migration.reason);
-    this.status.phase =
-      suspended && ready
-        ? 'Suspended'
-        : ready
-          ? 'Ready'
-          : this.get(CONDITIONS.schema)?.status === 'False' ||
-              conflict ||
-              migration?.reason === 'MigrationJobFailed'
-            ? 'Degraded'
-            : migrating
-              ? 'Migrating'
-              : 'Provisioning';
-    this.status.observedGeneration = this.generation;
-    return this.status;
+    return migrating ? 'Migrating' : 'Provisioning';
   }
 }
 

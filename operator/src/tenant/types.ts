@@ -1,4 +1,4 @@
-import type { KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject, V1OwnerReference } from '@kubernetes/client-node';
 
 export const GROUP = 'platform.vextrus.dev';
 export const VERSION = 'v1alpha1';
@@ -50,7 +50,23 @@ export const CONDITIONS = {
   migrations: 'MigrationsApplied',
   rls: 'RowLevelSecurityEnforced',
   routes: 'RoutesReady',
+  seeded: 'Seeded',
   ready: 'Ready',
   hostConflict: 'HostConflict',
   deletionBlocked: 'DeletionBlocked',
 } as const;
+
+/**
+ * The owner reference of everything the operator creates for a tenant: the garbage collector
+ * removes it with the Tenant, and the Tenant is its controller.
+ */
+export function ownerReference(tenant: Tenant): V1OwnerReference {
+  return {
+    apiVersion: tenant.apiVersion ?? `${GROUP}/${VERSION}`,
+    kind: 'Tenant',
+    name: tenant.metadata?.name ?? '',
+    uid: tenant.metadata?.uid ?? '',
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}

@@ -1,6 +1,7 @@
-import type { Express, Request, RequestHandler } from 'express';
+import type { Express, RequestHandler } from 'express';
 import {
   assertSafeLoginRole,
+  auditRefusals,
   authenticate,
   createTenantDirectory,
   createTokenVerifier,
@@ -64,19 +65,13 @@ async function buildContext(runtime: ServiceRuntime<AuthConfig>): Promise<AuthCo
   };
 }
 
-/** authenticate + tenant agreement; a refused tenant is audited in the token's own tenant. */
+/**
+ * authenticate + tenant agreement. A refusal is audited as access.denied in the token's own
+ * tenant, and only while that tenant is the one the token was issued in.
+ */
 function guard(ctx: AuthContext): RequestHandler[] {
-  const onRefused = async (req: Request, code: string, detail: string): Promise<void> => {
-    const principal = req.user;
-    const own = principal && (await ctx.directory.lookup(principal.tenant));
-    if (!principal || !own) return;
-    await ctx.audit.recordSeparately(own, {
-      action: 'auth.tenant.refused',
-      outcome: 'denied',
-      actor: { userId: principal.userId, roles: principal.roles },
-      details: { code, detail, addressed: req.get('x-tenant-id') ?? null, path: req.path },
-    });
-  };
+  const { sequelize, directory, logger } = ctx;
+  const onRefused = auditRefusals({ sequelize, directory, logger });
   return [
     authenticate(ctx.verifier, { logger: ctx.logger }),
     requireTenant(ctx.directory, { onRefused, logger: ctx.logger }),

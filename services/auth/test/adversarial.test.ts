@@ -506,6 +506,20 @@ describe('auth service under attack', function () {
       expectProblem(await me(token, 'bravo'), 403, 'TENANT_UNAVAILABLE');
     });
 
+    it("a token of a slug that now names another tenant writes nothing into that tenant's log", async () => {
+      // What a token of a deleted tenant looks like once its slug is given to a new tenant.
+      const token = forged(claims({ tenant: 'bravo' }));
+      const logged = async () =>
+        (await harness.audits(bravo.schema, 'access.denied')).length +
+        (await harness.audits(bravo.schema, 'auth.tenant.refused')).length;
+      const before = await logged();
+
+      expectProblem(await me(token, 'alpha'), 403, 'TENANT_MISMATCH');
+      expectProblem(await me(token, 'bravo'), 403, 'TENANT_UNAVAILABLE');
+
+      expect(await logged()).to.equal(before);
+    });
+
     it('a token of a suspended tenant answers 403 TENANT_UNAVAILABLE', async () => {
       const held = await provision(harness.plane.db, 'held');
       await harness.plane.db.sequelize.query(

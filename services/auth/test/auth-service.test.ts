@@ -263,7 +263,7 @@ describe('auth service', function () {
 
       expect(answer.status).to.equal(403);
       expect(answer.body.code).to.equal('TENANT_MISMATCH');
-      expect(await harness.audits(alpha.schema, 'auth.tenant.refused')).to.have.length.at.least(1);
+      expect(await harness.audits(alpha.schema, 'access.denied')).to.have.length.at.least(1);
     });
 
     it('a member may not invite (403) nor list users (403)', async () => {

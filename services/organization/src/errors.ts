@@ -1,8 +1,9 @@
-import { commonErrorKinds, defineErrors } from '@vextrus/shared';
+import { commonErrorKinds, defineErrors, tenantErrors } from '@vextrus/shared';
 
 /** Every error code the organization service answers with: its stable catalogue. */
 export const errors = defineErrors({
   ...commonErrorKinds,
+  ...tenantErrors.kinds,
   CODE_TAKEN: {
     status: 409,
     title: 'Another record already uses this code; choose another code',

@@ -3,6 +3,7 @@
    response bodies are untyped JSON, and the assertions are what check their shape. */
 import { expect } from 'chai';
 import { ENTITIES } from '../src/index.js';
+import { IDEMPOTENCY_PURGE_EVERY } from '../src/data/idempotency.js';
 import { organizationBody, startHarness, type Harness } from './support.js';
 
 describe('organization service: organizations', function () {
@@ -138,6 +139,51 @@ describe('organization service: organizations', function () {
     expect(reused.status).to.equal(201);
     expect(reused.body.code).to.equal('OLD2');
     expect(reused.headers.get('idempotent-replayed')).to.equal(null);
+  });
+
+  it('purges expired Idempotency-Keys as new keys come in, a bounded batch at a time', async () => {
+    const expired = async () => {
+      const [rows] = await h.plane.db.sequelize.query(
+        "SELECT count(*)::int AS n FROM tenant_alpha.idempotency_keys WHERE key LIKE 'expired-%'",
+        { transaction: null },
+      );
+      return (rows as { n: number }[])[0]?.n;
+    };
+    await h.plane.db.sequelize.query(
+      `INSERT INTO tenant_alpha.idempotency_keys
+         (tenant_id, key, fingerprint, response_status, created_at)
+       SELECT '${h.alpha.tenantId}', 'expired-' || g, 'x', 201, now() - interval '25 hours'
+         FROM generate_series(1, 600) g`,
+      { transaction: null },
+    );
+    await h.plane.db.sequelize.query(
+      `INSERT INTO tenant_bravo.idempotency_keys
+         (tenant_id, key, fingerprint, response_status, created_at)
+       VALUES ('${h.bravo.tenantId}', 'expired-bravo', 'x', 201, now() - interval '25 hours')`,
+      { transaction: null },
+    );
+
+    for (let i = 0; i < IDEMPOTENCY_PURGE_EVERY; i++) {
+      const created = await h.call('POST', '/org/organizations', {
+        body: organizationBody(`PURGE${i}`),
+        headers: { 'Idempotency-Key': `purge-${i}` },
+      });
+      expect(created.status).to.equal(201);
+    }
+
+    // At least one purge ran, and none took more than its batch; bravo's key is bravo's.
+    expect(await expired()).to.be.at.most(600 - 500);
+    const [bravo] = await h.plane.db.sequelize.query(
+      "SELECT count(*)::int AS n FROM tenant_bravo.idempotency_keys WHERE key = 'expired-bravo'",
+      { transaction: null },
+    );
+    expect((bravo as { n: number }[])[0]?.n).to.equal(1);
+    // The keys just used still answer with their first reply.
+    const replay = await h.call('POST', '/org/organizations', {
+      body: organizationBody('PURGE0'),
+      headers: { 'Idempotency-Key': 'purge-0' },
+    });
+    expect(replay.headers.get('idempotent-replayed')).to.equal('true');
   });
 
   it('when pages are read while rows are inserted, every row present at the start is seen exactly once', async () => {

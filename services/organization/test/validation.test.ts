@@ -219,6 +219,23 @@ describe('organization service: validation and OpenAPI', function () {
     expect(fields(response.body)).to.deep.equal(['body:endDate']);
   });
 
+  it('counts a name in characters as the database does, not in UTF-16 units', async () => {
+    // Each emoji is one character (one code point) but two UTF-16 units.
+    const create = (name: string) =>
+      h.call('POST', `/org/organizations/${tree.organization}/projects`, {
+        body: { code: `E${[...name].length}`, name },
+      });
+
+    const longest = await create('🏗'.repeat(200));
+    const tooLong = await create('🏗'.repeat(201));
+
+    expect(longest.status, JSON.stringify(longest.body)).to.equal(201);
+    expect(longest.body.name).to.equal('🏗'.repeat(200));
+    expect(tooLong.status).to.equal(400);
+    expect(fields(tooLong.body)).to.deep.equal(['body:name']);
+    expect(tooLong.body.errors[0].message).to.match(/200 characters/);
+  });
+
   it('when a PATCH sets only a latitude on a site without coordinates, it answers 400', async () => {
     const site = await h.call('POST', `/org/projects/${tree.project}/sites`, {
       body: { code: 'NOCOORD', name: 'No coordinates' },

@@ -435,6 +435,9 @@ describe('audit API edges: the export when the client goes away, odd times and r
         const locked = await fetch(`${small.url}/audit/events/export`, { headers });
         const body = (await locked.json()) as { code?: string };
         expect(locked.status).to.equal(503);
+        expect(locked.headers.get('content-type')).to.contain('application/problem+json');
+        // Not offered as a download: the answer is a problem, not an export.
+        expect(locked.headers.get('content-disposition')).to.equal(null);
         expect(locked.headers.get('retry-after')).to.equal('5');
         expect(body.code).to.equal('UNAVAILABLE');
         expect(Date.now() - began).to.be.lessThan(5_000);

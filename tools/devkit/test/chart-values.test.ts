@@ -282,6 +282,21 @@ describe('the vextrus chart refuses values a user gets wrong', function () {
     expect(manifests.map((m) => m.metadata.name)).to.include('platform-auth');
   });
 
+  it('refuses a name prefix starting with a digit, which Service names may not, naming the fix', async () => {
+    // Helm accepts release names such as 2026-erp; the API server refuses a Service named so.
+    for (const [args, release] of [
+      [[], '2026-erp'],
+      [['--set', 'fullnameOverride=9platform'], 'vextrus'],
+    ] as const) {
+      const outcome = await template([...args], release);
+      expect(outcome.code, `${release} ${args.join(' ')} rendered`).to.not.equal(0);
+      expect(outcome.stderr).to.include('must start with a letter');
+      expect(outcome.stderr).to.include('fullnameOverride');
+    }
+    const renamed = await render(['-f', MINIMAL, '--set', 'fullnameOverride=erp-2026']);
+    expect(renamed.map((m) => m.metadata.name)).to.include('erp-2026-auth');
+  });
+
   it('keeps every name within its Kubernetes limit for the longest prefix it accepts', async () => {
     // Services are DNS labels (63); a CronJob's Jobs add 11 characters (52); a StatefulSet's Pods
     // carry a revision hash label (52); a Job's name is a label value (63).

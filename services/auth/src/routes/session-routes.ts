@@ -8,9 +8,9 @@ import { USER_COLUMNS, normalizeEmail, userView, type UserRow } from '../users.j
 import { addressedTenant, clientAddress, parseBody } from '../validation.js';
 
 const LoginBody = z.object({
-  // Normalized (normalizeEmail) before the length is checked: the throttle keys the account by
-  // the normalized email, and some characters grow when lower-cased (U+0130 becomes two).
-  email: z.string().trim().toLowerCase().min(1).max(254),
+  // Normalized before the length is checked: the throttle keys the account by the normalized
+  // email, and some characters grow when lower-cased (U+0130 becomes two).
+  email: z.string().transform(normalizeEmail).pipe(z.string().min(1).max(254)),
   password: z.string().min(1).max(1024),
 });
 
@@ -68,7 +68,7 @@ export async function admitAttempt(
 async function login(ctx: AuthContext, req: Request, res: Response): Promise<void> {
   const slug = addressedTenant(req);
   const body = parseBody(LoginBody, req);
-  const email = normalizeEmail(body.email);
+  const { email } = body;
   const address = clientAddress(req);
   const refuse = () => {
     ctx.metrics.logins.inc({ outcome: 'failure' });

@@ -13,16 +13,38 @@ interface StoredKey {
 /**
  * How long a key answers with its first reply. After that the key is free again: a request that
  * reuses it is a new request.
- *
- * NOTE: Expired keys are reclaimed when they are reused but never deleted otherwise; the table
- * grows by one small row per keyed create until a periodic purge (DELETE of rows older than the
- * TTL, which the created_at index serves) is scheduled with the other housekeeping jobs.
  */
 export const IDEMPOTENCY_KEY_TTL_HOURS = 24;
+
+/**
+ * Every this many new keys a process claims, the request that claims one also deletes expired
+ * keys of its tenant, at most IDEMPOTENCY_PURGE_BATCH of them. The table then stays near the
+ * keys of the last day, without a job of its own: a tenant's keys are purged as fast as its own
+ * new keys come in, about IDEMPOTENCY_PURGE_BATCH / IDEMPOTENCY_PURGE_EVERY for each.
+ */
+export const IDEMPOTENCY_PURGE_EVERY = 50;
+export const IDEMPOTENCY_PURGE_BATCH = 500;
+
+/** New keys claimed by this process, which decides when a claim also purges. */
+let claims = 0;
 
 /** A hash of what makes two requests the same: route, caller and (validated) body. */
 export function fingerprint(parts: readonly unknown[]): string {
   return createHash('sha256').update(JSON.stringify(parts)).digest('base64url');
+}
+
+/**
+ * Deletes the oldest expired keys of the transaction's tenant (row-level security keeps it to
+ * that tenant), skipping any that a concurrent request is reclaiming.
+ */
+async function purgeExpiredKeys(sql: Sql): Promise<void> {
+  await sql.rows(
+    `DELETE FROM idempotency_keys WHERE (tenant_id, key) IN (
+       SELECT tenant_id, key FROM idempotency_keys
+        WHERE created_at < now() - make_interval(hours => $1)
+        ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+    [IDEMPOTENCY_KEY_TTL_HOURS, IDEMPOTENCY_PURGE_BATCH],
+  );
 }
 
 /**
@@ -41,7 +63,11 @@ export async function claimKey(sql: Sql, key: string, print: string): Promise<Re
      RETURNING key`,
     [key, print, IDEMPOTENCY_KEY_TTL_HOURS],
   );
-  if (claimed.length > 0) return undefined;
+  if (claimed.length > 0) {
+    claims += 1;
+    if (claims % IDEMPOTENCY_PURGE_EVERY === 0) await purgeExpiredKeys(sql);
+    return undefined;
+  }
   const stored = await sql.row<StoredKey>(
     `SELECT fingerprint, response_status AS status, response_body AS body,
             response_headers AS headers

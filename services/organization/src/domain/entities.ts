@@ -379,7 +379,10 @@ export const ENTITIES: Readonly<Record<EntityName, Entity>> = {
   site,
 };
 
-/** The field of a body or filter that names `relation`'s parent (organization_id → organizationId). */
+/**
+ * The field of a body or filter that names `relation`'s parent (organization_id →
+ * organizationId).
+ */
 export function apiName(entity: Entity, column: string): string {
   const field = entity.fields.find((candidate) => candidate.column === column);
   if (!field) throw new Error(`entity ${entity.name} has no column ${column}`);

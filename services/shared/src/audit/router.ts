@@ -173,9 +173,13 @@ export function auditRouter(options: AuditRouterOptions): Router {
       }
       res.end();
     } catch (err) {
+      // Before the first line, the answer is still a problem, and no longer a download.
+      if (!res.headersSent) {
+        res.removeHeader('Content-Disposition');
+        throw err;
+      }
       // Once the first line is out, the status is sent: cut the connection so the client sees
       // a truncated export (no final newline) rather than a complete-looking one.
-      if (!res.headersSent) throw err;
       logger?.error({ err, tenant: tenant.slug }, 'audit export failed while streaming');
       res.destroy(err as Error);
     } finally {

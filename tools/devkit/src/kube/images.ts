@@ -9,7 +9,10 @@ export interface LocalImage {
   cwd?: string;
 }
 
-/** Image names are compared without registry, tag or digest: `reg.io/vextrus/auth:1.2` → `vextrus/auth`. */
+/**
+ * Image names are compared without registry, tag or digest: `reg.io/vextrus/auth:1.2` →
+ * `vextrus/auth`.
+ */
 export function imageName(reference: string): string {
   const withoutDigest = reference.split('@')[0] ?? reference;
   const lastSlash = withoutDigest.lastIndexOf('/');

@@ -11,8 +11,8 @@ import {
 
 /**
  * A test database with the platform roles (uniquely named: roles are cluster-wide) and, unless
- * told otherwise, the platform migrations applied. Provision tenants on it with `provision(db, …)`
- * and connect services with `appUrl`, which logs in as the application role.
+ * told otherwise, the platform migrations applied. Provision tenants on it with
+ * `provision(db, …)` and connect services with `appUrl`, which logs in as the application role.
  */
 export interface TestPlane {
   database: TestDatabase;
