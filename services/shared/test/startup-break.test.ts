@@ -595,10 +595,27 @@ describe('operator start-up and its database connection (break attempts)', funct
     plane = await createPlane('startup_break_operator', { platform: false });
   });
 
+  // A test that fails half-way must not leave its operator running.
+  const children: SpawnedProcess[] = [];
+  function spawnOperator(env: NodeJS.ProcessEnv): SpawnedProcess {
+    const child = spawnTs('operator/src/main.ts', env);
+    children.push(child);
+    return child;
+  }
+
+  afterEach(async () => {
+    for (const child of children.splice(0)) {
+      if (child.child.exitCode === null && child.child.signalCode === null) {
+        child.child.kill('SIGKILL');
+        await child.exited;
+      }
+    }
+  });
+
   after(() => plane.close());
 
   it('refuses an unknown LOG_LEVEL with exit 78 and one line naming it', async () => {
-    const child = spawnTs('operator/src/main.ts', {
+    const child = spawnOperator({
       DATABASE_URL: plane.database.url,
       LOG_LEVEL: 'verbose',
       PROBE_PORT: String(await freePort()),
@@ -608,7 +625,7 @@ describe('operator start-up and its database connection (break attempts)', funct
   });
 
   it('names the database problem and its own in one line, not only the first', async () => {
-    const child = spawnTs('operator/src/main.ts', { WORKERS: '0', RESYNC_SECONDS: 'often' });
+    const child = spawnOperator({ WORKERS: '0', RESYNC_SECONDS: 'often' });
     expect(await child.exited, child.output()).to.equal(78);
     expectOneClearLine(child, 'no secret here', /WORKERS/);
     expect(child.output()).to.include('RESYNC_SECONDS');
@@ -630,7 +647,7 @@ describe('operator start-up and its database connection (break attempts)', funct
   }
 
   it('refuses an empty-looking LOG_LEVEL of spaces the same way', async () => {
-    const child = spawnTs('operator/src/main.ts', {
+    const child = spawnOperator({
       DATABASE_URL: plane.database.url,
       LOG_LEVEL: ' ',
     });
@@ -652,7 +669,7 @@ describe('operator start-up and its database connection (break attempts)', funct
         'current-context: x',
       ].join('\n'),
     );
-    const child = spawnTs('operator/src/main.ts', {
+    const child = spawnOperator({
       DATABASE_URL: plane.database.url,
       KUBECONFIG: kubeconfig,
       PROBE_PORT: String(await freePort()),
@@ -685,7 +702,7 @@ describe('operator start-up and its database connection (break attempts)', funct
     );
     try {
       // The silent API server's own port is taken, on every address the probe would use.
-      const child = spawnTs('operator/src/main.ts', {
+      const child = spawnOperator({
         DATABASE_URL: plane.database.url,
         KUBECONFIG: kubeconfig,
         PROBE_PORT: String(apiPort),
@@ -726,7 +743,7 @@ describe('operator start-up and its database connection (break attempts)', funct
       ].join('\n'),
     );
     const probePort = await freePort();
-    const child = spawnTs('operator/src/main.ts', {
+    const child = spawnOperator({
       DATABASE_URL: plane.database.url,
       KUBECONFIG: kubeconfig,
       PROBE_PORT: String(probePort),
