@@ -13,6 +13,7 @@ import {
 } from '@vextrus/shared';
 import { databaseUrl, openDatabase } from '@vextrus/migrations';
 import { startOperator } from './operator.js';
+import { errorMessage } from './runtime/errors.js';
 import { OperatorKubeConfig } from './runtime/kubeconfig.js';
 import { readOperatorSettings } from './settings.js';
 
@@ -37,14 +38,14 @@ let url: string;
 try {
   url = databaseUrl(process.env);
 } catch (err) {
-  fail(err instanceof Error ? err.message : String(err));
+  fail(errorMessage(err));
 }
 
 let kubeConfig: OperatorKubeConfig;
 try {
   kubeConfig = OperatorKubeConfig.load();
 } catch (err) {
-  fail(err instanceof Error ? err.message : String(err));
+  fail(errorMessage(err));
 }
 const db = openDatabase({ url, logger, roles: settings.roles });
 let operator: Awaited<ReturnType<typeof startOperator>>;
@@ -72,10 +73,19 @@ logger.info(
 
 const shutdown = (signal: string): void => {
   logger.info({ signal }, 'shutting down');
-  void operator
+  operator
     .stop()
     .then(() => db.close())
-    .then(() => process.exit(0));
+    .then(
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
 };
 process.once('SIGTERM', () => shutdown('SIGTERM'));
 process.once('SIGINT', () => shutdown('SIGINT'));
