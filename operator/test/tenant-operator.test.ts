@@ -293,6 +293,10 @@ describe('tenant operator (real API server, real PostgreSQL, local node)', funct
       fetch(`${base}/metrics`).then((r) => r.text()),
     ]);
 
+    const unknown = await fetch(`${base}/status`);
+    expect(unknown.status).to.equal(404);
+    expect(unknown.headers.get('content-type')).to.equal('application/problem+json');
+    expect(await unknown.json()).to.include({ code: 'ROUTE_NOT_FOUND', instance: '/status' });
     expect(healthz.status).to.equal(200);
     expect(readyz.status).to.equal(200);
     expect(metrics).to.match(/controller_runtime_reconcile_total\{controller="tenant",result="/);

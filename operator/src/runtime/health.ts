@@ -1,4 +1,10 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import {
+  commonErrors,
+  PROBLEM_CONTENT_TYPE,
+  problemDocument,
+  type AppError,
+} from '@vextrus/shared';
 import type { Registry } from 'prom-client';
 
 export interface ProbeServerOptions {
@@ -11,10 +17,19 @@ export interface ProbeServerOptions {
   ready: () => boolean;
 }
 
-/** /healthz, /readyz and /metrics of the operator. */
+/** Answers with the problem+json document of `error`, as the services answer their errors. */
+function sendProblem(res: ServerResponse, error: AppError, path: string): void {
+  res.writeHead(error.status, { 'content-type': PROBLEM_CONTENT_TYPE });
+  res.end(problemDocument(error, path));
+}
+
+/**
+ * /healthz, /readyz and /metrics of the operator. The probes answer a short text (only their
+ * status matters to the kubelet); everything else that fails answers problem+json.
+ */
 export async function startProbeServer(options: ProbeServerOptions): Promise<Server> {
   const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (path === '/healthz' || path === '/readyz') {
       const ok = path === '/healthz' ? options.live() : options.ready();
       res
@@ -25,11 +40,15 @@ export async function startProbeServer(options: ProbeServerOptions): Promise<Ser
     if (path === '/metrics') {
       options.registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': options.registry.contentType }).end(text),
-        () => res.writeHead(500).end(),
+        () => sendProblem(res, commonErrors.INTERNAL('The metrics could not be collected'), path),
       );
       return;
     }
-    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    sendProblem(
+      res,
+      commonErrors.ROUTE_NOT_FOUND('The operator serves /healthz, /readyz and /metrics'),
+      path,
+    );
   });
   // A port in use or not allowed rejects, instead of an unhandled 'error' event.
   await new Promise<void>((resolve, reject) => {

@@ -1,7 +1,7 @@
 export * from './config/index.js';
 export { AppError, defineErrors, commonErrors, commonErrorKinds } from './http/errors.js';
 export type { ErrorKind, ErrorCatalogue, ErrorFactory, ProblemExtras } from './http/errors.js';
-export { sendProblem, PROBLEM_CONTENT_TYPE } from './http/problem.js';
+export { sendProblem, problemDocument, PROBLEM_CONTENT_TYPE } from './http/problem.js';
 export { Health } from './http/health.js';
 export type { ReadinessCheck } from './http/health.js';
 export { createHttpApp } from './http/app.js';

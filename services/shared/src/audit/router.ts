@@ -2,7 +2,7 @@ import { Router, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { Sequelize, Transaction } from 'sequelize';
 import { authenticate, requireRole } from '../auth/middleware.js';
-import { commonErrors } from '../http/errors.js';
+import { unavailable } from '../http/problem.js';
 import { requireTenant, type TenantDirectory, type TenantEntry } from '../auth/tenant-scope.js';
 import type { TokenVerifier } from '../auth/verifier.js';
 import { enableTransactionContext } from '../tenancy/cls.js';
@@ -127,10 +127,10 @@ export function auditRouter(options: AuditRouterOptions): Router {
     const filters = parseQuery(exportQuery, req.query);
     const tenant = res.locals.tenant as TenantEntry;
     if (exports >= maxExports) {
-      res.setHeader('Retry-After', '30');
-      throw commonErrors.UNAVAILABLE(
+      throw unavailable(
         `${exports} audit exports are running, as many as this service runs at once; ` +
           'try again later',
+        30,
       );
     }
     exports += 1;

@@ -1,7 +1,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { QueryTypes, type Sequelize } from 'sequelize';
-import { defineErrors } from '../http/errors.js';
+import { tenantErrors } from '../tenancy/errors.js';
 import { withTenantTransaction, type TenantContext } from '../tenancy/context.js';
 
 /** A tenant as the services see it in platform.tenants. */
@@ -71,13 +71,7 @@ export function createTenantDirectory(
   };
 }
 
-export const tenantErrors = defineErrors({
-  TENANT_MISMATCH: {
-    status: 403,
-    title: 'The token belongs to another tenant than the one addressed',
-  },
-  TENANT_UNAVAILABLE: { status: 403, title: 'The tenant is not active' },
-});
+export { tenantErrors };
 
 export interface RequireTenantOptions {
   /** Called for every refused request (the audit log records them). */

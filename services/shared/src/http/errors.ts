@@ -66,7 +66,6 @@ export const commonErrorKinds = {
   HEADERS_TOO_LARGE: { status: 431, title: 'The request line or headers are too large' },
   REQUEST_TIMEOUT: { status: 408, title: 'The request did not arrive in time' },
   VALIDATION_FAILED: { status: 400, title: 'The request has invalid fields' },
-  INVALID_REQUEST_ID: { status: 400, title: 'X-Request-ID is not acceptable' },
   UNAUTHENTICATED: { status: 401, title: 'A valid access token is required' },
   FORBIDDEN: { status: 403, title: 'The caller may not do this' },
   ROUTE_NOT_FOUND: { status: 404, title: 'No such route' },
@@ -77,7 +76,6 @@ export const commonErrorKinds = {
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request body has an unsupported type' },
   PRECONDITION_REQUIRED: { status: 428, title: 'The request must be conditional' },
-  TOO_MANY_REQUESTS: { status: 429, title: 'Too many requests' },
   INTERNAL: { status: 500, title: 'An unexpected error occurred' },
   UNAVAILABLE: { status: 503, title: 'The service is not available right now' },
 } as const satisfies Record<string, ErrorKind>;

@@ -3,12 +3,16 @@ import type { Logger } from 'pino';
 import { ConnectionAcquireTimeoutError, ConnectionError, DatabaseError } from 'sequelize';
 import { AppError, commonErrors } from './errors.js';
 import { currentRequestContext } from '../observability/context.js';
+import { sessionEnded } from '../tenancy/errors.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
-/** Writes an AppError as an RFC 9457 problem document. */
-export function sendProblem(res: Response, error: AppError, instance: string): void {
-  const body = {
+/**
+ * The RFC 9457 problem document of an AppError, as JSON text: for Express (sendProblem) and for
+ * answers written without it (refused requests on the raw socket, the operator's probe server).
+ */
+export function problemDocument(error: AppError, instance?: string): string {
+  return JSON.stringify({
     type: `urn:vextrus:problem:${error.code.toLowerCase().replaceAll('_', '-')}`,
     title: error.kind.title,
     status: error.status,
@@ -17,9 +21,22 @@ export function sendProblem(res: Response, error: AppError, instance: string): v
     code: error.code,
     requestId: currentRequestContext()?.reqId,
     ...error.extras,
-  };
+  });
+}
+
+/** Writes an AppError as an RFC 9457 problem document. */
+export function sendProblem(res: Response, error: AppError, instance: string): void {
   for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value);
-  res.status(error.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
+  res.status(error.status).type(PROBLEM_CONTENT_TYPE).send(problemDocument(error, instance));
+}
+
+/** 503 UNAVAILABLE with Retry-After: nothing was done, and asking again later may work. */
+export function unavailable(detail: string, retryAfterSeconds = 5): AppError {
+  return commonErrors.UNAVAILABLE(
+    detail,
+    {},
+    { headers: { 'Retry-After': String(retryAfterSeconds) } },
+  );
 }
 
 /** Errors thrown by Express's body parser carry a `type`; map each to a stable code. */
@@ -60,15 +77,6 @@ const TRANSIENT: Record<string, string> = {
 };
 
 /**
- * Whether a SQLSTATE says the database session ended under the request: 57P01 to 57P05
- * (pg_terminate_backend, a shutdown, a crash, an idle-session timeout) or a connection exception
- * (class 08). The pool replaces the connection, so asking again may work.
- */
-function sessionEnded(code: string | undefined): boolean {
-  return code !== undefined && (code.startsWith('08') || /^57P0[1-5]$/.test(code));
-}
-
-/**
  * The SQLSTATE of a database error, or of the database error that caused `err` (an audit
  * record that could not be written because its transaction lost to concurrent work is such a
  * failure too: the change was rolled back with it).
@@ -94,31 +102,13 @@ function databaseCode(err: unknown): string | undefined {
 function fromDatabase(err: unknown): AppError | undefined {
   const code = databaseCode(err);
   const transient = TRANSIENT[code ?? ''];
-  if (transient) {
-    return commonErrors.UNAVAILABLE(transient, {}, { headers: { 'Retry-After': '5' } });
-  }
-  if (sessionEnded(code)) {
-    return commonErrors.UNAVAILABLE(
-      'The database connection was lost; try again shortly',
-      {},
-      { headers: { 'Retry-After': '5' } },
-    );
-  }
+  if (transient) return unavailable(transient);
+  if (sessionEnded(code)) return unavailable('The database connection was lost; try again shortly');
   if (err instanceof ConnectionAcquireTimeoutError) {
-    return commonErrors.UNAVAILABLE(
-      'Every database connection of this service is busy; try again shortly',
-      {},
-      { headers: { 'Retry-After': '5' } },
-    );
+    return unavailable('Every database connection of this service is busy; try again shortly');
   }
   if (err instanceof ConnectionError) {
-    return commonErrors.UNAVAILABLE(
-      'The database cannot be reached; try again shortly',
-      {},
-      {
-        headers: { 'Retry-After': '5' },
-      },
-    );
+    return unavailable('The database cannot be reached; try again shortly');
   }
   return undefined;
 }

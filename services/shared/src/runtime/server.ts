@@ -5,7 +5,7 @@ import type { Express } from 'express';
 import type { Logger } from 'pino';
 import type { Health } from '../http/health.js';
 import { commonErrors } from '../http/errors.js';
-import { PROBLEM_CONTENT_TYPE } from '../http/problem.js';
+import { PROBLEM_CONTENT_TYPE, problemDocument } from '../http/problem.js';
 
 /**
  * Answers a request that Node's HTTP parser refused before Express saw it (headers beyond the
@@ -27,13 +27,7 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
           ? commonErrors.REQUEST_TIMEOUT('The request did not arrive completely in time')
           : commonErrors.MALFORMED_REQUEST('The request could not be parsed as HTTP/1.1');
-  const body = JSON.stringify({
-    type: `urn:vextrus:problem:${error.code.toLowerCase().replaceAll('_', '-')}`,
-    title: error.kind.title,
-    status: error.status,
-    detail: error.message,
-    code: error.code,
-  });
+  const body = problemDocument(error);
   socket.end(
     `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}\r\n` +
       `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +

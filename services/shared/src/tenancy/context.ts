@@ -1,7 +1,7 @@
 import { ConnectionError, QueryTypes, Transaction, type Sequelize } from 'sequelize';
 import { enableTransactionContext, namespace } from './cls.js';
-import { AppError } from '../http/errors.js';
-import { TenancyError, TenancyErrorCode } from './errors.js';
+import type { AppError } from '../http/errors.js';
+import { sessionEnded, TenancyError, TenancyErrorCode, tenantErrors } from './errors.js';
 
 /** Whose data a request touches: taken from the verified token, never from a header alone. */
 export interface TenantContext {
@@ -241,9 +241,6 @@ class SettingsTransaction extends Transaction {
   }
 }
 
-/** SQLSTATEs of a session that PostgreSQL ended (57P01: pg_terminate_backend, shutdown). */
-const SESSION_ENDED = new Set(['57P01', '57P02', '57P03', '57P04', '57P05']);
-
 /**
  * What a failed commit throws. A lost connection becomes Sequelize's ConnectionError, as it is
  * when a connection cannot be had (the service answers 503, not 500); the changes and the queued
@@ -269,7 +266,7 @@ async function commitFailure(
   // session PostgreSQL ended.
   const lost =
     typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)
-      ? code.startsWith('08') || SESSION_ENDED.has(code)
+      ? sessionEnded(code)
       : original instanceof Error;
   if (lost || connection._invalid) return new ConnectionError(original as Error);
   const first = queued[0];
@@ -479,11 +476,5 @@ function sqlState(err: unknown): string | undefined {
 }
 
 function tenantUnavailable(schema: string, cause: unknown): AppError {
-  return new AppError(
-    'TENANT_UNAVAILABLE',
-    { status: 403, title: 'The tenant is not active' },
-    `The tenant of ${schema} is not active`,
-    {},
-    { cause },
-  );
+  return tenantErrors.TENANT_UNAVAILABLE(`The tenant of ${schema} is not active`, {}, { cause });
 }

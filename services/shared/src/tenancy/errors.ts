@@ -1,3 +1,5 @@
+import { defineErrors } from '../http/errors.js';
+
 /** Stable codes of the tenancy module's errors. */
 export const TenancyErrorCode = {
   /** The tenant context is malformed (not a uuid, not a tenant schema, bad role name). */
@@ -28,4 +30,22 @@ export class TenancyError extends Error {
   ) {
     super(message, options);
   }
+}
+
+/** The problems a request bound to a tenant can meet: answered 403 with these codes. */
+export const tenantErrors = defineErrors({
+  TENANT_MISMATCH: {
+    status: 403,
+    title: 'The token belongs to another tenant than the one addressed',
+  },
+  TENANT_UNAVAILABLE: { status: 403, title: 'The tenant is not active' },
+});
+
+/**
+ * Whether a SQLSTATE says the database session ended under the request: 57P01 to 57P05
+ * (pg_terminate_backend, a shutdown, a crash, an idle-session timeout) or a connection exception
+ * (class 08). The pool replaces the connection, so asking again may work.
+ */
+export function sessionEnded(code: string | undefined): boolean {
+  return code !== undefined && (code.startsWith('08') || /^57P0[1-5]$/.test(code));
 }
