@@ -257,6 +257,19 @@ describe('auth service', function () {
     });
   });
 
+  describe('methods', () => {
+    it('when a known path is asked with a method it lacks, it answers 405 with Allow', async () => {
+      const login = await call(base, 'GET', '/auth/login', { tenant: 'alpha' });
+      const unknown = await call(base, 'GET', '/auth/nowhere', { tenant: 'alpha' });
+
+      expect(login.status).to.equal(405);
+      expect(login.body.code).to.equal('METHOD_NOT_ALLOWED');
+      expect(login.headers.get('allow')).to.equal('POST');
+      expect(unknown.status).to.equal(404);
+      expect(unknown.body.code).to.equal('ROUTE_NOT_FOUND');
+    });
+  });
+
   describe('tenant agreement and administration', () => {
     it('when the token belongs to another tenant, it answers 403 TENANT_MISMATCH and audits it', async () => {
       const answer = await call(base, 'GET', '/auth/me', { tenant: 'bravo', token: adminToken });

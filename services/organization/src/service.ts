@@ -19,7 +19,6 @@ import {
   type TokenSettings,
 } from '@vextrus/shared';
 import { Sql } from './data/sql.js';
-import { errors } from './errors.js';
 import { translateDatabaseError } from './domain/operations.js';
 import { openApiDocument } from './http/openapi.js';
 import { ROUTES, runOperation, type Access } from './http/routes.js';
@@ -97,29 +96,6 @@ function mountRoutes(
   // The tenant's audit log, for tenant_admin and auditor: GET /audit/events, /events/export,
   // /verify. It lives here because the gateway already sends /audit to this service.
   app.use('/audit', auditRouter({ sequelize, directory, verifier, logger }));
-  mountMethodNotAllowed(app);
-}
-
-/** Answers 405 with `Allow` for a known path asked with a method it does not have. */
-function mountMethodNotAllowed(app: Express): void {
-  const methods = new Map<string, string[]>();
-  for (const route of ROUTES) {
-    methods.set(route.path, [...(methods.get(route.path) ?? []), route.method.toUpperCase()]);
-  }
-  for (const [path, allowed] of methods) {
-    const allow = allowed.join(', ');
-    app.all(path, (req, _res, next) => {
-      next(
-        errors.METHOD_NOT_ALLOWED(
-          `${req.method} is not allowed here; use ${allow}`,
-          {},
-          {
-            headers: { Allow: allow },
-          },
-        ),
-      );
-    });
-  }
 }
 
 /** The organization service, with its key source replaceable for tests. */

@@ -1,4 +1,4 @@
-import express, { type Express } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
 import type { HttpMetrics } from '../observability/metrics.js';
@@ -73,7 +73,41 @@ export function createHttpApp(options: HttpAppOptions): Express {
     next();
   });
   options.routes?.(app);
+  app.use(methodNotAllowed(app));
   app.use(notFoundHandler);
   app.use(errorHandler(options.logger));
   return app;
+}
+
+/** What this module reads of Express 5's router: its layers, and the route each one holds. */
+interface RouteLayer {
+  route?: { methods: Record<string, boolean | undefined> };
+  match(path: string): boolean;
+}
+
+/**
+ * For a request no route took: 405 with `Allow` when a route of the service has its path but
+ * not its method (GET /auth/login), so a client learns the method, not that the path is gone.
+ * Routes mounted under a sub-router (app.use('/audit', router)) are not looked into.
+ */
+function methodNotAllowed(app: Express): RequestHandler {
+  return (req, _res, next) => {
+    const layers = (app as unknown as { router: { stack: RouteLayer[] } }).router.stack;
+    const allowed = new Set<string>();
+    for (const layer of layers) {
+      if (!layer.route || !layer.match(req.path)) continue;
+      for (const [method, on] of Object.entries(layer.route.methods)) {
+        if (on && method !== '_all') allowed.add(method.toUpperCase());
+      }
+    }
+    if (allowed.size === 0) return next();
+    const allow = [...allowed].join(', ');
+    next(
+      commonErrors.METHOD_NOT_ALLOWED(
+        `${req.method} is not allowed here; use ${allow}`,
+        {},
+        { headers: { Allow: allow } },
+      ),
+    );
+  };
 }
