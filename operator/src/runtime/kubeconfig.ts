@@ -115,7 +115,9 @@ export class OperatorKubeConfig implements KubeAccess {
 
   static inCluster(env: NodeJS.ProcessEnv, dir = SERVICE_ACCOUNT): OperatorKubeConfig {
     const host = env.KUBERNETES_SERVICE_HOST ?? '';
-    const server = `https://${host.includes(':') ? `[${host}]` : host}:${env.KUBERNETES_SERVICE_PORT}`;
+    // An IPv6 address is bracketed in a URL.
+    const hostname = host.includes(':') ? `[${host}]` : host;
+    const server = `https://${hostname}:${env.KUBERNETES_SERVICE_PORT}`;
     const tokens = new TokenFile(path.join(dir, 'token'));
     return new OperatorKubeConfig(server, { ca: readFileSync(path.join(dir, 'ca.crt')) }, () =>
       tokens.read(),
