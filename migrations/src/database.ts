@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { ConnectionOptions } from 'node:tls';
 import { QueryTypes, Sequelize, type Options, type Transaction } from 'sequelize';
-import { SSL_MODES } from '@vextrus/shared';
+import { SSL_MODES, tlsOptions } from '@vextrus/shared';
 import { databaseUrl } from './connection.js';
 import { MigrationError, MigrationErrorCode } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
@@ -35,28 +35,19 @@ function applicationName(): string {
 }
 
 /**
- * The TLS option for an sslmode, with the meaning the services give it (services/shared): the
- * migrations must connect wherever the services do, and refuse where they refuse.
+ * The TLS option for the URL's sslmode, with the meaning the services give it (tlsOptions of
+ * services/shared): the migrations must connect wherever the services do, and refuse where they
+ * refuse.
  */
 function sslOption(mode: string | null): { ssl: boolean | ConnectionOptions } {
-  switch (mode) {
-    case null:
-    case 'disable':
-      return { ssl: false };
-    case 'require':
-      // Encrypted but unauthenticated, like libpq's sslmode=require.
-      return { ssl: { rejectUnauthorized: false } };
-    case 'verify-ca':
-      return { ssl: { rejectUnauthorized: true, checkServerIdentity: () => undefined } };
-    case 'verify-full':
-      return { ssl: { rejectUnauthorized: true } };
-    default:
-      throw new MigrationError(
-        MigrationErrorCode.Configuration,
-        `cannot connect to PostgreSQL: the URL's sslmode must be one of ` +
-          `${SSL_MODES.join(', ')}, not ${JSON.stringify(mode.slice(0, 20))}`,
-      );
-  }
+  if (mode === null) return tlsOptions('disable');
+  const known = SSL_MODES.find((m) => m === mode);
+  if (known) return tlsOptions(known);
+  throw new MigrationError(
+    MigrationErrorCode.Configuration,
+    `cannot connect to PostgreSQL: the URL's sslmode must be one of ` +
+      `${SSL_MODES.join(', ')}, not ${JSON.stringify(mode.slice(0, 20))}`,
+  );
 }
 
 /**

@@ -12,7 +12,7 @@ export { currentRequestContext, runWithRequestContext } from './observability/co
 export type { RequestContext } from './observability/context.js';
 export { createHttpMetrics, UNMATCHED_ROUTE } from './observability/metrics.js';
 export type { HttpMetrics } from './observability/metrics.js';
-export { createSequelize, pingDatabase } from './runtime/database.js';
+export { createSequelize, pingDatabase, tlsOptions } from './runtime/database.js';
 export { startService, runService, EXIT_CONFIG } from './runtime/service.js';
 export type {
   ServiceDefinition,

@@ -1,10 +1,15 @@
 import pg from 'pg';
-import { Sequelize, type Options } from 'sequelize';
+import { Sequelize } from 'sequelize';
 import type { Logger } from 'pino';
-import type { DatabaseConfig } from '../config/database.js';
+import type { ConnectionOptions } from 'node:tls';
+import type { DatabaseConfig, SslMode } from '../config/database.js';
 
-function sslOption(config: DatabaseConfig): Options['dialectOptions'] {
-  switch (config.sslMode) {
+/**
+ * The driver's TLS option for an sslmode, as the platform means it (libpq's meanings): the
+ * services and the migrations connect alike.
+ */
+export function tlsOptions(mode: SslMode): { ssl: boolean | ConnectionOptions } {
+  switch (mode) {
     case 'disable':
       return { ssl: false };
     case 'require':
@@ -36,7 +41,7 @@ export function createSequelize(
     dialect: 'postgres',
     dialectModule: pg,
     dialectOptions: {
-      ...sslOption(config),
+      ...tlsOptions(config.sslMode),
       application_name: applicationName,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     },
