@@ -21,7 +21,7 @@ export {
 export type { Direction, RunOptions, TrackStatus } from './runner.js';
 export {
   AUDIT_TABLES,
-  ISOLATION_EXPRESSION,
+  isolationExpression,
   ISOLATION_POLICY,
   MIGRATION_TABLE,
   TENANT_ID_COLUMN,

@@ -5,7 +5,7 @@ import { quoteIdent } from './identifiers.js';
 import type { RoleNames } from './roles.js';
 import {
   AUDIT_TABLES,
-  ISOLATION_EXPRESSION,
+  isolationExpression,
   ISOLATION_POLICY,
   MIGRATION_TABLE,
 } from './tenant/conventions.js';
@@ -389,7 +389,17 @@ function expectedRelationAcl(
   }
 }
 
-function planIsolation(relation: RelationState, object: string, target: string): Plan {
+/**
+ * Row-level security and the isolation policy of one table. Without the tenant's id (a tenant
+ * missing from the registry, which verify reports apart), the policy's condition is not
+ * checked, and a missing policy is reported without a fix.
+ */
+function planIsolation(
+  relation: RelationState,
+  object: string,
+  target: string,
+  tenantId: string | undefined,
+): Plan {
   const plan: Plan = { issues: [], fixes: [] };
   const issue = (code: string, detail: string, repairable = true): void => {
     plan.issues.push({ code, object, detail, repairable });
@@ -409,10 +419,18 @@ function planIsolation(relation: RelationState, object: string, target: string):
     issue('RLS_NOT_FORCED', 'row-level security does not apply to the owner');
     plan.fixes.push({ as: 'owner', sql: `ALTER ${target} FORCE ROW LEVEL SECURITY` });
   }
-  const create =
-    `CREATE POLICY ${quoteIdent(ISOLATION_POLICY)} ON ${target.replace(/^TABLE /, '')} ` +
-    `AS PERMISSIVE FOR ALL TO PUBLIC USING ${ISOLATION_EXPRESSION} ` +
-    `WITH CHECK ${ISOLATION_EXPRESSION}`;
+  const expression = tenantId === undefined ? undefined : isolationExpression(tenantId);
+  const create: Fix[] =
+    expression === undefined
+      ? []
+      : [
+          {
+            as: 'owner',
+            sql:
+              `CREATE POLICY ${quoteIdent(ISOLATION_POLICY)} ON ${target.replace(/^TABLE /, '')} ` +
+              `AS PERMISSIVE FOR ALL TO PUBLIC USING ${expression} WITH CHECK ${expression}`,
+          },
+        ];
   const drop = (name: string): Fix => ({
     as: 'owner',
     sql: `DROP POLICY ${quoteIdent(name)} ON ${target.replace(/^TABLE /, '')}`,
@@ -420,16 +438,16 @@ function planIsolation(relation: RelationState, object: string, target: string):
   const policy = relation.policies.find((p) => p.name === ISOLATION_POLICY);
   if (!policy) {
     issue('POLICY_MISSING', `the ${ISOLATION_POLICY} policy is missing`);
-    plan.fixes.push({ as: 'owner', sql: create });
+    plan.fixes.push(...create);
   } else if (
     !policy.permissive ||
     policy.command !== '*' ||
     policy.roles.join(',') !== 'PUBLIC' ||
-    policy.using !== ISOLATION_EXPRESSION ||
-    policy.withCheck !== ISOLATION_EXPRESSION
+    (expression !== undefined && (policy.using !== expression || policy.withCheck !== expression))
   ) {
-    issue('POLICY_CHANGED', `the ${ISOLATION_POLICY} policy differs from ${ISOLATION_EXPRESSION}`);
-    plan.fixes.push(drop(policy.name), { as: 'owner', sql: create });
+    const expected = expression ?? 'the tenant’s condition';
+    issue('POLICY_CHANGED', `the ${ISOLATION_POLICY} policy differs from ${expected}`);
+    plan.fixes.push(drop(policy.name), ...create);
   }
   // A second permissive policy would widen access (policies are OR-ed); restrictive ones narrow.
   for (const other of relation.policies) {
@@ -440,8 +458,16 @@ function planIsolation(relation: RelationState, object: string, target: string):
   return plan;
 }
 
-/** Everything provisioning requires of one relation of the tenant schema. */
-export function planRelation(relation: RelationState, names: TenantNames, roles: RoleNames): Plan {
+/**
+ * Everything provisioning requires of one relation of the tenant schema; `tenantId` is the
+ * tenant's id in the registry (undefined when it is missing there).
+ */
+export function planRelation(
+  relation: RelationState,
+  names: TenantNames,
+  roles: RoleNames,
+  tenantId: string | undefined,
+): Plan {
   const object = `${KIND_NAME[relation.kind]} ${names.schema}.${relation.name}`;
   const qualified = `${quoteIdent(names.schema)}.${quoteIdent(relation.name)}`;
   const target = `${KIND_KEYWORD[relation.kind]} ${qualified}`;
@@ -457,8 +483,9 @@ export function planRelation(relation: RelationState, names: TenantNames, roles:
   }
   const isTable = relation.kind === 'r' || relation.kind === 'p';
   if (isTable && relation.name !== MIGRATION_TABLE) {
-    plan.issues.push(...planIsolation(relation, object, target).issues);
-    plan.fixes.push(...planIsolation(relation, object, target).fixes);
+    const isolation = planIsolation(relation, object, target, tenantId);
+    plan.issues.push(...isolation.issues);
+    plan.fixes.push(...isolation.fixes);
   }
   if (relation.kind === 'v' && !relation.securityInvoker) {
     plan.issues.push({

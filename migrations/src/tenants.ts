@@ -181,12 +181,12 @@ async function ensureSchema(db: Database, names: TenantNames): Promise<void> {
  * Enforces row-level security, the isolation policy and the privileges on every relation of
  * the schema: one transaction per relation, so a table is never granted before it is isolated.
  */
-async function ensureTables(db: Database, names: TenantNames): Promise<void> {
+async function ensureTables(db: Database, names: TenantNames, tenantId: string): Promise<void> {
   const relations = await inTransaction(db, (transaction) =>
     readRelations(db, names.schema, transaction),
   );
   for (const relation of relations) {
-    const plan = planRelation(relation, names, db.roles);
+    const plan = planRelation(relation, names, db.roles, tenantId);
     if (plan.fixes.length === 0) continue;
     await inTransaction(db, (transaction) => applyFixes(db, transaction, plan.fixes));
     db.logger.info(
@@ -212,6 +212,7 @@ async function setStatus(db: Database, names: TenantNames, status: TenantStatus)
 async function reconcile(
   db: Database,
   names: TenantNames,
+  tenantId: string,
   access: Access,
   afterStep: (step: ProvisionStep) => Promise<void>,
   migrations = true,
@@ -225,7 +226,7 @@ async function reconcile(
   const applied = migrations ? await runTrack(db, tenantTrack(names), { direction: 'up' }) : [];
   await afterStep('migrations');
 
-  await ensureTables(db, names);
+  await ensureTables(db, names, tenantId);
   await afterStep('tables');
 
   // Access last: the application role reaches the schema only once every table is isolated.
@@ -257,7 +258,14 @@ export async function provision(
         const tenantId = await ensureRegistry(db, names, options.displayName ?? slug);
         await afterStep('registry');
 
-        const applied = await reconcile(db, names, 'granted', afterStep, options.migrations);
+        const applied = await reconcile(
+          db,
+          names,
+          tenantId,
+          'granted',
+          afterStep,
+          options.migrations,
+        );
 
         const current = await findTenant(db, slug);
         const activate =
@@ -277,7 +285,7 @@ export async function provision(
 
 /** What verify reads: the registry row, the catalog of the tenant's role and schema. */
 interface TenantState {
-  registered: { status: TenantStatus; auditRetentionDays?: number } | undefined;
+  registered: { id: string; status: TenantStatus; auditRetentionDays?: number } | undefined;
   role: RoleState | undefined;
   /** undefined when the schema does not exist (relations and applied are then empty). */
   schema: SchemaState | undefined;
@@ -303,7 +311,7 @@ async function readAtOnce(db: Database, names: TenantNames): Promise<TenantState
     applied: string[];
   }>(
     db,
-    `SELECT (SELECT row_to_json(t) FROM (SELECT status,
+    `SELECT (SELECT row_to_json(t) FROM (SELECT id, status,
                     audit_retention_days AS "auditRetentionDays"
                     FROM platform.tenants WHERE slug = $1) t) AS registered,
             (SELECT row_to_json(r) FROM (${roleStateQuery('$2')}) r) AS role,
@@ -336,7 +344,7 @@ async function readStepByStep(db: Database, names: TenantNames): Promise<TenantS
   });
   const track = state.schema ? await trackStatus(db, tenantTrack(names)) : undefined;
   return {
-    registered: tenant ? { status: tenant.status } : undefined,
+    registered: tenant ? { id: tenant.id, status: tenant.status } : undefined,
     ...state,
     applied: track ? [...track.executed, ...track.unknown] : [],
   };
@@ -367,7 +375,7 @@ function assess(names: TenantNames, db: Database, state: TenantState): DriftIssu
     issue('MIGRATIONS_MISSING', `schema ${names.schema}`, `no ${MIGRATION_TABLE} table`);
   }
   for (const relation of state.relations) {
-    issues.push(...planRelation(relation, names, db.roles).issues);
+    issues.push(...planRelation(relation, names, db.roles, tenant?.id).issues);
   }
   const applied = new Set(state.applied);
   const known = new Set(tenantMigrations.map((m) => m.name));
@@ -441,7 +449,7 @@ export async function repair(db: Database, slug: string): Promise<DriftReport> {
           );
         }
         const access = tenant.status === 'retained' ? 'revoked' : 'granted';
-        await reconcile(db, names, access, () => Promise.resolve());
+        await reconcile(db, names, tenant.id, access, () => Promise.resolve());
         db.logger.info({ tenant: slug }, 'tenant repaired');
       }),
     );
@@ -560,7 +568,7 @@ export async function migrateTenant(
         );
       }
       const done = await runTrack(db, tenantTrack(names), options);
-      if (options.direction === 'up') await ensureTables(db, names);
+      if (options.direction === 'up') await ensureTables(db, names, tenant.id);
       db.logger.info({ tenant: slug, direction: options.direction, done }, 'tenant migrated');
       return done;
     });

@@ -232,6 +232,48 @@ describe('tenant isolation', function () {
     expect(filtered).to.deep.equal([]);
   });
 
+  it('in B’s transaction, rows go to A’s schema under no role: its policy names A', async () => {
+    // A bug or an injected statement that takes A's role (the application role may act as every
+    // tenant role) or runs without a role: B's rows must still not land in A's schema.
+    const attempts = [
+      ['with A’s role', `SET LOCAL ROLE ${a.role ?? ''}`],
+      ['without a role', 'RESET ROLE'],
+    ] as const;
+    for (const [label, takeRole] of attempts) {
+      const error = await failure(
+        withTenantTransaction(app, b, async () => {
+          await app.query(takeRole);
+          await app.query(
+            `INSERT INTO tenant_alpha.organizations
+               (code, legal_name, display_name, country, currency, time_zone)
+             VALUES ('B-IN-A', 'X', 'X', 'BD', 'BDT', 'UTC')`,
+          );
+        }),
+      );
+      expect(error.message, label).to.match(/violates row-level security policy/);
+    }
+    const stored = await plane.db.sequelize.query<{ count: string }>(
+      `SELECT count(*) AS count FROM tenant_alpha.organizations WHERE code = 'B-IN-A'`,
+      { type: QueryTypes.SELECT },
+    );
+    expect(stored[0]?.count).to.equal('0');
+  });
+
+  it('each table’s isolation policy names its own schema’s tenant', async () => {
+    const policies = await plane.db.sequelize.query<{ schema: string; qual: string }>(
+      `SELECT schemaname AS schema, qual FROM pg_policies
+        WHERE policyname = 'tenant_isolation' AND schemaname IN ('tenant_alpha', 'tenant_bravo')`,
+      { type: QueryTypes.SELECT },
+    );
+
+    expect(policies.length).to.be.greaterThan(10);
+    for (const { schema, qual } of policies) {
+      const own = schema === 'tenant_alpha' ? a.tenantId : b.tenantId;
+      const other = schema === 'tenant_alpha' ? b.tenantId : a.tenantId;
+      expect(qual, schema).to.include(own).and.not.include(other);
+    }
+  });
+
   it('a tenant transaction inside another tenant’s is refused', async () => {
     const error = await failure(
       withTenantTransaction(app, a, () => withTenantTransaction(app, b, () => tenantIds(app))),

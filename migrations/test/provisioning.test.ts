@@ -14,6 +14,7 @@ import {
   verify,
   type Database,
   type MigrationError,
+  type ProvisionResult,
 } from '../src/index.js';
 import { catalogDump } from './support/catalog.js';
 import { createPlane, type TestPlane } from '@vextrus/devkit';
@@ -61,17 +62,20 @@ describe('tenant provisioning', function () {
   this.timeout(120_000);
   let plane: TestPlane;
   let reference: string;
+  let acme: ProvisionResult;
 
   /** The catalog of a tenant's schema, with its own names replaced by placeholders. */
   const dumpOf = async (slug: string): Promise<string> => {
     const role = `${plane.db.roles.tenantPrefix}${slug.replaceAll('-', '_')}`;
     const schema = `tenant_${slug.replaceAll('-', '_')}`;
-    return catalogDump(plane.database.url, schema, { [role]: '<role>' });
+    // Each table's isolation policy names the tenant's id.
+    const id = (await findTenant(plane.db, slug))?.id ?? '<unregistered>';
+    return catalogDump(plane.database.url, schema, { [role]: '<role>', [id]: '<tenant>' });
   };
 
   before(async () => {
     plane = await createPlane('provisioning');
-    await provision(plane.db, 'acme');
+    acme = await provision(plane.db, 'acme');
     reference = await dumpOf('acme');
   });
   after(async () => plane.close());
@@ -185,6 +189,26 @@ describe('tenant provisioning', function () {
     const repaired = await repair(plane.db, 'acme');
 
     expect(drift.issues.map((i) => i.code)).to.deep.equal(['POLICY_MISSING']);
+    expect(repaired.clean).to.equal(true);
+    expect(await dumpOf('acme')).to.equal(reference);
+  });
+
+  it('a policy without the schema’s tenant (as releases before 2026-12 made it) is repaired', async () => {
+    await sql(
+      plane.database.url,
+      `DROP POLICY tenant_isolation ON tenant_acme.audit_events;
+       CREATE POLICY tenant_isolation ON tenant_acme.audit_events
+         USING (tenant_id = platform.current_tenant_id())
+         WITH CHECK (tenant_id = platform.current_tenant_id());`,
+    );
+
+    const drift = await verify(plane.db, 'acme');
+    const repaired = await repair(plane.db, 'acme');
+
+    expect(drift.issues.map((i) => [i.code, i.object])).to.deep.equal([
+      ['POLICY_CHANGED', 'table tenant_acme.audit_events'],
+    ]);
+    expect(drift.issues[0]?.detail).to.include(`tenant_id = '${acme.tenantId}'::uuid`);
     expect(repaired.clean).to.equal(true);
     expect(await dumpOf('acme')).to.equal(reference);
   });

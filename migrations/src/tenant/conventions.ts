@@ -13,7 +13,20 @@ export const TENANT_ID_COLUMN = 'tenant_id uuid NOT NULL DEFAULT platform.curren
 
 /** The isolation policy that every tenant table gets. */
 export const ISOLATION_POLICY = 'tenant_isolation';
-export const ISOLATION_EXPRESSION = '(tenant_id = platform.current_tenant_id())';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * The condition of the isolation policy of every table in the schema of tenant `tenantId`, as
+ * PostgreSQL prints it: a row must belong to the transaction's tenant and to the schema's own.
+ * The second half keeps a transaction of tenant B from storing or reading rows in tenant A's
+ * schema even when it acts as A's role (the application role may act as every tenant role) or
+ * as no tenant role at all.
+ */
+export function isolationExpression(tenantId: string): string {
+  if (!UUID.test(tenantId)) throw new Error(`tenant id ${JSON.stringify(tenantId)} is not a uuid`);
+  return `((tenant_id = platform.current_tenant_id()) AND (tenant_id = '${tenantId}'::uuid))`;
+}
 
 /** The table in each tenant schema that records the applied tenant migrations. */
 export const MIGRATION_TABLE = 'schema_migrations';
