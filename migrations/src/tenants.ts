@@ -238,7 +238,7 @@ async function reconcile(
 /**
  * Provisions a tenant: registry entry, role, schema, migrations, isolation of every table and
  * the application role's access. Idempotent: run it again after any failure or kill. On a
- * retained tenant it restores access.
+ * retained tenant it restores access; a tenant being deleted it refuses.
  */
 export async function provision(
   db: Database,
@@ -255,6 +255,14 @@ export async function provision(
     return await retryingCatalogRaces(db, slug, () =>
       withAdvisoryLock(db, `tenant:${slug}`, async () => {
         const started = Date.now();
+        if ((await findTenant(db, slug))?.status === 'deleting') {
+          // Its data may be half gone: bringing it back would pass a damaged tenant off as new.
+          throw new MigrationError(
+            MigrationErrorCode.TenantNotActive,
+            `tenant ${slug} is being deleted: run deprovision --delete again to finish, ` +
+              'then provision it anew',
+          );
+        }
         const tenantId = await ensureRegistry(db, names, options.displayName ?? slug);
         await afterStep('registry');
 

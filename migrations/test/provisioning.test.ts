@@ -364,4 +364,27 @@ describe('tenant provisioning', function () {
     expect(error?.message).to.contain('table tenant_zeta.notes', error?.message);
     expect(await findTenant(plane.db, 'zeta')).to.equal(undefined);
   });
+
+  it('a tenant whose deletion stopped halfway is not provisioned again until it is finished', async () => {
+    await provision(plane.db, 'eta');
+    await sql(plane.database.url, 'CREATE TABLE tenant_eta.notes (body text)');
+    await deprovision(plane.db, 'eta', 'delete').catch(() => undefined);
+    const halfDeleted = await findTenant(plane.db, 'eta');
+
+    const error = await provision(plane.db, 'eta').then(
+      () => undefined,
+      (err: MigrationError) => err,
+    );
+    const after = await findTenant(plane.db, 'eta');
+    await sql(plane.database.url, 'DROP TABLE tenant_eta.notes');
+    await deprovision(plane.db, 'eta', 'delete');
+    const again = await provision(plane.db, 'eta');
+
+    expect(halfDeleted?.status).to.equal('deleting');
+    expect(error?.code).to.equal(MigrationErrorCode.ProvisioningFailed);
+    expect(error?.message).to.contain('being deleted').and.contain('deprovision --delete');
+    expect(after?.status).to.equal('deleting');
+    expect((await verify(plane.db, 'eta')).clean).to.equal(true);
+    expect(again.tenantId).to.not.equal(halfDeleted?.id);
+  });
 });
