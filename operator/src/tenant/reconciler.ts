@@ -574,7 +574,12 @@ async function finalizeTenant(ctx: OperatorContext, tenant: Tenant, log: Logger)
         ctx.kubeConfig,
         'DELETE',
         `/api/v1/namespaces/${ctx.settings.namespace}/secrets/${setupSecretName(slug)}`,
-      ).catch(() => undefined);
+      ).catch((err: unknown) => {
+        // The garbage collector removes it anyway once the Tenant is gone (owner reference).
+        if (!(err instanceof ApiError && err.status === 404)) {
+          log.warn({ err }, 'cannot delete the setup Secret; the garbage collector will');
+        }
+      });
     }
   } catch (err) {
     const message = `Cleanup (${policy}) failed: ${errorMessage(err)}`;
@@ -582,7 +587,9 @@ async function finalizeTenant(ctx: OperatorContext, tenant: Tenant, log: Logger)
     status.set(CONDITIONS.deletionBlocked, true, 'CleanupFailed', message);
     status.finish();
     status.status.phase = 'DeletionBlocked';
-    await writeStatus(ctx.kubeConfig, tenant, status.status).catch(() => undefined);
+    await writeStatus(ctx.kubeConfig, tenant, status.status).catch((statusErr: unknown) => {
+      log.warn({ err: statusErr }, 'cannot write the DeletionBlocked status; the Event says it');
+    });
     await ctx.events.record(tenant, 'Warning', 'DeletionBlocked', message, 'Delete');
     throw err;
   }
