@@ -37,8 +37,8 @@ import {
   provision,
   repair,
   tenantStatus,
-  verify,
 } from './tenants.js';
+import { verify } from './tenant-verify.js';
 
 const USAGE = `usage:
   vextrus-migrate platform up|down|status

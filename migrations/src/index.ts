@@ -42,15 +42,13 @@ export {
   provision,
   repair,
   setSuspended,
-  tenantNames,
   tenantStatus,
-  verify,
   type DeprovisionMode,
-  type DriftReport,
   type MigrateAllResult,
   type ProvisionOptions,
   type ProvisionResult,
   type ProvisionStep,
 } from './tenants.js';
+export { tenantNames, verify, type DriftReport } from './tenant-verify.js';
 export { tenantMigrations } from './tenant/index.js';
 export * from './audit/index.js';
