@@ -675,6 +675,35 @@ describe('organization service: hostile input and races', function () {
       expect(second.headers.get('idempotent-replayed')).to.equal(null);
     });
 
+    it('when a keyed create is retried with X-Project-ID naming another project, it answers 422 instead of replaying a site outside the context', async () => {
+      const other = await post(`/org/organizations/${alphaTree.organization}/projects`, {
+        code: 'KEY-CTX',
+        name: 'Other context',
+      });
+      const path = `/org/projects/${alphaTree.project}/sites`;
+      const body = { code: 'KEY-CTX-SITE', name: 'Keyed site' };
+      const key = { 'Idempotency-Key': 'retried-in-another-context' };
+
+      const first = await h.call('POST', path, { body, headers: key });
+      const narrowed = await h.call('POST', path, {
+        body,
+        headers: { ...key, 'X-Project-ID': other },
+      });
+      const bySite = await h.call('POST', path, {
+        body,
+        headers: { ...key, 'X-Site-ID': alphaTree.site },
+      });
+      const again = await h.call('POST', path, { body, headers: key });
+
+      expect(first.status, JSON.stringify(first.body)).to.equal(201);
+      expectProblem(narrowed, 422, 'IDEMPOTENCY_KEY_REUSED');
+      expect(JSON.stringify(narrowed.body)).to.not.include(first.body.id);
+      expectProblem(bySite, 422, 'IDEMPOTENCY_KEY_REUSED');
+      expect(again.status).to.equal(201);
+      expect(again.headers.get('idempotent-replayed')).to.equal('true');
+      expect(again.body.id).to.equal(first.body.id);
+    });
+
     it('when a key is used on another route of the same tenant, it answers 422', async () => {
       const headers = { 'Idempotency-Key': 'cross-route' };
       const body = { code: 'XR', name: 'Cross route' };

@@ -236,7 +236,17 @@ export async function createRecord(
   const { sql } = context;
   const records = recordsFor(context);
   if (input.idempotencyKey !== undefined) {
-    const print = fingerprint([entity.name, input.parentId ?? null, context.userId, input.values]);
+    // The context headers are part of the request: a retry under another X-Project-ID or
+    // X-Site-ID must not replay a record that this context cannot see. They are added only when
+    // given, so that keys stored without them keep their fingerprints.
+    const scope = [context.projectId, context.siteId];
+    const print = fingerprint([
+      entity.name,
+      input.parentId ?? null,
+      context.userId,
+      input.values,
+      ...(scope.some((id) => id !== undefined) ? [scope.map((id) => id ?? null)] : []),
+    ]);
     const replay = await claimKey(sql, input.idempotencyKey, print);
     if (replay) return replay;
   }
