@@ -24,9 +24,16 @@ function noStore(res: Response): void {
   res.setHeader('Pragma', 'no-cache');
 }
 
-/** An active tenant by the addressed slug, or undefined (unknown and inactive look the same). */
-async function activeTenant(ctx: AuthContext, slug: string): Promise<TenantEntry | undefined> {
-  const tenant = await ctx.directory.lookup(slug);
+/**
+ * An active tenant by the addressed slug, or undefined (unknown and inactive look the same).
+ * `fresh` asks the database past the directory's cache.
+ */
+async function activeTenant(
+  ctx: AuthContext,
+  slug: string,
+  fresh = false,
+): Promise<TenantEntry | undefined> {
+  const tenant = await ctx.directory.lookup(slug, { fresh });
   return tenant?.status === 'active' ? tenant : undefined;
 }
 
@@ -75,7 +82,10 @@ async function login(ctx: AuthContext, req: Request, res: Response): Promise<voi
     return errors.INVALID_CREDENTIALS();
   };
 
-  const tenant = await activeTenant(ctx, slug);
+  // Asked afresh: a cached entry may be that of a tenant deleted and created again under the same
+  // slug, whose users and throttle rows the new tenant's id would not reach. A login costs an
+  // argon2 verification anyway; the lookup is small beside it.
+  const tenant = await activeTenant(ctx, slug, true);
   if (!tenant) {
     await ctx.passwords.verifyNothing(body.password);
     throw refuse();

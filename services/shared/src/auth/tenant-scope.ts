@@ -10,8 +10,17 @@ export interface TenantEntry extends TenantContext {
   status: string;
 }
 
+export interface LookupOptions {
+  /**
+   * Asks the database even when the slug is cached, and caches the answer: for a cached entry
+   * that a caller has reason to doubt (a token names another id for the slug: the tenant was
+   * deleted and created again), and for the routes that start sessions.
+   */
+  fresh?: boolean;
+}
+
 export interface TenantDirectory {
-  lookup(slug: string): Promise<TenantEntry | undefined>;
+  lookup(slug: string, options?: LookupOptions): Promise<TenantEntry | undefined>;
 }
 
 /** What may name a tenant: a DNS label (every provisioned slug is one, and shorter). */
@@ -44,9 +53,9 @@ export function createTenantDirectory(
     cache.set(slug, { entry, until: now + ttlMs });
   };
   return {
-    async lookup(slug) {
+    async lookup(slug, options = {}) {
       if (!SLUG.test(slug)) return undefined;
-      const hit = cache.get(slug);
+      const hit = options.fresh ? undefined : cache.get(slug);
       if (hit && hit.until > Date.now()) return hit.entry;
       const [row] = await sequelize.query<{
         id: string;
@@ -113,7 +122,13 @@ export function requireTenant(
         ),
       );
     }
-    const tenant = await directory.lookup(principal.tenant);
+    let tenant = await directory.lookup(principal.tenant);
+    // A cached entry of another id may be that of a tenant deleted since and created again under
+    // the same slug (same schema and role names): the database decides. A token of the deleted
+    // tenant then meets the new entry and is refused; one of the new tenant is let in at once.
+    if (tenant && tenant.tenantId !== principal.tenantId) {
+      tenant = await directory.lookup(principal.tenant, { fresh: true });
+    }
     if (!tenant || tenant.tenantId !== principal.tenantId || tenant.status !== 'active') {
       return refuse(tenantErrors.TENANT_UNAVAILABLE(`Tenant ${principal.tenant} is not active`));
     }
