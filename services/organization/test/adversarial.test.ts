@@ -496,6 +496,34 @@ describe('organization service: hostile input and races', function () {
       expectProblem(foreign, 404, 'NOT_FOUND');
     });
 
+    it('when X-Site-ID alone names a site, other projects are outside the context: not read, listed, changed or added to', async () => {
+      const other = await post(`/org/organizations/${alphaTree.organization}/projects`, {
+        code: 'CTX-SITE-ONLY',
+        name: 'Beside the site',
+      });
+      const headers = { 'X-Site-ID': alphaTree.site.toUpperCase() };
+
+      const read = await h.call('GET', `/org/projects/${other}`, { headers });
+      const listed = await h.call('GET', '/org/projects', { headers });
+      const changed = await h.call('PATCH', `/org/projects/${other}`, {
+        body: { name: 'Changed from a site' },
+        headers: { ...headers, 'If-Match': '"0"' },
+      });
+      const added = await h.call('POST', `/org/projects/${other}/sites`, {
+        body: { code: 'FROM-SITE', name: 'Added from a site' },
+        headers,
+      });
+      const own = await h.call('GET', `/org/projects/${alphaTree.project}`, { headers });
+
+      expectProblem(read, 404, 'NOT_FOUND');
+      expect(listed.status, JSON.stringify(listed.body)).to.equal(200);
+      expect(listed.body.items.map((p: { id: string }) => p.id)).to.deep.equal([alphaTree.project]);
+      expectProblem(changed, 404, 'NOT_FOUND');
+      expectProblem(added, 404, 'NOT_FOUND');
+      expect((await h.call('GET', `/org/sites?projectId=${other}`)).body.items).to.deep.equal([]);
+      expect(own.status, JSON.stringify(own.body)).to.equal(200);
+    });
+
     const malformed: [string, [string, string][]][] = [
       [
         'a repeated X-Project-ID',

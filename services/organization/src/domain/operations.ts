@@ -93,8 +93,12 @@ function recordsFor(context: OperationContext): Records {
 
 // Reading
 
-/** Checks X-Project-ID and X-Site-ID: each must name a record the caller can see, else 404. */
-export async function checkContext(context: OperationContext): Promise<void> {
+/**
+ * Checks X-Project-ID and X-Site-ID: each must name a record the caller can see, else 404.
+ * Returns the context the operation runs in: a site narrows to its project as well, so that
+ * X-Site-ID alone does not leave the other projects (and the sites added beneath them) in view.
+ */
+export async function checkContext<T extends OperationContext>(context: T): Promise<T> {
   const records = recordsFor(context);
   if (context.projectId !== undefined) {
     const project = await records.find(ENTITIES.project, context.projectId);
@@ -104,7 +108,11 @@ export async function checkContext(context: OperationContext): Promise<void> {
     // Found through the scope: a site of another project than X-Project-ID is not found.
     const site = await records.find(ENTITIES.site, context.siteId);
     if (!site) throw notFound(ENTITIES.site, context.siteId);
+    if (context.projectId === undefined && typeof site.projectId === 'string') {
+      return { ...context, projectId: site.projectId };
+    }
   }
+  return context;
 }
 
 export async function getRecord(
