@@ -96,12 +96,21 @@ describe('organization service: hostile input and races', function () {
     return response.body.id as string;
   }
 
-  async function division(organization: string, code: string, parentId?: string): Promise<string> {
-    return post(`/org/organizations/${organization}/divisions`, { code, name: code, parentId });
+  async function division(
+    organization: string,
+    code: string,
+    parentId?: string,
+    tenant: TestTenant = h.alpha,
+  ): Promise<string> {
+    return post(
+      `/org/organizations/${organization}/divisions`,
+      { code, name: code, parentId },
+      tenant,
+    );
   }
 
-  async function etagOf(path: string): Promise<string> {
-    const current = await h.call('GET', path);
+  async function etagOf(path: string, tenant: TestTenant = h.alpha): Promise<string> {
+    const current = await h.call('GET', path, { tenant });
     expect(current.status, JSON.stringify(current.body)).to.equal(200);
     return current.headers.get('etag') ?? '';
   }
@@ -185,6 +194,39 @@ describe('organization service: hostile input and races', function () {
 
       expectProblem(moved, 404, 'NOT_FOUND');
       expect(moved.body.field).to.equal('parentId');
+    });
+
+    it("when tenant A names tenant B's organization while B changes its division tree, A is answered 404 at once, not held by B's lock", async () => {
+      const organization = await post('/org/organizations', organizationBody('TREE-B'), h.bravo);
+      const moved = await division(organization, 'B-MOVED', undefined, h.bravo);
+      const parent = await division(organization, 'B-PARENT', undefined, h.bravo);
+      const tag = await etagOf(`/org/divisions/${moved}`, h.bravo);
+      const db = h.plane.db.sequelize;
+      // B's move takes its tree's turn, then waits for its new parent, held here.
+      const holder = await db.transaction();
+      await db.query(`SELECT 1 FROM tenant_bravo.divisions WHERE id = $1 FOR UPDATE`, {
+        bind: [parent],
+        transaction: holder,
+      });
+      const moving = h.call('PATCH', `/org/divisions/${moved}`, {
+        tenant: h.bravo,
+        body: { parentId: parent },
+        headers: { 'If-Match': tag },
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+
+      const probe = h.call('POST', `/org/organizations/${organization}/divisions`, {
+        body: { code: 'PROBE', name: 'Probe' },
+      });
+      const first = await Promise.race([
+        probe,
+        new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 2000)),
+      ]);
+      await holder.commit();
+
+      expect(first).to.not.equal('waiting');
+      expectProblem(await probe, 404, 'NOT_FOUND');
+      expect((await moving).status).to.equal(200);
     });
 
     it('when a division of tenant A names a division or branch of tenant B, it answers 404 and changes nothing', async () => {
