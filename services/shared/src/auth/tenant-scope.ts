@@ -1,6 +1,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { QueryTypes, type Sequelize } from 'sequelize';
+import { AppError } from '../http/errors.js';
 import { tenantErrors } from '../tenancy/errors.js';
 import { withTenantTransaction, type TenantContext } from '../tenancy/context.js';
 
@@ -156,10 +157,30 @@ export function tenantRoute(
   return async (req, res) => {
     const tenant = res.locals.tenant as TenantEntry | undefined;
     if (!tenant) throw new Error('tenantRoute() needs requireTenant() before it');
-    const reply = await withTenantTransaction(sequelize, tenant, () => handler(req, res));
+    const reply = await withTenantTransaction(sequelize, tenant, () => handler(req, res)).catch(
+      (err: unknown) => {
+        throw privilegeRefused(err) ? tenantUnavailable(tenant, err) : err;
+      },
+    );
     for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
     res.status(reply.status ?? 200);
     if (reply.body === undefined) res.end();
     else res.json(reply.body);
   };
+}
+
+/**
+ * Whether a statement of the request was refused for privilege (42501): the tenant's grants
+ * were revoked after its transaction opened, or its isolation policy refused a row because the
+ * transaction's tenant id is not the schema's (a cached directory entry of a tenant deleted and
+ * created again under the same slug). Either way the tenant addressed is not the active one.
+ */
+function privilegeRefused(err: unknown): boolean {
+  if (err instanceof AppError) return false;
+  const e = err as { original?: { code?: unknown }; parent?: { code?: unknown }; code?: unknown };
+  return (e?.original?.code ?? e?.parent?.code ?? e?.code) === '42501';
+}
+
+function tenantUnavailable(tenant: TenantEntry, cause: unknown): AppError {
+  return tenantErrors.TENANT_UNAVAILABLE(`Tenant ${tenant.slug} is not active`, {}, { cause });
 }

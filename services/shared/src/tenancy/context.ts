@@ -1,6 +1,6 @@
 import { ConnectionError, QueryTypes, Transaction, type Sequelize } from 'sequelize';
 import { enableTransactionContext, namespace } from './cls.js';
-import { AppError } from '../http/errors.js';
+import type { AppError } from '../http/errors.js';
 import { sessionEnded, TenancyError, TenancyErrorCode, tenantErrors } from './errors.js';
 
 /** Whose data a request touches: taken from the verified token, never from a header alone. */
@@ -102,27 +102,16 @@ export async function withTenantTransaction<T>(
   };
   if (context.role !== undefined) settings.role = context.role;
   const frozen = Object.freeze({ ...context });
-  try {
-    return await transactionWithSettings(sequelize, settings, fn, {
-      onContext: () => namespace.set(TENANT_KEY, frozen),
-      // The tenant role was revoked (the tenant is being retained or deleted) while a cached
-      // directory entry still called it active: the tenant is unavailable, not a server error.
-      // 42501: the role's grant was revoked; 22023: the role itself is gone (tenant deleted).
-      openingError: (err) =>
-        ['42501', '22023'].includes(sqlState(err) ?? '')
-          ? tenantUnavailable(context.schema, err)
-          : err,
-    });
-  } catch (err) {
-    // A statement refused for privilege (42501) in a tenant transaction: the tenant's grants were
-    // revoked after it opened, or its isolation policy refused a row because the tenant id is not
-    // the schema's (a cached directory entry of a tenant deleted and created again under the
-    // same slug). Either way the tenant addressed is not the active one: not a server error.
-    if (!(err instanceof AppError) && sqlState(err) === '42501') {
-      throw tenantUnavailable(context.schema, err);
-    }
-    throw err;
-  }
+  return transactionWithSettings(sequelize, settings, fn, {
+    onContext: () => namespace.set(TENANT_KEY, frozen),
+    // The tenant role was revoked (the tenant is being retained or deleted) while a cached
+    // directory entry still called it active: the tenant is unavailable, not a server error.
+    // 42501: the role's grant was revoked; 22023: the role itself is gone (tenant deleted).
+    openingError: (err) =>
+      ['42501', '22023'].includes(sqlState(err) ?? '')
+        ? tenantUnavailable(context.schema, err)
+        : err,
+  });
 }
 
 /**
