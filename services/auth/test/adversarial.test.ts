@@ -565,6 +565,99 @@ describe('auth service under attack', function () {
         expectProblem(me, 403, 'TENANT_UNAVAILABLE');
       });
     }
+
+    it('after delete and re-creation under the same slug: the new admin sets up and logs in, the old tokens are refused, never 500', async () => {
+      const slug = 'reborn';
+      const email = `admin@${slug}.example`;
+      const { session } = await harness.tenantWithAdmin(slug, base);
+      expect((await login(email, PASSWORD, slug)).status).to.equal(200);
+      await deprovision(harness.plane.db, slug, 'delete');
+      await provision(harness.plane.db, slug);
+      const seeded = await seedAdmin(harness.plane.db, slug, { email, name: 'New admin' });
+
+      const oldMe = await call(base, 'GET', '/auth/me', {
+        tenant: slug,
+        token: session.accessToken as string,
+      });
+      const oldRefresh = await call(base, 'POST', '/auth/refresh', {
+        tenant: slug,
+        body: { refreshToken: session.refreshToken },
+      });
+      const setup = await call(base, 'POST', '/auth/setup', {
+        tenant: slug,
+        body: { token: seeded.setupToken, password: PASSWORD },
+      });
+      const loggedIn = await login(email, PASSWORD, slug);
+      const newMe = await call(base, 'GET', '/auth/me', {
+        tenant: slug,
+        token: setup.body.accessToken as string,
+      });
+      const oldMeAgain = await call(base, 'GET', '/auth/me', {
+        tenant: slug,
+        token: session.accessToken as string,
+      });
+
+      // While the directory still holds the deleted tenant, the old token finds no user there.
+      expect(`${oldMe.status} ${String(oldMe.body.code)}`).to.be.oneOf([
+        '401 UNAUTHENTICATED',
+        '403 TENANT_UNAVAILABLE',
+      ]);
+      expectProblem(oldRefresh, 401, 'INVALID_REFRESH_TOKEN');
+      expect(setup.status, JSON.stringify(setup.body)).to.equal(200);
+      expect(loggedIn.status, JSON.stringify(loggedIn.body)).to.equal(200);
+      expect(newMe.status, JSON.stringify(newMe.body)).to.equal(200);
+      expectProblem(oldMeAgain, 403, 'TENANT_UNAVAILABLE');
+    });
+
+    it("after re-creation, replicas that still cache the deleted tenant rotate and revoke the new tenant's refresh tokens", async () => {
+      const slug = 'reborn-twice';
+      const email = `admin@${slug}.example`;
+      const { service: replica } = await harness.start();
+      const { service: other } = await harness.start();
+      const { session } = await harness.tenantWithAdmin(slug, base);
+      // The replicas learn the tenant as it is before the deletion.
+      const warmed = await call(replica.url, 'POST', '/auth/refresh', {
+        tenant: slug,
+        body: { refreshToken: session.refreshToken },
+      });
+      expect(warmed.status, JSON.stringify(warmed.body)).to.equal(200);
+      const warmedOther = await call(other.url, 'POST', '/auth/refresh', {
+        tenant: slug,
+        body: { refreshToken: warmed.body.refreshToken },
+      });
+      expect(warmedOther.status, JSON.stringify(warmedOther.body)).to.equal(200);
+      await deprovision(harness.plane.db, slug, 'delete');
+      await provision(harness.plane.db, slug);
+      const seeded = await seedAdmin(harness.plane.db, slug, { email, name: 'New admin' });
+      const setup = await call(base, 'POST', '/auth/setup', {
+        tenant: slug,
+        body: { token: seeded.setupToken, password: PASSWORD },
+      });
+      expect(setup.status, JSON.stringify(setup.body)).to.equal(200);
+
+      const rotated = await call(replica.url, 'POST', '/auth/refresh', {
+        tenant: slug,
+        body: { refreshToken: setup.body.refreshToken },
+      });
+      const old = await call(replica.url, 'POST', '/auth/refresh', {
+        tenant: slug,
+        body: { refreshToken: warmedOther.body.refreshToken },
+      });
+      const loggedIn = await login(email, PASSWORD, slug);
+      const loggedOut = await call(other.url, 'POST', '/auth/logout', {
+        tenant: slug,
+        body: { refreshToken: loggedIn.body.refreshToken },
+      });
+      const afterLogout = await call(base, 'POST', '/auth/refresh', {
+        tenant: slug,
+        body: { refreshToken: loggedIn.body.refreshToken },
+      });
+
+      expect(rotated.status, JSON.stringify(rotated.body)).to.equal(200);
+      expectProblem(old, 401, 'INVALID_REFRESH_TOKEN');
+      expect(loggedOut.status).to.equal(204);
+      expectProblem(afterLogout, 401, 'INVALID_REFRESH_TOKEN');
+    });
   });
 
   describe('overload and lost connections', () => {

@@ -96,12 +96,21 @@ describe('organization service: hostile input and races', function () {
     return response.body.id as string;
   }
 
-  async function division(organization: string, code: string, parentId?: string): Promise<string> {
-    return post(`/org/organizations/${organization}/divisions`, { code, name: code, parentId });
+  async function division(
+    organization: string,
+    code: string,
+    parentId?: string,
+    tenant: TestTenant = h.alpha,
+  ): Promise<string> {
+    return post(
+      `/org/organizations/${organization}/divisions`,
+      { code, name: code, parentId },
+      tenant,
+    );
   }
 
-  async function etagOf(path: string): Promise<string> {
-    const current = await h.call('GET', path);
+  async function etagOf(path: string, tenant: TestTenant = h.alpha): Promise<string> {
+    const current = await h.call('GET', path, { tenant });
     expect(current.status, JSON.stringify(current.body)).to.equal(200);
     return current.headers.get('etag') ?? '';
   }
@@ -185,6 +194,39 @@ describe('organization service: hostile input and races', function () {
 
       expectProblem(moved, 404, 'NOT_FOUND');
       expect(moved.body.field).to.equal('parentId');
+    });
+
+    it("when tenant A names tenant B's organization while B changes its division tree, A is answered 404 at once, not held by B's lock", async () => {
+      const organization = await post('/org/organizations', organizationBody('TREE-B'), h.bravo);
+      const moved = await division(organization, 'B-MOVED', undefined, h.bravo);
+      const parent = await division(organization, 'B-PARENT', undefined, h.bravo);
+      const tag = await etagOf(`/org/divisions/${moved}`, h.bravo);
+      const db = h.plane.db.sequelize;
+      // B's move takes its tree's turn, then waits for its new parent, held here.
+      const holder = await db.transaction();
+      await db.query(`SELECT 1 FROM tenant_bravo.divisions WHERE id = $1 FOR UPDATE`, {
+        bind: [parent],
+        transaction: holder,
+      });
+      const moving = h.call('PATCH', `/org/divisions/${moved}`, {
+        tenant: h.bravo,
+        body: { parentId: parent },
+        headers: { 'If-Match': tag },
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+
+      const probe = h.call('POST', `/org/organizations/${organization}/divisions`, {
+        body: { code: 'PROBE', name: 'Probe' },
+      });
+      const first = await Promise.race([
+        probe,
+        new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 2000)),
+      ]);
+      await holder.commit();
+
+      expect(first).to.not.equal('waiting');
+      expectProblem(await probe, 404, 'NOT_FOUND');
+      expect((await moving).status).to.equal(200);
     });
 
     it('when a division of tenant A names a division or branch of tenant B, it answers 404 and changes nothing', async () => {
@@ -496,6 +538,34 @@ describe('organization service: hostile input and races', function () {
       expectProblem(foreign, 404, 'NOT_FOUND');
     });
 
+    it('when X-Site-ID alone names a site, other projects are outside the context: not read, listed, changed or added to', async () => {
+      const other = await post(`/org/organizations/${alphaTree.organization}/projects`, {
+        code: 'CTX-SITE-ONLY',
+        name: 'Beside the site',
+      });
+      const headers = { 'X-Site-ID': alphaTree.site.toUpperCase() };
+
+      const read = await h.call('GET', `/org/projects/${other}`, { headers });
+      const listed = await h.call('GET', '/org/projects', { headers });
+      const changed = await h.call('PATCH', `/org/projects/${other}`, {
+        body: { name: 'Changed from a site' },
+        headers: { ...headers, 'If-Match': '"0"' },
+      });
+      const added = await h.call('POST', `/org/projects/${other}/sites`, {
+        body: { code: 'FROM-SITE', name: 'Added from a site' },
+        headers,
+      });
+      const own = await h.call('GET', `/org/projects/${alphaTree.project}`, { headers });
+
+      expectProblem(read, 404, 'NOT_FOUND');
+      expect(listed.status, JSON.stringify(listed.body)).to.equal(200);
+      expect(listed.body.items.map((p: { id: string }) => p.id)).to.deep.equal([alphaTree.project]);
+      expectProblem(changed, 404, 'NOT_FOUND');
+      expectProblem(added, 404, 'NOT_FOUND');
+      expect((await h.call('GET', `/org/sites?projectId=${other}`)).body.items).to.deep.equal([]);
+      expect(own.status, JSON.stringify(own.body)).to.equal(200);
+    });
+
     const malformed: [string, [string, string][]][] = [
       [
         'a repeated X-Project-ID',
@@ -673,6 +743,35 @@ describe('organization service: hostile input and races', function () {
       expect([first.status, second.status]).to.deep.equal([201, 201]);
       expect(second.body.id).to.not.equal(first.body.id);
       expect(second.headers.get('idempotent-replayed')).to.equal(null);
+    });
+
+    it('when a keyed create is retried with X-Project-ID naming another project, it answers 422 instead of replaying a site outside the context', async () => {
+      const other = await post(`/org/organizations/${alphaTree.organization}/projects`, {
+        code: 'KEY-CTX',
+        name: 'Other context',
+      });
+      const path = `/org/projects/${alphaTree.project}/sites`;
+      const body = { code: 'KEY-CTX-SITE', name: 'Keyed site' };
+      const key = { 'Idempotency-Key': 'retried-in-another-context' };
+
+      const first = await h.call('POST', path, { body, headers: key });
+      const narrowed = await h.call('POST', path, {
+        body,
+        headers: { ...key, 'X-Project-ID': other },
+      });
+      const bySite = await h.call('POST', path, {
+        body,
+        headers: { ...key, 'X-Site-ID': alphaTree.site },
+      });
+      const again = await h.call('POST', path, { body, headers: key });
+
+      expect(first.status, JSON.stringify(first.body)).to.equal(201);
+      expectProblem(narrowed, 422, 'IDEMPOTENCY_KEY_REUSED');
+      expect(JSON.stringify(narrowed.body)).to.not.include(first.body.id);
+      expectProblem(bySite, 422, 'IDEMPOTENCY_KEY_REUSED');
+      expect(again.status).to.equal(201);
+      expect(again.headers.get('idempotent-replayed')).to.equal('true');
+      expect(again.body.id).to.equal(first.body.id);
     });
 
     it('when a key is used on another route of the same tenant, it answers 422', async () => {

@@ -8,6 +8,7 @@ import {
   patchBody,
   startHarness,
   type Harness,
+  type Response,
   type Tree,
 } from './support.js';
 
@@ -123,5 +124,68 @@ describe('organization service: tenant isolation', function () {
       expect(prefixes.has('B')).to.equal(false);
       expect(prefixes.has('A')).to.equal(true);
     }
+  });
+});
+
+describe('organization service: two tenants on one database connection', function () {
+  this.timeout(60_000);
+  let h: Harness;
+  let alpha: Tree;
+  let bravo: Tree;
+
+  before(async () => {
+    h = await startHarness('org_one_connection', { DATABASE_POOL_MAX: '1' });
+    alpha = await createTree(h, h.alpha, 'A');
+    bravo = await createTree(h, h.bravo, 'B');
+  });
+  after(async () => {
+    await h?.close();
+  });
+
+  it('when requests of both tenants, failing and succeeding, take turns on it, none sees or touches the other', async () => {
+    const calls: Promise<string>[] = [];
+    for (let i = 0; i < 48; i++) {
+      const [tenant, own, other] = i % 2 ? [h.alpha, alpha, bravo] : [h.bravo, bravo, alpha];
+      const kind = Math.floor(i / 2) % 4;
+      // What an answer shows: its code, or for a list whether each site is the tenant's own.
+      const outcome = (what: string) => (r: Response) => {
+        const items = r.body?.items as { id: string }[] | undefined;
+        const shown: unknown = r.body?.code ?? JSON.stringify(items?.map((s) => s.id === own.site));
+        return `${what} ${r.status} ${String(shown)}`;
+      };
+      if (kind === 0) {
+        const body = createBody('organization', `${own === alpha ? 'A' : 'B'}-ORG`);
+        calls.push(h.call('POST', '/org/organizations', { tenant, body }).then(outcome('dup')));
+      } else if (kind === 1) {
+        calls.push(h.call('GET', '/org/sites', { tenant }).then(outcome('list')));
+      } else if (kind === 2) {
+        calls.push(
+          h
+            .call('POST', `/org/projects/${other.project}/sites`, {
+              tenant,
+              body: { code: `X${i}`, name: 'x' },
+            })
+            .then(outcome('foreign-parent')),
+        );
+      } else {
+        calls.push(
+          h
+            .call('GET', `/org/projects/${own.project}`, {
+              tenant,
+              headers: { 'X-Site-ID': other.site },
+            })
+            .then(outcome('foreign-site')),
+        );
+      }
+    }
+
+    const answers = new Set(await Promise.all(calls));
+
+    expect([...answers].sort()).to.deep.equal([
+      'dup 409 CODE_TAKEN',
+      'foreign-parent 404 NOT_FOUND',
+      'foreign-site 404 NOT_FOUND',
+      'list 200 [true]',
+    ]);
   });
 });

@@ -44,7 +44,10 @@ export interface Harness {
 
 const KID = 'test-key-1';
 
-export async function startHarness(prefix: string): Promise<Harness> {
+export async function startHarness(
+  prefix: string,
+  env: Record<string, string> = {},
+): Promise<Harness> {
   const plane = await createPlane(prefix);
   const [a, b] = [await provision(plane.db, 'alpha'), await provision(plane.db, 'bravo')];
   const alpha = { slug: 'alpha', tenantId: a.tenantId };
@@ -60,6 +63,7 @@ export async function startHarness(prefix: string): Promise<Harness> {
         HOST: '127.0.0.1',
         PORT: '0',
         LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+        ...env,
       },
     },
   );

@@ -66,4 +66,17 @@ describe('tenant directory', () => {
     expect(second).to.deep.equal(first);
     expect(asked).to.deep.equal(['known-one']);
   });
+
+  it('a fresh lookup asks the database past the cache and caches what it finds', async () => {
+    const { sequelize, asked } = fakeDatabase();
+    const directory = createTenantDirectory(sequelize);
+
+    const cached = await directory.lookup('known-again');
+    const fresh = await directory.lookup('known-again', { fresh: true });
+    const after = await directory.lookup('known-again');
+
+    expect(fresh?.tenantId).to.not.equal(cached?.tenantId);
+    expect(after).to.deep.equal(fresh);
+    expect(asked).to.deep.equal(['known-again', 'known-again']);
+  });
 });

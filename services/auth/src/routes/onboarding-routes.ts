@@ -69,7 +69,9 @@ async function redeem(
 ): Promise<void> {
   const slug = addressedTenant(req);
   const body = parseBody(RedeemBody, req);
-  const tenant = await ctx.directory.lookup(slug);
+  // Asked afresh, as for a login: the first setup of a tenant created again under a deleted
+  // tenant's slug must not meet the deleted tenant's cached entry.
+  const tenant = await ctx.directory.lookup(slug, { fresh: true });
   const hash = hashOpaqueToken(body.token);
   if (!tenant || tenant.status !== 'active' || !hash) throw errors.INVALID_ONE_TIME_TOKEN();
 

@@ -1,5 +1,5 @@
 import type { Express, Request, Response } from 'express';
-import { withTenantTransaction, type TenantEntry } from '@vextrus/shared';
+import { hashOpaqueToken, withTenantTransaction, type TenantEntry } from '@vextrus/shared';
 import { z } from 'zod';
 import type { AuthContext } from '../context.js';
 import { row, rows } from '../db.js';
@@ -24,9 +24,16 @@ function noStore(res: Response): void {
   res.setHeader('Pragma', 'no-cache');
 }
 
-/** An active tenant by the addressed slug, or undefined (unknown and inactive look the same). */
-async function activeTenant(ctx: AuthContext, slug: string): Promise<TenantEntry | undefined> {
-  const tenant = await ctx.directory.lookup(slug);
+/**
+ * An active tenant by the addressed slug, or undefined (unknown and inactive look the same).
+ * `fresh` asks the database past the directory's cache.
+ */
+async function activeTenant(
+  ctx: AuthContext,
+  slug: string,
+  fresh = false,
+): Promise<TenantEntry | undefined> {
+  const tenant = await ctx.directory.lookup(slug, { fresh });
   return tenant?.status === 'active' ? tenant : undefined;
 }
 
@@ -75,7 +82,10 @@ async function login(ctx: AuthContext, req: Request, res: Response): Promise<voi
     return errors.INVALID_CREDENTIALS();
   };
 
-  const tenant = await activeTenant(ctx, slug);
+  // Asked afresh: a cached entry may be that of a tenant deleted and created again under the same
+  // slug, whose users and throttle rows the new tenant's id would not reach. A login costs an
+  // argon2 verification anyway; the lookup is small beside it.
+  const tenant = await activeTenant(ctx, slug, true);
   if (!tenant) {
     await ctx.passwords.verifyNothing(body.password);
     throw refuse();
@@ -146,32 +156,40 @@ async function login(ctx: AuthContext, req: Request, res: Response): Promise<voi
 async function refresh(ctx: AuthContext, req: Request, res: Response): Promise<void> {
   const slug = addressedTenant(req);
   const body = parseBody(RefreshBody, req);
-  const tenant = await activeTenant(ctx, slug);
-  if (!tenant) throw errors.INVALID_REFRESH_TOKEN();
+  const cached = await activeTenant(ctx, slug);
+  if (!cached) throw errors.INVALID_REFRESH_TOKEN();
 
-  const outcome = await withTenantTransaction(ctx.sequelize, tenant, async () => {
-    const result = await ctx.sessions.rotate(body.refreshToken, tenant);
-    if (result.kind === 'rotated') {
-      await ctx.audit.record({
-        action: 'auth.token.refreshed',
-        outcome: 'success',
-        resourceType: 'user',
-        resourceId: result.user.id,
-        actor: { userId: result.user.id, roles: [result.user.role] },
-        details: { family: result.familyId },
-      });
-    } else if (result.kind === 'reused') {
-      await ctx.audit.record({
-        action: 'auth.token.reuse_detected',
-        outcome: 'denied',
-        resourceType: 'user',
-        resourceId: result.userId,
-        actor: { userId: result.userId },
-        details: { family: result.familyId, address: clientAddress(req) },
-      });
-    }
-    return result;
-  });
+  const rotate = (tenant: TenantEntry) =>
+    withTenantTransaction(ctx.sequelize, tenant, async () => {
+      const result = await ctx.sessions.rotate(body.refreshToken, tenant);
+      if (result.kind === 'rotated') {
+        await ctx.audit.record({
+          action: 'auth.token.refreshed',
+          outcome: 'success',
+          resourceType: 'user',
+          resourceId: result.user.id,
+          actor: { userId: result.user.id, roles: [result.user.role] },
+          details: { family: result.familyId },
+        });
+      } else if (result.kind === 'reused') {
+        await ctx.audit.record({
+          action: 'auth.token.reuse_detected',
+          outcome: 'denied',
+          resourceType: 'user',
+          resourceId: result.userId,
+          actor: { userId: result.userId },
+          details: { family: result.familyId, address: clientAddress(req) },
+        });
+      }
+      return result;
+    });
+  let outcome = await rotate(cached);
+  if (outcome.kind === 'invalid' && outcome.reason === 'unknown') {
+    // The cached entry may be that of a tenant deleted since and created again under the same
+    // slug (by a login or setup that another process answered): its tokens are in the new one.
+    const fresh = await activeTenant(ctx, slug, true);
+    if (fresh && fresh.tenantId !== cached.tenantId) outcome = await rotate(fresh);
+  }
   if (outcome.kind === 'reused') {
     ctx.metrics.refreshReuse.inc();
     ctx.logger.warn({ userId: outcome.userId }, 'refresh token reused; family revoked');
@@ -191,11 +209,10 @@ async function refresh(ctx: AuthContext, req: Request, res: Response): Promise<v
 async function logout(ctx: AuthContext, req: Request, res: Response): Promise<void> {
   const slug = addressedTenant(req);
   const body = parseBody(RefreshBody, req);
-  const tenant = await activeTenant(ctx, slug);
-  if (tenant) {
-    await withTenantTransaction(ctx.sequelize, tenant, async () => {
+  const revoke = (tenant: TenantEntry) =>
+    withTenantTransaction(ctx.sequelize, tenant, async () => {
       const revoked = await ctx.sessions.revokeByToken(body.refreshToken);
-      if (!revoked) return;
+      if (!revoked) return false;
       await ctx.audit.record({
         action: 'auth.logout',
         outcome: 'success',
@@ -204,7 +221,14 @@ async function logout(ctx: AuthContext, req: Request, res: Response): Promise<vo
         actor: { userId: revoked.userId },
         details: { family: revoked.familyId },
       });
+      return true;
     });
+  const cached = await activeTenant(ctx, slug);
+  if (cached && !(await revoke(cached)) && hashOpaqueToken(body.refreshToken)) {
+    // As for a refresh: the token may be of the tenant created again under a deleted one's slug,
+    // and a logout must not leave it valid because this process still caches the deleted one.
+    const fresh = await activeTenant(ctx, slug, true);
+    if (fresh && fresh.tenantId !== cached.tenantId) await revoke(fresh);
   }
   res.status(204).end();
 }

@@ -8,11 +8,19 @@ import { MAX_DIVISION_DEPTH } from './entities.js';
  * a cycle that neither saw alone.
  */
 
-/** Serializes the tree changes of one organization until the transaction ends. */
+/**
+ * Serializes the tree changes of one organization until the transaction ends. Advisory locks are
+ * shared by the whole database, so the key names the transaction's tenant as well: the id comes
+ * from the request before anything checked that it is the tenant's own, and a request naming
+ * another tenant's organization must neither wait for that tenant's tree changes (learning when
+ * they happen) nor hold them up.
+ */
 export async function lockTree(sql: Sql, organizationId: string): Promise<void> {
-  await sql.rows(`SELECT pg_advisory_xact_lock(hashtextextended('vextrus.divisions:' || $1, 0))`, [
-    organizationId,
-  ]);
+  await sql.rows(
+    `SELECT pg_advisory_xact_lock(hashtextextended(
+       'vextrus.divisions:' || current_setting('app.tenant_id') || ':' || $1, 0))`,
+    [organizationId],
+  );
 }
 
 /** The ids from a division up to its root, the division first. */

@@ -93,8 +93,12 @@ function recordsFor(context: OperationContext): Records {
 
 // Reading
 
-/** Checks X-Project-ID and X-Site-ID: each must name a record the caller can see, else 404. */
-export async function checkContext(context: OperationContext): Promise<void> {
+/**
+ * Checks X-Project-ID and X-Site-ID: each must name a record the caller can see, else 404.
+ * Returns the context the operation runs in: a site narrows to its project as well, so that
+ * X-Site-ID alone does not leave the other projects (and the sites added beneath them) in view.
+ */
+export async function checkContext<T extends OperationContext>(context: T): Promise<T> {
   const records = recordsFor(context);
   if (context.projectId !== undefined) {
     const project = await records.find(ENTITIES.project, context.projectId);
@@ -104,7 +108,11 @@ export async function checkContext(context: OperationContext): Promise<void> {
     // Found through the scope: a site of another project than X-Project-ID is not found.
     const site = await records.find(ENTITIES.site, context.siteId);
     if (!site) throw notFound(ENTITIES.site, context.siteId);
+    if (context.projectId === undefined && typeof site.projectId === 'string') {
+      return { ...context, projectId: site.projectId };
+    }
   }
+  return context;
 }
 
 export async function getRecord(
@@ -236,7 +244,17 @@ export async function createRecord(
   const { sql } = context;
   const records = recordsFor(context);
   if (input.idempotencyKey !== undefined) {
-    const print = fingerprint([entity.name, input.parentId ?? null, context.userId, input.values]);
+    // The context headers are part of the request: a retry under another X-Project-ID or
+    // X-Site-ID must not replay a record that this context cannot see. They are added only when
+    // given, so that keys stored without them keep their fingerprints.
+    const scope = [context.projectId, context.siteId];
+    const print = fingerprint([
+      entity.name,
+      input.parentId ?? null,
+      context.userId,
+      input.values,
+      ...(scope.some((id) => id !== undefined) ? [scope.map((id) => id ?? null)] : []),
+    ]);
     const replay = await claimKey(sql, input.idempotencyKey, print);
     if (replay) return replay;
   }

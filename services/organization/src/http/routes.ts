@@ -48,7 +48,8 @@ const contextHeaders = {
   }),
   'x-site-id': f.id.optional().meta({
     description:
-      'A site of the tenant (of X-Project-ID when both are given); other sites are not found',
+      'A site of the tenant (of X-Project-ID when both are given); other sites, and projects ' +
+      'other than its own, are not found',
   }),
 };
 
@@ -292,6 +293,5 @@ export async function runOperation(
   inputs: Inputs,
   req: Request,
 ): Promise<Reply> {
-  await checkContext(context);
-  return route.handle(context, inputs, req);
+  return route.handle(await checkContext(context), inputs, req);
 }

@@ -22,7 +22,13 @@ export type { TokenHeader, TokenPolicy, TokenVerifier } from './verifier.js';
 export { authenticate, requireRole } from './middleware.js';
 export type { RequireRoleOptions } from './middleware.js';
 export { createTenantDirectory, requireTenant, tenantRoute, tenantErrors } from './tenant-scope.js';
-export type { TenantDirectory, TenantEntry, Reply, RequireTenantOptions } from './tenant-scope.js';
+export type {
+  LookupOptions,
+  TenantDirectory,
+  TenantEntry,
+  Reply,
+  RequireTenantOptions,
+} from './tenant-scope.js';
 export { DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_JWKS_URL, readTokenSettings } from './config.js';
 export type { TokenSettings } from './config.js';
 export { hashOpaqueToken, newOpaqueToken } from './opaque-token.js';

@@ -1,6 +1,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { QueryTypes, type Sequelize } from 'sequelize';
+import { AppError } from '../http/errors.js';
 import { tenantErrors } from '../tenancy/errors.js';
 import { withTenantTransaction, type TenantContext } from '../tenancy/context.js';
 
@@ -10,8 +11,17 @@ export interface TenantEntry extends TenantContext {
   status: string;
 }
 
+export interface LookupOptions {
+  /**
+   * Asks the database even when the slug is cached, and caches the answer: for a cached entry
+   * that a caller has reason to doubt (a token names another id for the slug: the tenant was
+   * deleted and created again), and for the routes that start sessions.
+   */
+  fresh?: boolean;
+}
+
 export interface TenantDirectory {
-  lookup(slug: string): Promise<TenantEntry | undefined>;
+  lookup(slug: string, options?: LookupOptions): Promise<TenantEntry | undefined>;
 }
 
 /** What may name a tenant: a DNS label (every provisioned slug is one, and shorter). */
@@ -44,9 +54,9 @@ export function createTenantDirectory(
     cache.set(slug, { entry, until: now + ttlMs });
   };
   return {
-    async lookup(slug) {
+    async lookup(slug, options = {}) {
       if (!SLUG.test(slug)) return undefined;
-      const hit = cache.get(slug);
+      const hit = options.fresh ? undefined : cache.get(slug);
       if (hit && hit.until > Date.now()) return hit.entry;
       const [row] = await sequelize.query<{
         id: string;
@@ -113,7 +123,13 @@ export function requireTenant(
         ),
       );
     }
-    const tenant = await directory.lookup(principal.tenant);
+    let tenant = await directory.lookup(principal.tenant);
+    // A cached entry of another id may be that of a tenant deleted since and created again under
+    // the same slug (same schema and role names): the database decides. A token of the deleted
+    // tenant then meets the new entry and is refused; one of the new tenant is let in at once.
+    if (tenant && tenant.tenantId !== principal.tenantId) {
+      tenant = await directory.lookup(principal.tenant, { fresh: true });
+    }
     if (!tenant || tenant.tenantId !== principal.tenantId || tenant.status !== 'active') {
       return refuse(tenantErrors.TENANT_UNAVAILABLE(`Tenant ${principal.tenant} is not active`));
     }
@@ -141,10 +157,30 @@ export function tenantRoute(
   return async (req, res) => {
     const tenant = res.locals.tenant as TenantEntry | undefined;
     if (!tenant) throw new Error('tenantRoute() needs requireTenant() before it');
-    const reply = await withTenantTransaction(sequelize, tenant, () => handler(req, res));
+    const reply = await withTenantTransaction(sequelize, tenant, () => handler(req, res)).catch(
+      (err: unknown) => {
+        throw privilegeRefused(err) ? tenantUnavailable(tenant, err) : err;
+      },
+    );
     for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
     res.status(reply.status ?? 200);
     if (reply.body === undefined) res.end();
     else res.json(reply.body);
   };
+}
+
+/**
+ * Whether a statement of the request was refused for privilege (42501): the tenant's grants
+ * were revoked after its transaction opened, or its isolation policy refused a row because the
+ * transaction's tenant id is not the schema's (a cached directory entry of a tenant deleted and
+ * created again under the same slug). Either way the tenant addressed is not the active one.
+ */
+function privilegeRefused(err: unknown): boolean {
+  if (err instanceof AppError) return false;
+  const e = err as { original?: { code?: unknown }; parent?: { code?: unknown }; code?: unknown };
+  return (e?.original?.code ?? e?.parent?.code ?? e?.code) === '42501';
+}
+
+function tenantUnavailable(tenant: TenantEntry, cause: unknown): AppError {
+  return tenantErrors.TENANT_UNAVAILABLE(`Tenant ${tenant.slug} is not active`, {}, { cause });
 }
