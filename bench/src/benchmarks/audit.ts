@@ -166,19 +166,21 @@ export const audit: Benchmark = {
     try {
       const tenant = await provision(plane.db, 'bench');
       await seedOrganization(plane.db, 'bench', { name: 'Bench Group', code: 'BENCH' });
-      // A second organization for the record-less service: each side changes its own record.
+      // One organization per service process: each side changes its own record.
       const organizations = await withTenantTransaction(app, tenant, async () => {
         await app.query(
           `INSERT INTO organizations (code, legal_name, display_name, country, currency, time_zone)
-           VALUES ('BENCH2', 'Bench Group 2', 'Bench Group 2', 'BD', 'BDT', 'Asia/Dhaka')`,
+           VALUES ('BENCH2', 'Bench Group 2', 'Bench Group 2', 'BD', 'BDT', 'Asia/Dhaka'),
+                  ('BENCH3', 'Bench Group 3', 'Bench Group 3', 'BD', 'BDT', 'Asia/Dhaka')`,
         );
         return app.query<{ id: string; code: string }>(
-          `SELECT id, code FROM organizations WHERE code IN ('BENCH', 'BENCH2') ORDER BY code`,
+          `SELECT id, code FROM organizations WHERE code IN ('BENCH', 'BENCH2', 'BENCH3')
+            ORDER BY code`,
           { type: QueryTypes.SELECT },
         );
       });
-      const [audited, unaudited] = organizations.map((o) => o.id);
-      if (!audited || !unaudited) throw new Error('the organizations to change are missing');
+      const [audited, unaudited, twin] = organizations.map((o) => o.id);
+      if (!audited || !unaudited || !twin) throw new Error('the organizations are missing');
 
       log('audit: a mutation through the service with vs. without its audit record');
       const service = await startService(
@@ -188,6 +190,13 @@ export const audit: Benchmark = {
         children,
       );
       const recordless = await startService(
+        'bench/src/servers/organization-without-audit.ts',
+        plane.appUrl,
+        issuer.jwksUrl,
+        children,
+      );
+      // A second record-less process: the baseline against itself shows the comparison's noise.
+      const recordlessTwin = await startService(
         'bench/src/servers/organization-without-audit.ts',
         plane.appUrl,
         issuer.jwksUrl,
@@ -216,12 +225,21 @@ export const audit: Benchmark = {
       };
       const withRecord = await patcher(service, audited);
       const withoutRecord = await patcher(recordless, unaudited);
+      const withoutRecordTwin = await patcher(recordlessTwin, twin);
       await medianOf(20, withRecord);
       await medianOf(20, withoutRecord);
+      await medianOf(20, withoutRecordTwin);
       const request = await pairedRounds(settings.rounds, mutations, withRecord, withoutRecord);
       const requestExtra =
         summarize(request.subject).median / summarize(request.baseline).median - 1;
-      // The two sides differ in the record only: one wrote one per change, the other none.
+      const noise = await pairedRounds(
+        settings.rounds,
+        mutations,
+        withoutRecordTwin,
+        withoutRecord,
+      );
+      const noiseExtra = summarize(noise.subject).median / summarize(noise.baseline).median - 1;
+      // The sides differ in the record only: one wrote one per change, the others none.
       const written = await withTenantTransaction(app, tenant, () =>
         app.query<{ id: string; count: string }>(
           `SELECT resource_id AS id, count(*) AS count FROM audit_events
@@ -232,10 +250,10 @@ export const audit: Benchmark = {
       const recordsOf = (id: string): number =>
         Number(written.find((w) => w.id === id)?.count ?? 0);
       const changes = 20 + settings.rounds * mutations;
-      if (recordsOf(audited) !== changes || recordsOf(unaudited) !== 0) {
+      if (recordsOf(audited) !== changes || recordsOf(unaudited) + recordsOf(twin) !== 0) {
         throw new Error(
-          `expected ${changes} records of the audited side and none of the other, ` +
-            `found ${recordsOf(audited)} and ${recordsOf(unaudited)}`,
+          `expected ${changes} records of the audited side and none of the others, ` +
+            `found ${recordsOf(audited)}, ${recordsOf(unaudited)} and ${recordsOf(twin)}`,
         );
       }
 
@@ -356,6 +374,29 @@ export const audit: Benchmark = {
             'measured extra': `${(requestExtra * 100).toFixed(1)} %`,
             'the record’s cost per request (median of the rounds’ differences)':
               medianExtraMicros(request),
+          },
+        },
+        {
+          id: 'audit-mutation-noise',
+          issue: 6,
+          title: 'The same comparison with no record on either side (its noise)',
+          unit: 'ms (median per request)',
+          better: 'lower',
+          subject: {
+            label: 'PATCH through a second process of the service without the record',
+            samples: noise.subject,
+          },
+          baseline: {
+            label: 'the same PATCH through the first one (the baseline above)',
+            samples: noise.baseline,
+          },
+          method:
+            'Run right after the figure above, in the same way, with a third process of the ' +
+            'service started like the baseline (its own organization). Both sides do the same ' +
+            'work, so any difference is what two processes of one program differ by on this ' +
+            'machine: how far a measured extra can stray from the record’s true cost. No target.',
+          details: {
+            'measured difference': `${(noiseExtra * 100).toFixed(1)} %`,
           },
         },
         {
