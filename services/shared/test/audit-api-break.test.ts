@@ -1,0 +1,78 @@
+import { expect } from 'chai';
+import pg from 'pg';
+import { recordAuditSeparately, type RunningService } from '@vextrus/shared';
+import {
+  createAuditPlane,
+  createTokenMint,
+  startAuditService,
+  type AuditPlane,
+  type TokenMint,
+} from './audit-support.js';
+
+describe('audit API under a careless or hostile client: methods, locks, a busy pool', function () {
+  this.timeout(60_000);
+  let t: AuditPlane;
+  let mint: TokenMint;
+  let service: RunningService;
+  let headers: Record<string, string>;
+
+  before(async () => {
+    t = await createAuditPlane('audit_api_break', ['acme']);
+    mint = createTokenMint();
+    service = await startAuditService(t, mint, { exportLockWaitMs: 500 });
+    headers = {
+      Authorization: `Bearer ${mint.token(t.tenants.acme!, ['auditor'])}`,
+      'X-Tenant-ID': 'acme',
+    };
+    for (let i = 0; i < 3; i++) {
+      await recordAuditSeparately(t.app, t.tenants.acme!, { action: 'x.y', outcome: 'success' });
+    }
+  });
+  after(async () => {
+    await service.stop();
+    await t.close();
+  });
+
+  /** Runs fn while the owner holds the tenant's audit table locked against every reader. */
+  async function whileLocked(fn: () => Promise<void>): Promise<void> {
+    const owner = new pg.Client({ connectionString: t.plane.database.url });
+    await owner.connect();
+    try {
+      await owner.query('BEGIN');
+      await owner.query(
+        `LOCK TABLE ${t.tenants.acme!.schema}.audit_events IN ACCESS EXCLUSIVE MODE`,
+      );
+      await fn();
+    } finally {
+      await owner.query('ROLLBACK');
+      await owner.end();
+    }
+  }
+
+  it('when every pooled connection is busy, verify answers 503 with Retry-After, not 500', async () => {
+    // One connection, held by an export that waits for the locked table longer than the pool
+    // lets a request wait for a connection.
+    // The tenant directory keeps its entry, as in production, so that the request gets as far
+    // as the verification before it needs a connection.
+    const single = await startAuditService(t, mint, {
+      poolMax: 1,
+      exportLockWaitMs: 30_000,
+      directoryTtlMs: 60_000,
+    });
+    try {
+      expect((await fetch(`${single.url}/audit/events?limit=1`, { headers })).status).to.equal(200);
+      await whileLocked(async () => {
+        const holder = fetch(`${single.url}/audit/events/export`, { headers }).catch(() => null);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const response = await fetch(`${single.url}/audit/verify`, { headers });
+        const body = (await response.json()) as { code?: string };
+        expect(response.status).to.equal(503);
+        expect(body.code).to.equal('UNAVAILABLE');
+        expect(response.headers.get('retry-after')).to.equal('5');
+        void holder;
+      });
+    } finally {
+      await single.stop();
+    }
+  });
+});
