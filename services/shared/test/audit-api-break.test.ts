@@ -49,6 +49,25 @@ describe('audit API under a careless or hostile client: methods, locks, a busy p
     }
   }
 
+  it('when a path of the audit API is asked with another method than GET, it answers 405 with Allow', async () => {
+    for (const path of ['/audit/events', '/audit/events/export', '/audit/verify']) {
+      for (const method of ['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']) {
+        const response = await fetch(`${service.url}${path}`, { method, headers });
+        const body = (await response.json()) as { code?: string };
+        expect(response.status, `${method} ${path}`).to.equal(405);
+        expect(response.headers.get('content-type')).to.contain('application/problem+json');
+        expect(response.headers.get('allow'), `${method} ${path}`).to.equal('GET, HEAD');
+        expect(body.code).to.equal('METHOD_NOT_ALLOWED');
+      }
+    }
+    // A path the API does not have is still not found, and a caller without a token learns
+    // nothing of the API's paths.
+    const unknown = await fetch(`${service.url}/audit/nowhere`, { method: 'POST', headers });
+    expect(unknown.status).to.equal(404);
+    const anonymous = await fetch(`${service.url}/audit/events`, { method: 'POST' });
+    expect(anonymous.status).to.equal(401);
+  });
+
   it('when every pooled connection is busy, verify answers 503 with Retry-After, not 500', async () => {
     // One connection, held by an export that waits for the locked table longer than the pool
     // lets a request wait for a connection.

@@ -2,6 +2,7 @@ import { Router, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { Sequelize, Transaction } from 'sequelize';
 import { authenticate, requireRole } from '../auth/middleware.js';
+import { commonErrors } from '../http/errors.js';
 import { unavailable } from '../http/problem.js';
 import { requireTenant, type TenantDirectory, type TenantEntry } from '../auth/tenant-scope.js';
 import type { TokenVerifier } from '../auth/verifier.js';
@@ -75,6 +76,7 @@ function writable(res: Response, stallMs: number): Promise<void> {
  * - `GET /events/export`: the same filters, oldest first, as NDJSON streamed in keyset batches
  *   from one snapshot, so memory stays flat however many records there are.
  * - `GET /verify`: the chain report of verifyAuditChain.
+ * Another method on these paths is answered 405 with Allow.
  * Refused attempts and invalid queries are themselves audited.
  */
 export function auditRouter(options: AuditRouterOptions): Router {
@@ -191,6 +193,18 @@ export function auditRouter(options: AuditRouterOptions): Router {
   router.get('/verify', async (_req, res) => {
     const tenant = res.locals.tenant as TenantEntry;
     res.json(await verifyAuditChain(sequelize, tenant));
+  });
+
+  // Another method on a path of the API: 405 with Allow, as the service answers for its own
+  // routes (its methodNotAllowed does not look into a router mounted under a prefix).
+  router.all(['/events', '/events/export', '/verify'], (req, _res, next) => {
+    next(
+      commonErrors.METHOD_NOT_ALLOWED(
+        `${req.method} is not allowed here; use GET`,
+        {},
+        { headers: { Allow: 'GET, HEAD' } },
+      ),
+    );
   });
 
   router.use(auditClientErrors(refusals));
