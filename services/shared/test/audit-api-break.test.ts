@@ -68,6 +68,16 @@ describe('audit API under a careless or hostile client: methods, locks, a busy p
     expect(anonymous.status).to.equal(401);
   });
 
+  it('when verify is given query parameters, it answers 400 naming them, as the other paths do', async () => {
+    const response = await fetch(`${service.url}/audit/verify?from=2020-01-01T00:00:00Z&x=1`, {
+      headers,
+    });
+    const body = (await response.json()) as { code?: string; errors?: { field: string }[] };
+    expect(response.status).to.equal(400);
+    expect(body.code).to.equal('VALIDATION_FAILED');
+    expect(body.errors?.map((e) => e.field).sort()).to.deep.equal(['from', 'x']);
+  });
+
   it('when every pooled connection is busy, verify answers 503 with Retry-After, not 500', async () => {
     // One connection, held by an export that waits for the locked table longer than the pool
     // lets a request wait for a connection.

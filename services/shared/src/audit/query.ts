@@ -64,6 +64,9 @@ export const eventsQuery = z
   })
   .superRefine(ordered);
 
+/** /verify takes no parameters; any given is refused as unknown, as on the other paths. */
+export const verifyQuery = z.strictObject({});
+
 export type AuditFilters = z.infer<typeof exportQuery>;
 
 /** One invalid query parameter as the 400 problem lists it (as the services list fields). */

@@ -19,6 +19,7 @@ import {
   formatEvent,
   formatEvents,
   parseQuery,
+  verifyQuery,
 } from './query.js';
 import { auditClientErrors, auditRefusals } from './refusals.js';
 import { openTenantTransaction } from './session.js';
@@ -75,7 +76,7 @@ function writable(res: Response, stallMs: number): Promise<void> {
  *   and the opaque `cursor` of the previous page's `nextCursor`.
  * - `GET /events/export`: the same filters, oldest first, as NDJSON streamed in keyset batches
  *   from one snapshot, so memory stays flat however many records there are.
- * - `GET /verify`: the chain report of verifyAuditChain.
+ * - `GET /verify`: the chain report of verifyAuditChain; it takes no parameters.
  * Another method on these paths is answered 405 with Allow.
  * Refused attempts and invalid queries are themselves audited.
  */
@@ -190,7 +191,8 @@ export function auditRouter(options: AuditRouterOptions): Router {
     }
   });
 
-  router.get('/verify', async (_req, res) => {
+  router.get('/verify', async (req, res) => {
+    parseQuery(verifyQuery, req.query);
     const tenant = res.locals.tenant as TenantEntry;
     res.json(await verifyAuditChain(sequelize, tenant));
   });
