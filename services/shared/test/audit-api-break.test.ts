@@ -9,6 +9,26 @@ import {
   type TokenMint,
 } from './audit-support.js';
 
+/** Sessions of the application role inside a transaction (or running a statement). */
+async function busySessions(t: AuditPlane): Promise<number> {
+  const { rows } = await t.superuser(
+    `SELECT count(*)::int AS busy FROM pg_stat_activity
+      WHERE datname = current_database() AND usename <> current_user
+        AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')`,
+  );
+  return (rows[0] as { busy: number }).busy;
+}
+
+/** Waits (up to 10 s) until no session of the application role is in a transaction. */
+async function settled(t: AuditPlane): Promise<number> {
+  let busy = await busySessions(t);
+  for (let tries = 0; tries < 100 && busy !== 0; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    busy = await busySessions(t);
+  }
+  return busy;
+}
+
 describe('audit API under a careless or hostile client: methods, locks, a busy pool', function () {
   this.timeout(60_000);
   let t: AuditPlane;
@@ -19,7 +39,7 @@ describe('audit API under a careless or hostile client: methods, locks, a busy p
   before(async () => {
     t = await createAuditPlane('audit_api_break', ['acme']);
     mint = createTokenMint();
-    service = await startAuditService(t, mint, { exportLockWaitMs: 500 });
+    service = await startAuditService(t, mint, { lockWaitMs: 500 });
     headers = {
       Authorization: `Bearer ${mint.token(t.tenants.acme!, ['auditor'])}`,
       'X-Tenant-ID': 'acme',
@@ -78,6 +98,24 @@ describe('audit API under a careless or hostile client: methods, locks, a busy p
     expect(body.errors?.map((e) => e.field).sort()).to.deep.equal(['from', 'x']);
   });
 
+  it('when the audit table is locked by other work, verify and events answer 503 instead of holding a connection', async () => {
+    await whileLocked(async () => {
+      for (const path of ['/audit/verify', '/audit/events']) {
+        const began = Date.now();
+        const response = await fetch(`${service.url}${path}`, {
+          headers,
+          signal: AbortSignal.timeout(8_000),
+        });
+        const body = (await response.json()) as { code?: string };
+        expect(response.status, path).to.equal(503);
+        expect(body.code, path).to.equal('UNAVAILABLE');
+        expect(response.headers.get('retry-after'), path).to.equal('5');
+        expect(Date.now() - began, path).to.be.lessThan(5_000);
+      }
+      expect(await settled(t), 'sessions still in a transaction').to.equal(0);
+    });
+  });
+
   it('when every pooled connection is busy, verify answers 503 with Retry-After, not 500', async () => {
     // One connection, held by an export that waits for the locked table longer than the pool
     // lets a request wait for a connection.
@@ -85,7 +123,7 @@ describe('audit API under a careless or hostile client: methods, locks, a busy p
     // as the verification before it needs a connection.
     const single = await startAuditService(t, mint, {
       poolMax: 1,
-      exportLockWaitMs: 30_000,
+      lockWaitMs: 30_000,
       directoryTtlMs: 60_000,
     });
     try {

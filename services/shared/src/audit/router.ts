@@ -41,11 +41,12 @@ export interface AuditRouterOptions {
   /** An export whose client takes nothing for this long is cut off (default 60 s). */
   exportStallMs?: number;
   /**
-   * How long an export's query waits for a lock on the audit table (an owner's DDL, say) before
-   * it gives up (default 10 s): before the first line, 503 with Retry-After; later, a cut-off
-   * export. It never holds its connection for longer waiting.
+   * How long a query of the API waits for a lock on the audit table (an owner's DDL, say) before
+   * it gives up (default 10 s): 503 with Retry-After (for an export past its first line, a
+   * cut-off export). No request holds its connection for longer waiting, whether or not its
+   * client is still there.
    */
-  exportLockWaitMs?: number;
+  lockWaitMs?: number;
 }
 
 /**
@@ -86,7 +87,7 @@ export function auditRouter(options: AuditRouterOptions): Router {
   const poolMax = sequelize.config.pool?.max ?? 5;
   const maxExports = options.maxConcurrentExports ?? Math.max(1, Math.floor(poolMax / 2));
   const stallMs = options.exportStallMs ?? 60_000;
-  const lockWaitMs = options.exportLockWaitMs ?? 10_000;
+  const lockWaitMs = options.lockWaitMs ?? 10_000;
   let exports = 0;
   enableTransactionContext(sequelize);
   const refusals = { sequelize, directory, logger };
@@ -102,6 +103,10 @@ export function auditRouter(options: AuditRouterOptions): Router {
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
     const tenant = res.locals.tenant as TenantEntry;
     const rows = await withTenantTransaction(sequelize, tenant, async (transaction) => {
+      await sequelize.query(`SELECT set_config('lock_timeout', $1, true)`, {
+        transaction,
+        bind: [`${lockWaitMs}ms`],
+      });
       const condition = await filterCondition(sequelize, transaction, query);
       if (!condition) return [];
       const bind = [...condition.bind, query.limit + 1];
@@ -194,7 +199,7 @@ export function auditRouter(options: AuditRouterOptions): Router {
   router.get('/verify', async (req, res) => {
     parseQuery(verifyQuery, req.query);
     const tenant = res.locals.tenant as TenantEntry;
-    res.json(await verifyAuditChain(sequelize, tenant));
+    res.json(await verifyAuditChain(sequelize, tenant, { lockTimeoutMs: lockWaitMs }));
   });
 
   // Another method on a path of the API: 405 with Allow, as the service answers for its own

@@ -43,6 +43,11 @@ export interface ChainReport {
 export interface VerifyOptions {
   /** Records read per query; memory stays bounded by it. */
   batchSize?: number;
+  /**
+   * How long a query waits for a lock on the audit table before it fails (55P03 as the cause of
+   * the AuditError); default 0, without bound.
+   */
+  lockTimeoutMs?: number;
 }
 
 interface ChainRow {
@@ -131,6 +136,7 @@ export async function verifyAuditChain(
     transaction = await openTenantTransaction(sequelize, tenant, {
       snapshot: true,
       readOnly: true,
+      lockTimeoutMs: options.lockTimeoutMs,
     });
     const chain = await readChain(sequelize, transaction);
     const report: ChainReport = {
