@@ -116,6 +116,30 @@ describe('audit API under a careless or hostile client: methods, locks, a busy p
     });
   });
 
+  it('when HEAD asks for the export or the verification, it answers their headers and reads no record', async () => {
+    // With the table locked, any read would wait lockWaitMs and answer 503: a HEAD must not read
+    // the whole log (a download manager asks HEAD before every GET).
+    await whileLocked(async () => {
+      const exported = await fetch(`${service.url}/audit/events/export`, {
+        method: 'HEAD',
+        headers,
+      });
+      expect(exported.status).to.equal(200);
+      expect(exported.headers.get('content-type')).to.contain('application/x-ndjson');
+      expect(exported.headers.get('content-disposition')).to.contain('audit-acme.ndjson');
+      const verified = await fetch(`${service.url}/audit/verify`, { method: 'HEAD', headers });
+      expect(verified.status).to.equal(200);
+      expect(verified.headers.get('content-type')).to.contain('application/json');
+      expect(await settled(t), 'sessions still in a transaction').to.equal(0);
+    });
+    // Its query is still checked.
+    const invalid = await fetch(`${service.url}/audit/events/export?limit=1`, {
+      method: 'HEAD',
+      headers,
+    });
+    expect(invalid.status).to.equal(400);
+  });
+
   it('when every pooled connection is busy, verify answers 503 with Retry-After, not 500', async () => {
     // One connection, held by an export that waits for the locked table longer than the pool
     // lets a request wait for a connection.

@@ -134,6 +134,19 @@ export function auditRouter(options: AuditRouterOptions): Router {
   router.get('/events/export', async (req, res) => {
     const filters = parseQuery(exportQuery, req.query);
     const tenant = res.locals.tenant as TenantEntry;
+    const download = (): void => {
+      res.status(200);
+      res.setHeader('Content-Type', 'application/x-ndjson; charset=utf-8');
+      res.setHeader('Content-Disposition', `attachment; filename="audit-${tenant.slug}.ndjson"`);
+      res.setHeader('Cache-Control', 'no-store');
+    };
+    // HEAD (a download manager asks it before the GET) has no body to stream: the export's
+    // headers, without reading the whole log into a response that discards it.
+    if (req.method === 'HEAD') {
+      download();
+      res.end();
+      return;
+    }
     if (exports >= maxExports) {
       throw unavailable(
         `${exports} audit exports are running, as many as this service runs at once; ` +
@@ -150,10 +163,7 @@ export function auditRouter(options: AuditRouterOptions): Router {
         lockTimeoutMs: lockWaitMs,
       });
       const condition = await filterCondition(sequelize, transaction, filters);
-      res.status(200);
-      res.setHeader('Content-Type', 'application/x-ndjson; charset=utf-8');
-      res.setHeader('Content-Disposition', `attachment; filename="audit-${tenant.slug}.ndjson"`);
-      res.setHeader('Cache-Control', 'no-store');
+      download();
       const open = transaction;
       const batch = (where: Condition, after: string): Promise<(string | null)[][]> =>
         transactionTextRows(
@@ -198,6 +208,11 @@ export function auditRouter(options: AuditRouterOptions): Router {
 
   router.get('/verify', async (req, res) => {
     parseQuery(verifyQuery, req.query);
+    // HEAD: the report's type, without walking the whole chain for a body that is discarded.
+    if (req.method === 'HEAD') {
+      res.type('application/json').end();
+      return;
+    }
     const tenant = res.locals.tenant as TenantEntry;
     res.json(await verifyAuditChain(sequelize, tenant, { lockTimeoutMs: lockWaitMs }));
   });
