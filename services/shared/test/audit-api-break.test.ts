@@ -140,13 +140,57 @@ describe('audit API under a careless or hostile client: methods, locks, a busy p
     expect(invalid.status).to.equal(400);
   });
 
+  it('when many verifications run at once, they take at most half the pool and the API still answers', async () => {
+    // A chain long enough that one verification takes a while (it recomputes every hash).
+    const long = await createAuditPlane('audit_api_verify', ['long']);
+    const tenant = long.tenants.long!;
+    await long.superuser(
+      `SELECT set_config('app.tenant_id', $1, false);
+       INSERT INTO ${tenant.schema}.audit_events (tenant_id, action, outcome)
+       SELECT $1::uuid, 'x.y', 'success' FROM generate_series(1, 40000)`.replace(
+        /\$1/g,
+        `'${tenant.tenantId}'`,
+      ),
+    );
+    const small = await startAuditService(long, mint, { poolMax: 4 });
+    try {
+      const auth = {
+        Authorization: `Bearer ${mint.token(tenant, ['auditor'])}`,
+        'X-Tenant-ID': 'long',
+      };
+      const verifications = Array.from({ length: 4 }, () =>
+        fetch(`${small.url}/audit/verify`, { headers: auth }).then(async (response) => ({
+          status: response.status,
+          retryAfter: response.headers.get('retry-after'),
+          body: (await response.json()) as { valid?: boolean; code?: string },
+        })),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const began = Date.now();
+      const page = await fetch(`${small.url}/audit/events?limit=1`, { headers: auth });
+      expect(page.status).to.equal(200);
+      expect(Date.now() - began).to.be.lessThan(1_000);
+      const answers = await Promise.all(verifications);
+      expect(answers.map((a) => a.status).sort()).to.deep.equal([200, 200, 503, 503]);
+      for (const answer of answers) {
+        if (answer.status === 200) expect(answer.body.valid).to.equal(true);
+        else expect([answer.body.code, answer.retryAfter]).to.deep.equal(['UNAVAILABLE', '30']);
+      }
+    } finally {
+      await small.stop();
+      await long.close();
+    }
+  });
+
   it('when every pooled connection is busy, verify answers 503 with Retry-After, not 500', async () => {
     // One connection, held by an export that waits for the locked table longer than the pool
     // lets a request wait for a connection.
-    // The tenant directory keeps its entry, as in production, so that the request gets as far
-    // as the verification before it needs a connection.
+    // The tenant directory keeps its entry, as in production, and the service lets two long
+    // reads run, so that the request gets as far as the verification before it needs a
+    // connection.
     const single = await startAuditService(t, mint, {
       poolMax: 1,
+      maxConcurrentLongReads: 2,
       lockWaitMs: 30_000,
       directoryTtlMs: 60_000,
     });

@@ -105,7 +105,7 @@ export function createTokenMint(): TokenMint {
 /** How a test's audit service differs from the default one. */
 export interface AuditServiceOptions extends Pick<
   AuditRouterOptions,
-  'exportBatchSize' | 'exportStallMs' | 'lockWaitMs' | 'maxConcurrentExports'
+  'exportBatchSize' | 'exportStallMs' | 'lockWaitMs' | 'maxConcurrentLongReads'
 > {
   /** The service's pool size (DATABASE_POOL_MAX). */
   poolMax?: number;

@@ -33,11 +33,12 @@ export interface AuditRouterOptions {
   /** Records per query of the export; memory stays bounded by it. */
   exportBatchSize?: number;
   /**
-   * Exports running at once, each holding a pooled connection for as long as its client reads;
-   * more are answered 503 with Retry-After. Default: half the pool (at least one), so that
-   * stalled exports never take every connection from the rest of the service.
+   * Exports and verifications running at once, together: each holds a pooled connection, an
+   * export for as long as its client reads, a verification for as long as it walks the chain
+   * (seconds per 100,000 records); more are answered 503 with Retry-After. Default: half the pool
+   * (at least one), so that they never take every connection from the rest of the service.
    */
-  maxConcurrentExports?: number;
+  maxConcurrentLongReads?: number;
   /** An export whose client takes nothing for this long is cut off (default 60 s). */
   exportStallMs?: number;
   /**
@@ -85,10 +86,21 @@ export function auditRouter(options: AuditRouterOptions): Router {
   const { sequelize, directory, logger } = options;
   const batchSize = options.exportBatchSize ?? 5_000;
   const poolMax = sequelize.config.pool?.max ?? 5;
-  const maxExports = options.maxConcurrentExports ?? Math.max(1, Math.floor(poolMax / 2));
+  const maxLongReads = options.maxConcurrentLongReads ?? Math.max(1, Math.floor(poolMax / 2));
   const stallMs = options.exportStallMs ?? 60_000;
   const lockWaitMs = options.lockWaitMs ?? 10_000;
-  let exports = 0;
+  let longReads = 0;
+  /** Takes a slot for an export or a verification, or refuses the request with 503. */
+  const takeLongRead = (what: string): void => {
+    if (longReads >= maxLongReads) {
+      throw unavailable(
+        `${longReads} audit exports and verifications are running, as many as this service ` +
+          `runs at once; try the ${what} again later`,
+        30,
+      );
+    }
+    longReads += 1;
+  };
   enableTransactionContext(sequelize);
   const refusals = { sequelize, directory, logger };
   const router = Router();
@@ -147,14 +159,7 @@ export function auditRouter(options: AuditRouterOptions): Router {
       res.end();
       return;
     }
-    if (exports >= maxExports) {
-      throw unavailable(
-        `${exports} audit exports are running, as many as this service runs at once; ` +
-          'try again later',
-        30,
-      );
-    }
-    exports += 1;
+    takeLongRead('export');
     let transaction: Transaction | undefined;
     try {
       transaction = await openTenantTransaction(sequelize, tenant, {
@@ -202,7 +207,7 @@ export function auditRouter(options: AuditRouterOptions): Router {
       res.destroy(err as Error);
     } finally {
       await transaction?.rollback().catch(() => undefined);
-      exports -= 1;
+      longReads -= 1;
     }
   });
 
@@ -214,7 +219,12 @@ export function auditRouter(options: AuditRouterOptions): Router {
       return;
     }
     const tenant = res.locals.tenant as TenantEntry;
-    res.json(await verifyAuditChain(sequelize, tenant, { lockTimeoutMs: lockWaitMs }));
+    takeLongRead('verification');
+    try {
+      res.json(await verifyAuditChain(sequelize, tenant, { lockTimeoutMs: lockWaitMs }));
+    } finally {
+      longReads -= 1;
+    }
   });
 
   // Another method on a path of the API: 405 with Allow, as the service answers for its own
