@@ -140,24 +140,29 @@ describe('audit API under a careless or hostile client: methods, locks, a busy p
     expect(invalid.status).to.equal(400);
   });
 
-  it('when many verifications run at once, they take at most half the pool and the API still answers', async () => {
-    // A chain long enough that one verification takes a while (it recomputes every hash).
-    const long = await createAuditPlane('audit_api_verify', ['long']);
-    const tenant = long.tenants.long!;
-    await long.superuser(
-      `SELECT set_config('app.tenant_id', $1, false);
-       INSERT INTO ${tenant.schema}.audit_events (tenant_id, action, outcome)
-       SELECT $1::uuid, 'x.y', 'success' FROM generate_series(1, 40000)`.replace(
-        /\$1/g,
-        `'${tenant.tenantId}'`,
-      ),
-    );
-    const small = await startAuditService(long, mint, { poolMax: 4 });
-    try {
-      const auth = {
-        Authorization: `Bearer ${mint.token(tenant, ['auditor'])}`,
-        'X-Tenant-ID': 'long',
-      };
+  describe('on a long chain', () => {
+    let long: AuditPlane;
+    let small: RunningService;
+    let auth: Record<string, string>;
+
+    before(async () => {
+      // Long enough that one verification takes a while (it recomputes every hash).
+      long = await createAuditPlane('audit_api_verify', ['long']);
+      const tenant = long.tenants.long!;
+      await long.superuser(
+        `SELECT set_config('app.tenant_id', '${tenant.tenantId}', false);
+         INSERT INTO ${tenant.schema}.audit_events (tenant_id, action, outcome)
+         SELECT '${tenant.tenantId}', 'x.y', 'success' FROM generate_series(1, 40000)`,
+      );
+      small = await startAuditService(long, mint, { poolMax: 4 });
+      auth = { Authorization: `Bearer ${mint.token(tenant, ['auditor'])}`, 'X-Tenant-ID': 'long' };
+    });
+    after(async () => {
+      await small.stop();
+      await long.close();
+    });
+
+    it('when many verifications run at once, they take at most half the pool and the API still answers', async () => {
       const verifications = Array.from({ length: 4 }, () =>
         fetch(`${small.url}/audit/verify`, { headers: auth }).then(async (response) => ({
           status: response.status,
@@ -176,10 +181,28 @@ describe('audit API under a careless or hostile client: methods, locks, a busy p
         if (answer.status === 200) expect(answer.body.valid).to.equal(true);
         else expect([answer.body.code, answer.retryAfter]).to.deep.equal(['UNAVAILABLE', '30']);
       }
-    } finally {
-      await small.stop();
-      await long.close();
-    }
+    });
+
+    it('when the client of a verification goes away, the walk stops and its slot is free', async () => {
+      const began = Date.now();
+      const whole = await fetch(`${small.url}/audit/verify`, { headers: auth });
+      expect(whole.status).to.equal(200);
+      await whole.text();
+      const walk = Date.now() - began;
+      // Two clients give up early; were their walks to go on, the budget (two) would be spent.
+      for (let i = 0; i < 2; i++) {
+        await fetch(`${small.url}/audit/verify`, {
+          headers: auth,
+          signal: AbortSignal.timeout(100),
+        }).catch(() => undefined);
+      }
+      const after = Date.now();
+      expect(await settled(long), 'sessions still in a transaction').to.equal(0);
+      expect(Date.now() - after, `a whole walk takes ${walk} ms`).to.be.lessThan(walk / 2);
+      const again = await fetch(`${small.url}/audit/verify`, { headers: auth });
+      expect(again.status).to.equal(200);
+      await again.text();
+    });
   });
 
   it('when every pooled connection is busy, verify answers 503 with Retry-After, not 500', async () => {

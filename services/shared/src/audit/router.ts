@@ -220,8 +220,18 @@ export function auditRouter(options: AuditRouterOptions): Router {
     }
     const tenant = res.locals.tenant as TenantEntry;
     takeLongRead('verification');
+    // A client that goes away stops the walk at its next batch: nobody would read the report,
+    // and its slot and connection are free again.
+    const abandoned = new AbortController();
+    res.once('close', () => abandoned.abort());
     try {
-      res.json(await verifyAuditChain(sequelize, tenant, { lockTimeoutMs: lockWaitMs }));
+      const report = await verifyAuditChain(sequelize, tenant, {
+        lockTimeoutMs: lockWaitMs,
+        signal: abandoned.signal,
+      });
+      res.json(report);
+    } catch (err) {
+      if (!abandoned.signal.aborted) throw err;
     } finally {
       longReads -= 1;
     }

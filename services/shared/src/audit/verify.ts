@@ -48,6 +48,8 @@ export interface VerifyOptions {
    * the AuditError); default 0, without bound.
    */
   lockTimeoutMs?: number;
+  /** Stops the walk before its next batch (the client of the API went away). */
+  signal?: AbortSignal;
 }
 
 interface ChainRow {
@@ -172,6 +174,7 @@ export async function verifyAuditChain(
     let previous = report.checkpoint.hash;
     let after = report.checkpoint.sequence;
     for (;;) {
+      options.signal?.throwIfAborted();
       const links = await sequelize.query<LinkRow>(
         `SELECT e.sequence, e.id, encode(e.previous_hash, 'hex') AS previous_hash,
                 encode(e.hash, 'hex') AS hash, encode(audit_event_hash(e), 'hex') AS recomputed
