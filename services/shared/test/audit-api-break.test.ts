@@ -140,6 +140,26 @@ describe('audit API under a careless or hostile client: methods, locks, a busy p
     expect(invalid.status).to.equal(400);
   });
 
+  it('when the tenant role is revoked while the directory still calls it active, every path answers TENANT_UNAVAILABLE', async () => {
+    const cached = await startAuditService(t, mint, { directoryTtlMs: 60_000 });
+    const login = new URL(t.plane.appUrl).username;
+    try {
+      expect((await fetch(`${cached.url}/audit/events?limit=1`, { headers })).status).to.equal(200);
+      await t.superuser(`REVOKE ${t.tenants.acme!.role} FROM ${login}`);
+      try {
+        for (const path of ['/audit/events', '/audit/events/export', '/audit/verify']) {
+          const response = await fetch(`${cached.url}${path}`, { headers });
+          const body = (await response.json()) as { code?: string };
+          expect([response.status, body.code], path).to.deep.equal([403, 'TENANT_UNAVAILABLE']);
+        }
+      } finally {
+        await t.superuser(`GRANT ${t.tenants.acme!.role} TO ${login}`);
+      }
+    } finally {
+      await cached.stop();
+    }
+  });
+
   describe('on a long chain', () => {
     let long: AuditPlane;
     let small: RunningService;

@@ -1,4 +1,5 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import { AppError } from '../http/errors.js';
 import type { TenantContext } from '../tenancy/context.js';
 import { AuditError, AuditErrorCode } from './errors.js';
 import { openTenantTransaction } from './session.js';
@@ -207,6 +208,8 @@ export async function verifyAuditChain(
     }
     return report;
   } catch (err) {
+    // A problem of the request's tenant (TENANT_UNAVAILABLE) is the caller's answer as it is.
+    if (err instanceof AppError) throw err;
     throw new AuditError(
       AuditErrorCode.ReadFailed,
       `cannot verify the audit chain of ${tenant.schema}`,
