@@ -140,6 +140,24 @@ describe('audit API under a careless or hostile client: methods, locks, a busy p
     expect(invalid.status).to.equal(400);
   });
 
+  it('when from or to has more decimals of a second than PostgreSQL parses, the answer is 400, not 500', async () => {
+    for (const name of ['from', 'to']) {
+      for (const path of ['/audit/events', '/audit/events/export']) {
+        const value = `2020-01-01T00:00:00.${'9'.repeat(200)}Z`;
+        const response = await fetch(`${service.url}${path}?${name}=${value}`, { headers });
+        const body = (await response.json()) as { code?: string; errors?: { field: string }[] };
+        expect(response.status, `${path} ${name}`).to.equal(400);
+        expect(body.code).to.equal('VALIDATION_FAILED');
+        expect(body.errors?.map((e) => e.field)).to.deep.equal([name]);
+      }
+    }
+    // Nanoseconds still go (PostgreSQL rounds them to microseconds).
+    const nanos = await fetch(`${service.url}/audit/events?from=2020-01-01T00:00:00.123456789Z`, {
+      headers,
+    });
+    expect(nanos.status).to.equal(200);
+  });
+
   it('when the tenant role is revoked while the directory still calls it active, every path answers TENANT_UNAVAILABLE', async () => {
     const cached = await startAuditService(t, mint, { directoryTtlMs: 60_000 });
     const login = new URL(t.plane.appUrl).username;
