@@ -158,6 +158,15 @@ describe('audit API under a careless or hostile client: methods, locks, a busy p
     expect(nanos.status).to.equal(200);
   });
 
+  it('when the tenant’s records are read, no answer may be stored by a cache', async () => {
+    for (const path of ['/audit/events', '/audit/events/export', '/audit/verify']) {
+      const response = await fetch(`${service.url}${path}`, { headers });
+      await response.text();
+      expect(response.status, path).to.equal(200);
+      expect(response.headers.get('cache-control'), path).to.equal('no-store');
+    }
+  });
+
   it('when the tenant role is revoked while the directory still calls it active, every path answers TENANT_UNAVAILABLE', async () => {
     const cached = await startAuditService(t, mint, { directoryTtlMs: 60_000 });
     const login = new URL(t.plane.appUrl).username;

@@ -105,6 +105,11 @@ export function auditRouter(options: AuditRouterOptions): Router {
   const refusals = { sequelize, directory, logger };
   const router = Router();
   router.use(
+    // The tenant's records (and the refusals) are for the caller only: no cache may keep them.
+    (_req, res, next) => {
+      res.setHeader('Cache-Control', 'no-store');
+      next();
+    },
     authenticate(options.verifier, { logger }),
     requireTenant(directory, { onRefused: auditRefusals(refusals), logger }),
     requireRole('tenant_admin', 'auditor', { onRefused: auditRefusals(refusals), logger }),
@@ -150,7 +155,6 @@ export function auditRouter(options: AuditRouterOptions): Router {
       res.status(200);
       res.setHeader('Content-Type', 'application/x-ndjson; charset=utf-8');
       res.setHeader('Content-Disposition', `attachment; filename="audit-${tenant.slug}.ndjson"`);
-      res.setHeader('Cache-Control', 'no-store');
     };
     // HEAD (a download manager asks it before the GET) has no body to stream: the export's
     // headers, without reading the whole log into a response that discards it.
