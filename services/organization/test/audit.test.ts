@@ -123,5 +123,18 @@ describe('organization service: audit records', function () {
       expect(created.status).to.equal(201);
       expect(alpha.body.items).to.have.length(0);
     });
+
+    it('answers another method than GET with 405 and Allow, as the service’s own routes do', async () => {
+      const post = await h.call('POST', '/audit/events', { body: {} });
+      const remove = await h.call('DELETE', '/audit/verify');
+      const own = await h.call('PUT', '/org/organizations', { body: {} });
+
+      for (const answer of [post, remove]) {
+        expect(answer.status).to.equal(405);
+        expect(answer.body.code).to.equal('METHOD_NOT_ALLOWED');
+        expect(answer.headers.get('allow')).to.equal('GET, HEAD');
+      }
+      expect(own.status).to.equal(405);
+    });
   });
 });

@@ -376,7 +376,7 @@ describe('audit API edges: the export when the client goes away, odd times and r
       small = await startAuditService(t, mint, {
         exportBatchSize: BATCH,
         exportStallMs: 1_500,
-        exportLockWaitMs: 500,
+        lockWaitMs: 500,
         poolMax: POOL,
       });
     });

@@ -105,12 +105,14 @@ export function createTokenMint(): TokenMint {
 /** How a test's audit service differs from the default one. */
 export interface AuditServiceOptions extends Pick<
   AuditRouterOptions,
-  'exportBatchSize' | 'exportStallMs' | 'exportLockWaitMs' | 'maxConcurrentExports'
+  'exportBatchSize' | 'exportStallMs' | 'lockWaitMs' | 'maxConcurrentLongReads'
 > {
   /** The service's pool size (DATABASE_POOL_MAX). */
   poolMax?: number;
   /** The database URL instead of the plane's application role URL. */
   databaseUrl?: string;
+  /** How long the tenant directory keeps an entry (default 0: every request looks it up). */
+  directoryTtlMs?: number;
 }
 
 /** Starts a service on a free loopback port that mounts the audit router at /audit. */
@@ -119,7 +121,7 @@ export async function startAuditService(
   mint: TokenMint,
   options: AuditServiceOptions = {},
 ): Promise<RunningService> {
-  const { poolMax, databaseUrl, ...router } = options;
+  const { poolMax, databaseUrl, directoryTtlMs, ...router } = options;
   return startService(
     {
       name: 'audit-test',
@@ -129,7 +131,7 @@ export async function startAuditService(
           '/audit',
           auditRouter({
             sequelize: runtime.sequelize,
-            directory: createTenantDirectory(runtime.sequelize, 0),
+            directory: createTenantDirectory(runtime.sequelize, directoryTtlMs ?? 0),
             verifier: mint.verifier,
             logger: runtime.logger,
             ...router,

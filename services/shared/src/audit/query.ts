@@ -9,12 +9,14 @@ export const MAX_PAGE_SIZE = 200;
 
 /**
  * An ISO 8601 time with an offset that PostgreSQL's timestamptz also takes: it has no year 0000
- * (ISO's 1 BC) and no offset beyond ±15:59, which zod's format allows, and PostgreSQL refused
+ * (ISO's 1 BC), no offset beyond ±15:59 and no more than nanoseconds (PostgreSQL cannot parse a
+ * time of more than about 150 characters), which zod's format allows, and PostgreSQL refused
  * them with an error that became a 500.
  */
 const instant = z.iso
   .datetime({ offset: true })
   .refine((value) => !value.startsWith('0000'), 'must be in year 0001 or later')
+  .refine((value) => !/\.[0-9]{10}/.test(value), 'must have at most 9 decimals of a second')
   .refine(
     (value) => !/[+-](1[6-9]|2[0-9]):[0-9]{2}$/.test(value),
     'must have an offset within ±15:59',
@@ -63,6 +65,9 @@ export const eventsQuery = z
       .optional(),
   })
   .superRefine(ordered);
+
+/** /verify takes no parameters; any given is refused as unknown, as on the other paths. */
+export const verifyQuery = z.strictObject({});
 
 export type AuditFilters = z.infer<typeof exportQuery>;
 

@@ -2,6 +2,7 @@ import { Router, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { Sequelize, Transaction } from 'sequelize';
 import { authenticate, requireRole } from '../auth/middleware.js';
+import { commonErrors } from '../http/errors.js';
 import { unavailable } from '../http/problem.js';
 import { requireTenant, type TenantDirectory, type TenantEntry } from '../auth/tenant-scope.js';
 import type { TokenVerifier } from '../auth/verifier.js';
@@ -18,6 +19,7 @@ import {
   formatEvent,
   formatEvents,
   parseQuery,
+  verifyQuery,
 } from './query.js';
 import { auditClientErrors, auditRefusals } from './refusals.js';
 import { openTenantTransaction } from './session.js';
@@ -31,19 +33,21 @@ export interface AuditRouterOptions {
   /** Records per query of the export; memory stays bounded by it. */
   exportBatchSize?: number;
   /**
-   * Exports running at once, each holding a pooled connection for as long as its client reads;
-   * more are answered 503 with Retry-After. Default: half the pool (at least one), so that
-   * stalled exports never take every connection from the rest of the service.
+   * Exports and verifications running at once, together: each holds a pooled connection, an
+   * export for as long as its client reads, a verification for as long as it walks the chain
+   * (seconds per 100,000 records); more are answered 503 with Retry-After. Default: half the pool
+   * (at least one), so that they never take every connection from the rest of the service.
    */
-  maxConcurrentExports?: number;
+  maxConcurrentLongReads?: number;
   /** An export whose client takes nothing for this long is cut off (default 60 s). */
   exportStallMs?: number;
   /**
-   * How long an export's query waits for a lock on the audit table (an owner's DDL, say) before
-   * it gives up (default 10 s): before the first line, 503 with Retry-After; later, a cut-off
-   * export. It never holds its connection for longer waiting.
+   * How long a query of the API waits for a lock on the audit table (an owner's DDL, say) before
+   * it gives up (default 10 s): 503 with Retry-After (for an export past its first line, a
+   * cut-off export). No request holds its connection for longer waiting, whether or not its
+   * client is still there.
    */
-  exportLockWaitMs?: number;
+  lockWaitMs?: number;
 }
 
 /**
@@ -74,21 +78,38 @@ function writable(res: Response, stallMs: number): Promise<void> {
  *   and the opaque `cursor` of the previous page's `nextCursor`.
  * - `GET /events/export`: the same filters, oldest first, as NDJSON streamed in keyset batches
  *   from one snapshot, so memory stays flat however many records there are.
- * - `GET /verify`: the chain report of verifyAuditChain.
+ * - `GET /verify`: the chain report of verifyAuditChain; it takes no parameters.
+ * Another method on these paths is answered 405 with Allow.
  * Refused attempts and invalid queries are themselves audited.
  */
 export function auditRouter(options: AuditRouterOptions): Router {
   const { sequelize, directory, logger } = options;
   const batchSize = options.exportBatchSize ?? 5_000;
   const poolMax = sequelize.config.pool?.max ?? 5;
-  const maxExports = options.maxConcurrentExports ?? Math.max(1, Math.floor(poolMax / 2));
+  const maxLongReads = options.maxConcurrentLongReads ?? Math.max(1, Math.floor(poolMax / 2));
   const stallMs = options.exportStallMs ?? 60_000;
-  const lockWaitMs = options.exportLockWaitMs ?? 10_000;
-  let exports = 0;
+  const lockWaitMs = options.lockWaitMs ?? 10_000;
+  let longReads = 0;
+  /** Takes a slot for an export or a verification, or refuses the request with 503. */
+  const takeLongRead = (what: string): void => {
+    if (longReads >= maxLongReads) {
+      throw unavailable(
+        `${longReads} audit exports and verifications are running, as many as this service ` +
+          `runs at once; try the ${what} again later`,
+        30,
+      );
+    }
+    longReads += 1;
+  };
   enableTransactionContext(sequelize);
   const refusals = { sequelize, directory, logger };
   const router = Router();
   router.use(
+    // The tenant's records (and the refusals) are for the caller only: no cache may keep them.
+    (_req, res, next) => {
+      res.setHeader('Cache-Control', 'no-store');
+      next();
+    },
     authenticate(options.verifier, { logger }),
     requireTenant(directory, { onRefused: auditRefusals(refusals), logger }),
     requireRole('tenant_admin', 'auditor', { onRefused: auditRefusals(refusals), logger }),
@@ -99,6 +120,10 @@ export function auditRouter(options: AuditRouterOptions): Router {
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
     const tenant = res.locals.tenant as TenantEntry;
     const rows = await withTenantTransaction(sequelize, tenant, async (transaction) => {
+      await sequelize.query(`SELECT set_config('lock_timeout', $1, true)`, {
+        transaction,
+        bind: [`${lockWaitMs}ms`],
+      });
       const condition = await filterCondition(sequelize, transaction, query);
       if (!condition) return [];
       const bind = [...condition.bind, query.limit + 1];
@@ -126,14 +151,19 @@ export function auditRouter(options: AuditRouterOptions): Router {
   router.get('/events/export', async (req, res) => {
     const filters = parseQuery(exportQuery, req.query);
     const tenant = res.locals.tenant as TenantEntry;
-    if (exports >= maxExports) {
-      throw unavailable(
-        `${exports} audit exports are running, as many as this service runs at once; ` +
-          'try again later',
-        30,
-      );
+    const download = (): void => {
+      res.status(200);
+      res.setHeader('Content-Type', 'application/x-ndjson; charset=utf-8');
+      res.setHeader('Content-Disposition', `attachment; filename="audit-${tenant.slug}.ndjson"`);
+    };
+    // HEAD (a download manager asks it before the GET) has no body to stream: the export's
+    // headers, without reading the whole log into a response that discards it.
+    if (req.method === 'HEAD') {
+      download();
+      res.end();
+      return;
     }
-    exports += 1;
+    takeLongRead('export');
     let transaction: Transaction | undefined;
     try {
       transaction = await openTenantTransaction(sequelize, tenant, {
@@ -142,10 +172,7 @@ export function auditRouter(options: AuditRouterOptions): Router {
         lockTimeoutMs: lockWaitMs,
       });
       const condition = await filterCondition(sequelize, transaction, filters);
-      res.status(200);
-      res.setHeader('Content-Type', 'application/x-ndjson; charset=utf-8');
-      res.setHeader('Content-Disposition', `attachment; filename="audit-${tenant.slug}.ndjson"`);
-      res.setHeader('Cache-Control', 'no-store');
+      download();
       const open = transaction;
       const batch = (where: Condition, after: string): Promise<(string | null)[][]> =>
         transactionTextRows(
@@ -184,13 +211,46 @@ export function auditRouter(options: AuditRouterOptions): Router {
       res.destroy(err as Error);
     } finally {
       await transaction?.rollback().catch(() => undefined);
-      exports -= 1;
+      longReads -= 1;
     }
   });
 
-  router.get('/verify', async (_req, res) => {
+  router.get('/verify', async (req, res) => {
+    parseQuery(verifyQuery, req.query);
+    // HEAD: the report's type, without walking the whole chain for a body that is discarded.
+    if (req.method === 'HEAD') {
+      res.type('application/json').end();
+      return;
+    }
     const tenant = res.locals.tenant as TenantEntry;
-    res.json(await verifyAuditChain(sequelize, tenant));
+    takeLongRead('verification');
+    // A client that goes away stops the walk at its next batch: nobody would read the report,
+    // and its slot and connection are free again.
+    const abandoned = new AbortController();
+    res.once('close', () => abandoned.abort());
+    try {
+      const report = await verifyAuditChain(sequelize, tenant, {
+        lockTimeoutMs: lockWaitMs,
+        signal: abandoned.signal,
+      });
+      res.json(report);
+    } catch (err) {
+      if (!abandoned.signal.aborted) throw err;
+    } finally {
+      longReads -= 1;
+    }
+  });
+
+  // Another method on a path of the API: 405 with Allow, as the service answers for its own
+  // routes (its methodNotAllowed does not look into a router mounted under a prefix).
+  router.all(['/events', '/events/export', '/verify'], (req, _res, next) => {
+    next(
+      commonErrors.METHOD_NOT_ALLOWED(
+        `${req.method} is not allowed here; use GET`,
+        {},
+        { headers: { Allow: 'GET, HEAD' } },
+      ),
+    );
   });
 
   router.use(auditClientErrors(refusals));

@@ -1,5 +1,6 @@
 import { Transaction, type Sequelize } from 'sequelize';
 import type { TenantContext } from '../tenancy/context.js';
+import { tenantErrors } from '../tenancy/errors.js';
 import { AuditError, AuditErrorCode } from './errors.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -62,6 +63,17 @@ export async function openTenantTransaction(
     });
   } catch (err) {
     await transaction.rollback().catch(() => undefined);
+    // The tenant role was revoked (the tenant is being retained or deleted) while a cached
+    // directory entry still called it active, as withTenantTransaction says: 42501, the grant
+    // was revoked; 22023, the role itself is gone.
+    const code = (err as { parent?: { code?: unknown } }).parent?.code;
+    if (tenant.role !== undefined && (code === '42501' || code === '22023')) {
+      throw tenantErrors.TENANT_UNAVAILABLE(
+        `The tenant of ${tenant.schema} is not active`,
+        {},
+        { cause: err },
+      );
+    }
     throw err;
   }
   return transaction;

@@ -1,4 +1,5 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import { AppError } from '../http/errors.js';
 import type { TenantContext } from '../tenancy/context.js';
 import { AuditError, AuditErrorCode } from './errors.js';
 import { openTenantTransaction } from './session.js';
@@ -43,6 +44,13 @@ export interface ChainReport {
 export interface VerifyOptions {
   /** Records read per query; memory stays bounded by it. */
   batchSize?: number;
+  /**
+   * How long a query waits for a lock on the audit table before it fails (55P03 as the cause of
+   * the AuditError); default 0, without bound.
+   */
+  lockTimeoutMs?: number;
+  /** Stops the walk before its next batch (the client of the API went away). */
+  signal?: AbortSignal;
 }
 
 interface ChainRow {
@@ -131,6 +139,7 @@ export async function verifyAuditChain(
     transaction = await openTenantTransaction(sequelize, tenant, {
       snapshot: true,
       readOnly: true,
+      lockTimeoutMs: options.lockTimeoutMs,
     });
     const chain = await readChain(sequelize, transaction);
     const report: ChainReport = {
@@ -166,6 +175,7 @@ export async function verifyAuditChain(
     let previous = report.checkpoint.hash;
     let after = report.checkpoint.sequence;
     for (;;) {
+      options.signal?.throwIfAborted();
       const links = await sequelize.query<LinkRow>(
         `SELECT e.sequence, e.id, encode(e.previous_hash, 'hex') AS previous_hash,
                 encode(e.hash, 'hex') AS hash, encode(audit_event_hash(e), 'hex') AS recomputed
@@ -198,6 +208,8 @@ export async function verifyAuditChain(
     }
     return report;
   } catch (err) {
+    // A problem of the request's tenant (TENANT_UNAVAILABLE) is the caller's answer as it is.
+    if (err instanceof AppError) throw err;
     throw new AuditError(
       AuditErrorCode.ReadFailed,
       `cannot verify the audit chain of ${tenant.schema}`,

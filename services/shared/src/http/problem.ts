@@ -94,22 +94,35 @@ function databaseCode(err: unknown): string | undefined {
 }
 
 /**
+ * The connection error that is `err` or caused it (the audit module wraps the failures of a
+ * verification in an AuditError of its own).
+ */
+function connectionError(err: unknown): ConnectionError | undefined {
+  let current: unknown = err;
+  for (let depth = 0; depth < 3 && current instanceof Error; depth++) {
+    if (current instanceof ConnectionError) return current;
+    current = current.cause;
+  }
+  return undefined;
+}
+
+/**
  * The database out of reach: every pooled connection busy for longer than the pool waits
  * (ConnectionAcquireTimeoutError), PostgreSQL refusing or dropping connections or ending a
- * session under a query (sessionEnded), or the transaction lost to concurrent work (TRANSIENT).
- * Nothing was done, and asking again later may work: 503 with Retry-After, not a bare 500.
+ * session under a query (sessionEnded), or the transaction lost to concurrent work (TRANSIENT),
+ * whether thrown as is or as the cause of another error. Nothing was done, and asking again
+ * later may work: 503 with Retry-After, not a bare 500.
  */
 function fromDatabase(err: unknown): AppError | undefined {
   const code = databaseCode(err);
   const transient = TRANSIENT[code ?? ''];
   if (transient) return unavailable(transient);
   if (sessionEnded(code)) return unavailable('The database connection was lost; try again shortly');
-  if (err instanceof ConnectionAcquireTimeoutError) {
+  const connection = connectionError(err);
+  if (connection instanceof ConnectionAcquireTimeoutError) {
     return unavailable('Every database connection of this service is busy; try again shortly');
   }
-  if (err instanceof ConnectionError) {
-    return unavailable('The database cannot be reached; try again shortly');
-  }
+  if (connection) return unavailable('The database cannot be reached; try again shortly');
   return undefined;
 }
 
