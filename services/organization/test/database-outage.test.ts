@@ -84,3 +84,57 @@ describe('organization service during a database outage (real PostgreSQL, stoppe
     ]);
   });
 });
+
+/*
+ * A request whose rows are locked by other work (a stuck transaction, a migration's DDL) waits at
+ * most DATABASE_LOCK_TIMEOUT_MS, then answers 503, instead of holding its connection for as
+ * long as the lock is held.
+ */
+describe('organization service when the data it needs stays locked (real PostgreSQL)', function () {
+  this.timeout(60_000);
+  let h: Harness;
+
+  before(async () => {
+    h = await startHarness('org_locked', { DATABASE_LOCK_TIMEOUT_MS: '300' });
+  });
+
+  after(async () => {
+    await h?.close();
+  });
+
+  it('gives up after the lock timeout with 503 and changes nothing', async () => {
+    const created = await h.call('POST', '/org/organizations', { body: organizationBody('LCK1') });
+    expect(created.status).to.equal(201);
+    const id = created.body.id as string;
+    const etag = created.headers.get('etag') ?? '';
+    const holder = h.plane.open();
+    const release = await holder.sequelize.transaction();
+    try {
+      await holder.sequelize.query(
+        `SELECT 1 FROM tenant_alpha.organizations WHERE id = $1 FOR UPDATE`,
+        { bind: [id], transaction: release },
+      );
+      const started = Date.now();
+      const patch = await h.call('PATCH', `/org/organizations/${id}`, {
+        body: { displayName: 'Changed under a lock' },
+        headers: { 'If-Match': etag },
+      });
+      const waited = Date.now() - started;
+
+      expect(patch.status).to.equal(503);
+      expect(patch.headers.get('retry-after')).to.not.equal(null);
+      expect(patch.body.code).to.equal('UNAVAILABLE');
+      expect(waited).to.be.below(10_000);
+    } finally {
+      await release.rollback();
+      await holder.close();
+    }
+    const read = await h.call('GET', `/org/organizations/${id}`);
+    expect(read.body.displayName).to.equal('LCK1 Group');
+    const retried = await h.call('PATCH', `/org/organizations/${id}`, {
+      body: { displayName: 'Changed after' },
+      headers: { 'If-Match': etag },
+    });
+    expect(retried.status).to.equal(200);
+  });
+});

@@ -38,6 +38,25 @@ describe('configuration', () => {
       });
     });
 
+    it('waits for a lock 10 s by default; DATABASE_LOCK_TIMEOUT_MS sets it, 0 for no limit', () => {
+      expect(loadServiceConfig(defaults, explicit).database.lockTimeoutMs).to.equal(10_000);
+      for (const [value, ms] of [
+        ['0', 0],
+        ['250', 250],
+        ['600000', 600_000],
+      ] as const) {
+        const config = loadServiceConfig(defaults, {
+          ...explicit,
+          DATABASE_LOCK_TIMEOUT_MS: value,
+        });
+        expect(config.database.lockTimeoutMs, value).to.equal(ms);
+      }
+      for (const value of ['-1', '10s', '600001', '1.5']) {
+        const problems = problemsOf({ ...explicit, DATABASE_LOCK_TIMEOUT_MS: value });
+        expect(problems.join('\n'), value).to.match(/DATABASE_LOCK_TIMEOUT_MS/);
+      }
+    });
+
     it('when only DATABASE_URL is set, it takes every part from the URL', () => {
       const config = loadServiceConfig(defaults, {
         DATABASE_URL: 'postgresql://app:p%40ss@db:5433/erp?sslmode=require',

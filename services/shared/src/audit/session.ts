@@ -46,20 +46,20 @@ export async function openTenantTransaction(
     readOnly: options.readOnly,
   });
   try {
-    const settings = [
-      `set_config('app.tenant_id', $1, true)`,
-      `set_config('search_path', $2, true)`,
-      `set_config('lock_timeout', $3, true)`,
-      ...(tenant.role === undefined ? [] : [`set_config('role', $4, true)`]),
-    ];
+    // Without lockTimeoutMs, the session's lock_timeout applies (DATABASE_LOCK_TIMEOUT_MS).
+    const values: Record<string, string> = {
+      'app.tenant_id': tenant.tenantId,
+      search_path: `"${tenant.schema}"`,
+      ...(options.lockTimeoutMs === undefined
+        ? {}
+        : { lock_timeout: `${options.lockTimeoutMs}ms` }),
+      ...(tenant.role === undefined ? {} : { role: tenant.role }),
+    };
+    const names = Object.keys(values);
+    const settings = names.map((name, i) => `set_config('${name}', $${i + 1}, true)`);
     await sequelize.query(`SELECT ${settings.join(', ')}`, {
       transaction,
-      bind: [
-        tenant.tenantId,
-        `"${tenant.schema}"`,
-        `${options.lockTimeoutMs ?? 0}ms`,
-        ...(tenant.role === undefined ? [] : [tenant.role]),
-      ],
+      bind: names.map((name) => values[name]),
     });
   } catch (err) {
     await transaction.rollback().catch(() => undefined);

@@ -11,6 +11,11 @@ export interface DatabaseConfig {
   database: string;
   sslMode: SslMode;
   poolMax: number;
+  /**
+   * How long a statement waits for a lock held by other work (a stuck transaction, a migration's
+   * DDL) before it fails and the request answers 503; 0 waits without limit.
+   */
+  lockTimeoutMs: number;
   /** Where the settings came from, for the start-up log (never includes the password). */
   source: string;
 }
@@ -115,6 +120,7 @@ export function readDatabaseConfig(env: EnvReader): DatabaseConfig | undefined {
     env.problems.push(`DATABASE_URL's sslmode must be one of ${SSL_MODES.join(', ')}`);
   }
   const poolMax = env.integer('DATABASE_POOL_MAX', 10, 1, 200);
+  const lockTimeoutMs = env.integer('DATABASE_LOCK_TIMEOUT_MS', 10_000, 0, 600_000);
 
   if (!merged.host || !merged.username || !merged.password || !merged.database) return undefined;
   const overridden = explicit.map((f) => f.name);
@@ -131,6 +137,7 @@ export function readDatabaseConfig(env: EnvReader): DatabaseConfig | undefined {
     database: merged.database,
     sslMode: env.has('DATABASE_SSLMODE') ? sslMode : isSslMode(urlSslMode) ? urlSslMode : sslMode,
     poolMax,
+    lockTimeoutMs,
     source,
   };
 }
@@ -149,5 +156,6 @@ export function describeDatabase(config: DatabaseConfig): Record<string, unknown
     user: config.username,
     sslMode: config.sslMode,
     poolMax: config.poolMax,
+    lockTimeoutMs: config.lockTimeoutMs,
   };
 }

@@ -44,6 +44,9 @@ export function createSequelize(
       ...tlsOptions(config.sslMode),
       application_name: applicationName,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      // A session setting, so every statement has it; a transaction may set its own (the audit
+      // API's queries do).
+      lock_timeout: config.lockTimeoutMs,
     },
     pool: { max: config.poolMax, min: 0, idle: 10_000, acquire: 10_000 },
     logging: (sql) => logger.trace({ sql }, 'sql'),
