@@ -4,30 +4,11 @@ import { recordAuditSeparately, type RunningService } from '@vextrus/shared';
 import {
   createAuditPlane,
   createTokenMint,
+  settled,
   startAuditService,
   type AuditPlane,
   type TokenMint,
 } from './audit-support.js';
-
-/** Sessions of the application role inside a transaction (or running a statement). */
-async function busySessions(t: AuditPlane): Promise<number> {
-  const { rows } = await t.superuser(
-    `SELECT count(*)::int AS busy FROM pg_stat_activity
-      WHERE datname = current_database() AND usename <> current_user
-        AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')`,
-  );
-  return (rows[0] as { busy: number }).busy;
-}
-
-/** Waits (up to 10 s) until no session of the application role is in a transaction. */
-async function settled(t: AuditPlane): Promise<number> {
-  let busy = await busySessions(t);
-  for (let tries = 0; tries < 100 && busy !== 0; tries++) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    busy = await busySessions(t);
-  }
-  return busy;
-}
 
 describe('audit API under a careless or hostile client: methods, locks, a busy pool', function () {
   this.timeout(60_000);

@@ -150,3 +150,23 @@ export async function startAuditService(
     },
   );
 }
+
+/** Sessions of the application role still inside a transaction (or running a statement). */
+async function busySessions(t: AuditPlane): Promise<number> {
+  const { rows } = await t.superuser(
+    `SELECT count(*)::int AS busy FROM pg_stat_activity
+      WHERE datname = current_database() AND usename <> current_user
+        AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')`,
+  );
+  return (rows[0] as { busy: number }).busy;
+}
+
+/** Waits (up to 10 s) until no session of the application role is in a transaction. */
+export async function settled(t: AuditPlane): Promise<number> {
+  let busy = await busySessions(t);
+  for (let tries = 0; tries < 100 && busy !== 0; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    busy = await busySessions(t);
+  }
+  return busy;
+}
