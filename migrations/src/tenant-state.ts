@@ -5,6 +5,7 @@ import { quoteIdent } from './identifiers.js';
 import type { RoleNames } from './roles.js';
 import {
   AUDIT_TABLES,
+  OWNER_ONLY_RELATIONS,
   isolationExpression,
   ISOLATION_POLICY,
   MIGRATION_TABLE,
@@ -373,7 +374,7 @@ function expectedRelationAcl(
   names: TenantNames,
   roles: RoleNames,
 ): Record<string, readonly string[]> {
-  if (relation.name === MIGRATION_TABLE) return {};
+  if (relation.name === MIGRATION_TABLE || OWNER_ONLY_RELATIONS.has(relation.name)) return {};
   switch (relation.kind) {
     case 'r':
     case 'p':

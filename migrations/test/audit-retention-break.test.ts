@@ -3,7 +3,12 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { Sequelize } from 'sequelize';
 import { createPlane, loginUrl, runMigrationsCli, spawnTs, type TestPlane } from '@vextrus/devkit';
-import { recordAuditSeparately, verifyAuditChain, type TenantContext } from '@vextrus/shared';
+import {
+  recordAuditSeparately,
+  sealAudit,
+  verifyAuditChain,
+  type TenantContext,
+} from '@vextrus/shared';
 import { deprovision, provision, type Database } from '../src/index.js';
 import { enforceAuditRetention, setAuditRetention, verifyTenantAudit } from '../src/audit/index.js';
 import { asSuperuser, retentionLogin } from './support/retention.js';
@@ -46,9 +51,12 @@ describe('audit retention and verification under attack', function () {
         { occurredAt: new Date(now - age) },
       );
     }
+    // Chained now, as the services' sealer would do a moment later.
+    await sealAudit(app, tenants[slug]!);
   }
 
   async function kept(slug: string): Promise<string[]> {
+    await plane.sealAudit(tenants[slug]!.schema);
     const result = await superuser(
       `SELECT resource_id FROM ${tenants[slug]!.schema}.audit_events ORDER BY sequence`,
     );

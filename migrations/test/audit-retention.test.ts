@@ -2,7 +2,12 @@ import { expect } from 'chai';
 import type pg from 'pg';
 import { Sequelize } from 'sequelize';
 import { createPlane, type TestPlane, runMigrationsCli } from '@vextrus/devkit';
-import { recordAuditSeparately, verifyAuditChain, type TenantContext } from '@vextrus/shared';
+import {
+  recordAuditSeparately,
+  sealAudit,
+  verifyAuditChain,
+  type TenantContext,
+} from '@vextrus/shared';
 import { MigrationErrorCode, provision, type Database, type MigrationError } from '../src/index.js';
 import { enforceAuditRetention, setAuditRetention, verifyTenantAudit } from '../src/audit/index.js';
 import { asSuperuser, retentionLogin } from './support/retention.js';
@@ -35,9 +40,12 @@ describe('audit retention and verification', function () {
         { occurredAt: new Date(now - age) },
       );
     }
+    // Chained now, as the services' sealer would do a moment later.
+    await sealAudit(app, tenants[slug]!);
   }
 
   async function kept(slug: string): Promise<string[]> {
+    await plane.sealAudit(tenants[slug]!.schema);
     const result = await superuser(
       `SELECT resource_id FROM ${tenants[slug]!.schema}.audit_events ORDER BY sequence`,
     );

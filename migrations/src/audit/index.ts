@@ -8,6 +8,6 @@ export {
   MIN_RETENTION_DAYS,
 } from './retention.js';
 export type { RetentionOptions, RetentionResult, RetentionRun } from './retention.js';
-export { verifyTenantAudit } from './verify.js';
+export { sealSchemaAudit, verifyTenantAudit } from './verify.js';
 export { auditTenant, liveAuditTenants } from './registry.js';
 export type { AuditTenant } from './registry.js';

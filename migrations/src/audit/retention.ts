@@ -1,4 +1,5 @@
 import type { Transaction } from 'sequelize';
+import { sealAudit } from '@vextrus/shared';
 import { execute, inTransaction, select, type Database } from '../database.js';
 import { MigrationError, MigrationErrorCode, describe } from '../errors.js';
 import { validateSlug } from '../identifiers.js';
@@ -77,7 +78,8 @@ interface Checkpoint {
  * (sequence and hash of the last deleted record), so the chain still verifies from the oldest
  * kept record. Runs as whatever role the database connection logs in as: the retention role in
  * production, the only one besides the owner with DELETE on audit_events. Row-level security
- * applies to it, so each transaction names the tenant.
+ * applies to it, so each transaction names the tenant. Records still pending (not yet chained)
+ * are sealed first.
  */
 export async function enforceTenantRetention(
   db: Database,
@@ -93,6 +95,8 @@ export async function enforceTenantRetention(
       transaction,
     );
   try {
+    // Records still pending are chained first: the window applies to every committed record.
+    await sealAudit(db.sequelize, { tenantId: tenant.id, schema: tenant.schema });
     const [{ cutoff } = { cutoff: '' }] = await select<{ cutoff: string }>(
       db,
       `SELECT to_char((now() - make_interval(days => $1)) AT TIME ZONE 'UTC',

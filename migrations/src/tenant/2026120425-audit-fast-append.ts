@@ -41,27 +41,54 @@ const CHECKS: readonly (readonly [string, (r: string) => string])[] = [
 ];
 
 /** The checks of what the caller gives, tested before the chain moves. */
-const CONTENT_CHECKS = CHECKS.filter(([name]) => !/_(sequence|hash)_check$/.test(name));
+export const CONTENT_CHECKS = CHECKS.filter(([name]) => !/_(sequence|hash)_check$/.test(name));
 /** The checks of what the chain gives. */
 const CHAIN_CHECKS = CHECKS.filter(([name]) => /_(sequence|hash)_check$/.test(name));
 
 /**
- * PL/pgSQL that raises what PostgreSQL raises for a violated CHECK constraint of NEW. The
- * conditions are tested as one expression, and one by one only to name the violated one.
+ * PL/pgSQL that raises what PostgreSQL raises for a violated CHECK constraint of the row whose
+ * fields are `${row}<column>` (NEW in a trigger). The conditions are tested as one expression,
+ * and one by one only to name the violated one. `where` names the table in the error (the
+ * trigger's own outside a trigger).
  */
-function checkStatements(checks: typeof CHECKS): string {
-  const all = checks.map(([, condition]) => `(${condition('NEW.')})`).join(' AND ');
+export function checkStatements(
+  checks: typeof CHECKS,
+  row = 'NEW.',
+  where = 'SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME',
+): string {
+  const all = checks.map(([, condition]) => `(${condition(row)})`).join(' AND ');
   const each = checks.map(
     ([name, condition]) => `
-          IF NOT (${condition('NEW.')}) THEN
+          IF NOT (${condition(row)}) THEN
             RAISE EXCEPTION 'new row for relation "audit_events" violates check constraint "${name}"'
               USING ERRCODE = 'check_violation', CONSTRAINT = '${name}',
-                    SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME;
+                    ${where};
           END IF;`,
   );
   return `
         IF NOT (${all}) THEN${each.join('')}
         END IF;`;
+}
+
+/**
+ * audit_append(...) as this migration creates it: one INSERT into audit_events with the
+ * caller's rights. 2026120426-audit-sealing puts it back on the way down.
+ */
+export function appendFunction(schema: string): string {
+  return `CREATE OR REPLACE FUNCTION audit_append(
+        occurred_at timestamptz, actor_user_id text, actor_roles text[], actor_system text,
+        client_address text, user_agent text, request_id text, action text,
+        resource_type text, resource_id text, outcome text, changes jsonb, details jsonb)
+      RETURNS void
+      LANGUAGE plpgsql SECURITY INVOKER
+      AS $$
+      BEGIN
+        INSERT INTO ${quoteIdent(schema)}.audit_events (occurred_at, actor_user_id, actor_roles, actor_system,
+          client_address, user_agent, request_id, action, resource_type, resource_id, outcome,
+          changes, details)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13);
+      END
+      $$;`;
 }
 
 /**
@@ -142,20 +169,7 @@ ${checkStatements(CONTENT_CHECKS)}
       END
       $$;
 
-    CREATE FUNCTION audit_append(
-        occurred_at timestamptz, actor_user_id text, actor_roles text[], actor_system text,
-        client_address text, user_agent text, request_id text, action text,
-        resource_type text, resource_id text, outcome text, changes jsonb, details jsonb)
-      RETURNS void
-      LANGUAGE plpgsql
-      AS $$
-      BEGIN
-        INSERT INTO ${quoteIdent(schema)}.audit_events (occurred_at, actor_user_id, actor_roles, actor_system,
-          client_address, user_agent, request_id, action, resource_type, resource_id, outcome,
-          changes, details)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13);
-      END
-      $$;
+    ${appendFunction(schema)}
 
     DROP TRIGGER audit_chain_guard ON audit_chain;
     CREATE TRIGGER audit_chain_guard BEFORE INSERT OR DELETE ON audit_chain

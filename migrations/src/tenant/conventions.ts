@@ -36,3 +36,12 @@ export const MIGRATION_TABLE = 'schema_migrations';
  * delete. Listed here by table name.
  */
 export const AUDIT_TABLES: ReadonlySet<string> = new Set<string>(['audit_events', 'audit_chain']);
+
+/**
+ * Relations no role but the owner may touch: audit records not yet chained, which only the
+ * owner's definer functions audit_append and audit_seal write (2026120426-audit-sealing).
+ */
+export const OWNER_ONLY_RELATIONS: ReadonlySet<string> = new Set<string>([
+  'audit_pending',
+  'audit_pending_position_seq',
+]);

@@ -12,6 +12,7 @@ import * as projects from './2026120422-projects.js';
 import * as sites from './2026120423-sites.js';
 import * as idempotencyKeys from './2026120424-idempotency-keys.js';
 import * as auditFastAppend from './2026120425-audit-fast-append.js';
+import * as auditSealing from './2026120426-audit-sealing.js';
 
 /**
  * The tenant track, in order; each runs inside one tenant's schema. To add a tenant table,
@@ -31,4 +32,5 @@ export const tenantMigrations: readonly NamedMigration[] = [
   { name: '2026120423-sites', module: sites },
   { name: '2026120424-idempotency-keys', module: idempotencyKeys },
   { name: '2026120425-audit-fast-append', module: auditFastAppend },
+  { name: '2026120426-audit-sealing', module: auditSealing },
 ];

@@ -120,6 +120,7 @@ export async function createAuthHarness(prefix: string): Promise<AuthHarness> {
       return { tenant, session: answer.body };
     },
     async audits(schema, action) {
+      await plane.sealAudit(schema);
       return plane.db.sequelize.query<AuditRow>(
         `SELECT action, outcome, actor_user_id, resource_id, details
            FROM "${schema}".audit_events WHERE action = $1 ORDER BY sequence`,

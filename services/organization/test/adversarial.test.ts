@@ -116,6 +116,7 @@ describe('organization service: hostile input and races', function () {
   }
 
   async function audit(schema: string, resourceId: string): Promise<AuditRow[]> {
+    await h.plane.sealAudit(schema);
     return h.plane.db.sequelize.query<AuditRow>(
       `SELECT action, outcome, resource_id, details FROM ${schema}.audit_events
         WHERE resource_id = $1 ORDER BY sequence`,

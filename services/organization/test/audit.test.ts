@@ -24,6 +24,7 @@ describe('organization service: audit records', function () {
 
   /** The tenant's audit records, read as the operator (superuser) would. */
   async function records(schema: string, resourceId?: string): Promise<AuditRow[]> {
+    await h.plane.sealAudit(schema);
     return h.plane.db.sequelize.query<AuditRow>(
       `SELECT action, outcome, resource_id, changes FROM ${schema}.audit_events
         WHERE $1::text IS NULL OR resource_id = $1 ORDER BY sequence`,

@@ -6,6 +6,7 @@ import {
   TenancyErrorCode,
   recordAudit,
   recordAuditSeparately,
+  sealAudit,
   runWithRequestContext,
   startService,
   tenantRoute,
@@ -13,7 +14,13 @@ import {
   withTenantTransaction,
   type TenantContext,
 } from '@vextrus/shared';
-import { createAuditPlane, failure, pgError, type AuditPlane } from './audit-support.js';
+import {
+  createAuditPlane,
+  failure,
+  pgError,
+  sealedEvents,
+  type AuditPlane,
+} from './audit-support.js';
 
 interface StoredEvent {
   sequence: string;
@@ -95,11 +102,7 @@ describe('audit write path under attack: literals, odd call sites, failing commi
   }
 
   async function events(tenant = acme): Promise<StoredEvent[]> {
-    return withTenantTransaction(t.app, tenant, () =>
-      t.app.query<StoredEvent>('SELECT * FROM audit_events ORDER BY sequence', {
-        type: QueryTypes.SELECT,
-      }),
-    );
+    return sealedEvents<StoredEvent>(t.app, tenant);
   }
 
   async function eventsOf(action: string, tenant = acme): Promise<StoredEvent[]> {
@@ -473,8 +476,11 @@ describe('audit write path under attack: literals, odd call sites, failing commi
       expect(await state(single)).to.deep.equal(clean);
     });
 
-    it('when the connection is killed while the record waits for the chain lock, nothing stays', async () => {
-      // Another session holds the tenant's chain row, so the COMMIT's query waits on it.
+    it('when a seal is killed while it waits for the chain lock, its records wait for the next', async () => {
+      await withTenantTransaction(t.app, acme, () =>
+        recordAudit({ action: 'break.killed_sealing', outcome: 'success' }),
+      );
+      // Another session holds the tenant's chain row, so the seal waits on it.
       const holder = new pg.Client({ connectionString: t.plane.database.url });
       await holder.connect();
       try {
@@ -483,32 +489,25 @@ describe('audit write path under attack: literals, odd call sites, failing commi
           `SELECT 1 FROM ${acme.schema}.audit_chain WHERE tenant_id = $1 FOR UPDATE`,
           [acme.tenantId],
         );
-        const victim = failure(
-          withTenantTransaction(single, acme, async () => {
-            await single.query('INSERT INTO break_canary VALUES (500)');
-            await recordAudit({ action: 'break.killed_waiting', outcome: 'success' });
-          }),
-        );
+        const victim = failure(sealAudit(single, acme));
         let killed = false;
         for (let tries = 0; tries < 50 && !killed; tries++) {
           await sleep(50);
           const { rows } = await holder.query(
             `SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity
-              WHERE wait_event_type = 'Lock' AND query LIKE '%audit_append%'`,
+              WHERE wait_event_type = 'Lock' AND query LIKE '%audit_seal%'`,
           );
           killed = rows.length > 0;
         }
         expect(killed).to.equal(true);
         const error = await victim;
 
-        expect(error).to.be.instanceOf(ConnectionError);
         expect(pgError(error).code).to.equal('57P01');
       } finally {
         await holder.query('ROLLBACK');
         await holder.end();
       }
-      expect(await eventsOf('break.killed_waiting')).to.have.length(0);
-      expect(await rowsWithId(500)).to.equal(0);
+      expect(await eventsOf('break.killed_sealing')).to.have.length(1);
       expect(await state(single)).to.deep.equal(clean);
       expect((await verifyAuditChain(t.app, acme)).valid).to.equal(true);
     });
@@ -570,33 +569,32 @@ describe('audit write path under attack: literals, odd call sites, failing commi
       expect(await rowsWithId(600)).to.equal(0);
     });
 
-    it('when REPEATABLE READ meets a concurrent record, the record fails and the change rolls back with it', async () => {
+    it('when REPEATABLE READ meets a concurrent record, both commit (a record leaves the chain alone)', async () => {
       await single.query("SET default_transaction_isolation = 'repeatable read'");
       try {
         let release!: () => void;
         const gate = new Promise<void>((resolve) => (release = resolve));
-        const slow = failure(
-          withTenantTransaction(single, acme, async () => {
-            await single.query('INSERT INTO break_canary VALUES (400)');
-            await recordAudit({ action: 'break.serial_slow', outcome: 'success' });
-            await gate;
-          }),
-        );
+        const slow = withTenantTransaction(single, acme, async () => {
+          await single.query('INSERT INTO break_canary VALUES (400)');
+          await recordAudit({ action: 'break.serial_slow', outcome: 'success' });
+          await gate;
+        });
         await sleep(100);
         await withTenantTransaction(t.app, acme, () =>
           recordAudit({ action: 'break.serial_fast', outcome: 'success' }),
         );
+        await sealAudit(t.app, acme);
         release();
-        const error = await slow;
+        await slow;
 
-        expect(error.code).to.equal(AuditErrorCode.WriteFailed);
-        expect(pgError(error).code).to.equal('40001');
-        expect(await eventsOf('break.serial_slow')).to.have.length(0);
-        expect(await rowsWithId(400)).to.equal(0);
+        expect(await eventsOf('break.serial_slow')).to.have.length(1);
+        expect(await eventsOf('break.serial_fast')).to.have.length(1);
+        expect(await rowsWithId(400)).to.equal(1);
       } finally {
         await single.query('RESET default_transaction_isolation').catch(() => undefined);
       }
       expect(await state(single)).to.deep.equal(clean);
+      expect((await verifyAuditChain(t.app, acme)).valid).to.equal(true);
     });
   });
 

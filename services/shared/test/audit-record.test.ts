@@ -10,7 +10,13 @@ import {
   withTenantTransaction,
   type TenantContext,
 } from '@vextrus/shared';
-import { createAuditPlane, failure, pgError, type AuditPlane } from './audit-support.js';
+import {
+  createAuditPlane,
+  failure,
+  pgError,
+  sealedEvents,
+  type AuditPlane,
+} from './audit-support.js';
 
 interface StoredEvent {
   sequence: string;
@@ -42,11 +48,7 @@ describe('audit records', function () {
   after(() => t.close());
 
   async function events(tenant = acme): Promise<StoredEvent[]> {
-    return withTenantTransaction(t.app, tenant, () =>
-      t.app.query<StoredEvent>('SELECT * FROM audit_events ORDER BY sequence', {
-        type: QueryTypes.SELECT,
-      }),
-    );
+    return sealedEvents<StoredEvent>(t.app, tenant);
   }
 
   async function organizationCodes(): Promise<string[]> {
@@ -58,17 +60,20 @@ describe('audit records', function () {
     return rows.map((row) => row.code);
   }
 
-  /** Runs fn while the audit table refuses records of the action organization.doomed. */
+  /**
+   * Runs fn while the table that a record is first written to (audit_pending, until it is
+   * chained) refuses records of the action organization.doomed.
+   */
   async function whileDoomedIsRefused(fn: () => Promise<void>): Promise<void> {
     await t.superuser(
-      `ALTER TABLE ${acme.schema}.audit_events
-         ADD CONSTRAINT audit_events_test_refuse CHECK (action <> 'organization.doomed')`,
+      `ALTER TABLE ${acme.schema}.audit_pending
+         ADD CONSTRAINT audit_pending_test_refuse CHECK (action <> 'organization.doomed')`,
     );
     try {
       await fn();
     } finally {
       await t.superuser(
-        `ALTER TABLE ${acme.schema}.audit_events DROP CONSTRAINT audit_events_test_refuse`,
+        `ALTER TABLE ${acme.schema}.audit_pending DROP CONSTRAINT audit_pending_test_refuse`,
       );
     }
   }

@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import { QueryTypes } from 'sequelize';
 import {
   recordAuditSeparately,
+  sealAudit,
   withTenantTransaction,
   type AuditEvent,
   type RunningService,
@@ -70,6 +71,7 @@ describe('audit query API', function () {
   }
 
   async function lastEvent(slug: string, action: string) {
+    await sealAudit(t.app, t.tenants[slug]!);
     const [row] = await withTenantTransaction(t.app, t.tenants[slug]!, () =>
       t.app.query<{ actor_user_id: string; outcome: string; details: Record<string, unknown> }>(
         `SELECT actor_user_id, outcome, details FROM audit_events WHERE action = $1

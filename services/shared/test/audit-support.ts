@@ -1,11 +1,13 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import pg from 'pg';
-import { Sequelize } from 'sequelize';
+import { QueryTypes, Sequelize } from 'sequelize';
 import { provision } from '@vextrus/migrations';
 import { createPlane, type TestPlane } from '@vextrus/devkit';
 import {
   auditRouter,
+  sealAudit,
+  withTenantTransaction,
   createTenantDirectory,
   createTokenVerifier,
   startService,
@@ -169,4 +171,18 @@ export async function settled(t: AuditPlane): Promise<number> {
     busy = await busySessions(t);
   }
   return busy;
+}
+
+/**
+ * The tenant's records as the application role reads them, oldest first, after sealing what is
+ * pending (as every reader of the log does: records are chained after their commit).
+ */
+export async function sealedEvents<T extends object>(
+  app: Sequelize,
+  tenant: TenantContext,
+): Promise<T[]> {
+  await sealAudit(app, tenant);
+  return withTenantTransaction(app, tenant, () =>
+    app.query<T>('SELECT * FROM audit_events ORDER BY sequence', { type: QueryTypes.SELECT }),
+  );
 }

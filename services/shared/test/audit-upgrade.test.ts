@@ -4,6 +4,7 @@ import { migrateTenant } from '@vextrus/migrations';
 import {
   recordAudit,
   recordAuditSeparately,
+  sealAudit,
   verifyAuditChain,
   withTenantTransaction,
   type TenantContext,
@@ -23,9 +24,12 @@ describe('audit records during an upgrade', function () {
   before(async () => {
     t = await createAuditPlane('audit_upgrade', ['older']);
     older = t.tenants.older!;
-    // The tenant as the previous release left it: without 2026120425-audit-fast-append.
-    const reverted = await migrateTenant(t.plane.db, 'older', { direction: 'down' });
-    expect(reverted).to.deep.equal(['2026120425-audit-fast-append']);
+    // The tenant as an older release left it: without 2026120425-audit-fast-append.
+    const reverted = [
+      ...(await migrateTenant(t.plane.db, 'older', { direction: 'down' })),
+      ...(await migrateTenant(t.plane.db, 'older', { direction: 'down' })),
+    ];
+    expect(reverted).to.deep.equal(['2026120426-audit-sealing', '2026120425-audit-fast-append']);
   });
   after(() => t.close());
 
@@ -58,6 +62,7 @@ describe('audit records during an upgrade', function () {
   }
 
   async function recorded(): Promise<string[]> {
+    await sealAudit(t.app, older);
     const rows = await withTenantTransaction(t.app, older, () =>
       t.app.query<{ resource_id: string }>(
         'SELECT resource_id FROM audit_events ORDER BY sequence',
@@ -91,5 +96,33 @@ describe('audit records during an upgrade', function () {
     const ids = await recorded();
     expect(ids).to.have.length(31);
     expect(await verifyAuditChain(t.app, older)).to.deep.include({ valid: true, checked: 31 });
+  });
+
+  it('when sealing is reverted, pending records are chained first, and later ones at once', async () => {
+    // Through audit_append itself: this process still writes the plain INSERT to the schema it
+    // found without the function (it looks again after 30 s).
+    for (let i = 0; i < 5; i++) {
+      await withTenantTransaction(t.app, older, () =>
+        t.app.query(
+          `SELECT audit_append(NULL, NULL, '{}', 'upgrade-test', NULL, NULL, NULL,
+             'organization.created', 'organization', $1, 'success', NULL, NULL)`,
+          { bind: [`PENDING${i}`] },
+        ),
+      );
+    }
+    const [pending] = await t
+      .superuser(`SELECT count(*)::int AS n FROM ${older.schema}.audit_pending`)
+      .then((result) => result.rows as { n: number }[]);
+    expect(pending!.n).to.equal(5);
+
+    const reverted = await migrateTenant(t.plane.db, 'older', { direction: 'down' });
+    expect(reverted).to.deep.equal(['2026120426-audit-sealing']);
+    await change('DIRECT');
+
+    expect(await sealAudit(t.app, older)).to.equal(0);
+    const ids = await recorded();
+    expect(ids).to.have.length(37);
+    expect(ids.slice(31)).to.deep.equal([0, 1, 2, 3, 4].map((i) => `PENDING${i}`).concat('DIRECT'));
+    expect(await verifyAuditChain(t.app, older)).to.deep.include({ valid: true, checked: 37 });
   });
 });

@@ -8,6 +8,8 @@ export type { AuditEvent, AuditOutcome } from './event.js';
 export { recordAudit, recordAuditSeparately } from './record.js';
 export type { RecordOptions } from './record.js';
 export { verifyAuditChain } from './verify.js';
+export { AuditSealer, sealAudit, startAuditSealer } from './sealer.js';
+export type { AuditSealerOptions } from './sealer.js';
 export type { ChainProblem, ChainProblemCode, ChainReport, VerifyOptions } from './verify.js';
 export { AuditError, AuditErrorCode } from './errors.js';
 export { auditRouter } from './router.js';

@@ -1,7 +1,12 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import { currentRequestContext } from '../observability/context.js';
 import { namespace } from '../tenancy/cls.js';
-import { currentTenant, withOwnTenantTransaction, type TenantContext } from '../tenancy/context.js';
+import {
+  currentTenant,
+  outermostTransaction,
+  withOwnTenantTransaction,
+  type TenantContext,
+} from '../tenancy/context.js';
 import { AuditError, AuditErrorCode } from './errors.js';
 import {
   boundedText,
@@ -11,6 +16,7 @@ import {
   type AuditEvent,
 } from './event.js';
 import { literal, runAtCommit } from './deferred.js';
+import { sealSoon } from './sealer.js';
 
 /** Options for imports and tests; services never pass them. */
 export interface RecordOptions {
@@ -131,6 +137,22 @@ export async function recordAudit(event: AuditEvent, options: RecordOptions = {}
     appendStatement(event, options, viaFunction),
     event.action,
   );
+  sealAfterCommit(sequelize, transaction, tenant);
+}
+
+/** Transactions (the outermost of each) whose commit already hands its tenant to the sealer. */
+const sealing = new WeakSet<Transaction>();
+
+/** Once the transaction around the record commits, its tenant's sealer seals it soon. */
+function sealAfterCommit(
+  sequelize: Sequelize,
+  transaction: Transaction,
+  tenant: TenantContext,
+): void {
+  const root = outermostTransaction(transaction);
+  if (sealing.has(root)) return;
+  sealing.add(root);
+  root.afterCommit(() => sealSoon(sequelize, tenant));
 }
 
 /**

@@ -22,6 +22,7 @@ import {
   verifyQuery,
 } from './query.js';
 import { auditClientErrors, auditRefusals } from './refusals.js';
+import { sealAudit } from './sealer.js';
 import { openTenantTransaction } from './session.js';
 import { verifyAuditChain } from './verify.js';
 
@@ -119,6 +120,7 @@ export function auditRouter(options: AuditRouterOptions): Router {
     const query = parseQuery(eventsQuery, req.query);
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
     const tenant = res.locals.tenant as TenantEntry;
+    await sealAudit(sequelize, tenant, { lockTimeoutMs: lockWaitMs });
     const rows = await withTenantTransaction(sequelize, tenant, async (transaction) => {
       await sequelize.query(`SELECT set_config('lock_timeout', $1, true)`, {
         transaction,
@@ -166,6 +168,7 @@ export function auditRouter(options: AuditRouterOptions): Router {
     takeLongRead('export');
     let transaction: Transaction | undefined;
     try {
+      await sealAudit(sequelize, tenant, { lockTimeoutMs: lockWaitMs });
       transaction = await openTenantTransaction(sequelize, tenant, {
         snapshot: true,
         readOnly: true,
@@ -229,6 +232,7 @@ export function auditRouter(options: AuditRouterOptions): Router {
     const abandoned = new AbortController();
     res.once('close', () => abandoned.abort());
     try {
+      await sealAudit(sequelize, tenant, { lockTimeoutMs: lockWaitMs });
       const report = await verifyAuditChain(sequelize, tenant, {
         lockTimeoutMs: lockWaitMs,
         signal: abandoned.signal,

@@ -13,6 +13,7 @@ import { createHttpMetrics, type HttpMetrics } from '../observability/metrics.js
 import { connectAtStartup, createSequelize, pingDatabase, StartupError } from './database.js';
 import { boundPort, listen, shutdownGracefully } from './server.js';
 import { flushTracing } from '../tracing.js';
+import { startAuditSealer } from '../audit/sealer.js';
 
 /** What a service's own code gets from the shared runtime. */
 export interface ServiceRuntime<T extends object = object> {
@@ -67,6 +68,7 @@ export async function startService<T extends object>(
   logger.info({ database: describeDatabase(config.database) }, 'configuration loaded');
 
   const sequelize = createSequelize(config.database, logger, definition.name);
+  const sealer = startAuditSealer(sequelize, { logger });
   const metrics = createHttpMetrics(definition.name);
   const runtime = { config, logger, sequelize, metrics } as ServiceRuntime<T>;
   runtime.health = new Health(
@@ -112,7 +114,11 @@ export async function startService<T extends object>(
         logger,
         delayMs: config.shutdownDelayMs,
         timeoutMs: config.shutdownTimeoutMs,
-        release: () => sequelize.close(),
+        // The audit records of the last requests are sealed before the pool goes.
+        release: async () => {
+          await sealer.stop();
+          await sequelize.close();
+        },
       });
       return stopping;
     },

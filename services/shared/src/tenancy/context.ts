@@ -162,6 +162,13 @@ function parentOf(transaction: Transaction): Transaction | undefined {
   return (transaction as unknown as { parent?: Transaction }).parent;
 }
 
+/** The transaction that a savepoint (or a savepoint of one) belongs to; itself for none. */
+export function outermostTransaction(transaction: Transaction): Transaction {
+  let root = transaction;
+  for (let parent = parentOf(root); parent; parent = parentOf(root)) root = parent;
+  return root;
+}
+
 function finishedState(transaction: Transaction): string | undefined {
   return (transaction as unknown as TransactionInternals).finished;
 }

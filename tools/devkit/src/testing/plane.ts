@@ -5,6 +5,7 @@ import {
   ensureRoles,
   migratePlatform,
   openDatabase,
+  sealSchemaAudit,
   type Database,
   type OpenDatabaseOptions,
 } from '@vextrus/migrations';
@@ -23,6 +24,12 @@ export interface TestPlane {
   /** A URL that logs in as the application role. */
   appUrl: string;
   open(options?: OpenDatabaseOptions): Database;
+  /**
+   * Chains the audit records still pending in a tenant's schema (as the services and the audit
+   * commands do before they read the log) and says how many; for tests that read the log
+   * directly.
+   */
+  sealAudit(schema: string): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -59,6 +66,7 @@ export async function createPlane(
     ownerPassword,
     appUrl,
     open,
+    sealAudit: (schema) => sealSchemaAudit(db, schema),
     close: async () => {
       await Promise.all(opened.map((d) => d.close()));
       // Roles are cluster-wide and stay behind: the test cluster is thrown away after the run.

@@ -1,0 +1,183 @@
+import { QueryTypes, type Sequelize } from 'sequelize';
+import type { Logger } from '../observability/logger.js';
+import { withOwnTenantTransaction, type TenantContext } from '../tenancy/context.js';
+
+/**
+ * Sealing: a tenant's committed audit records wait in audit_pending until audit_seal() chains
+ * them into audit_events (tenant migration 2026120426-audit-sealing). An audited mutation then
+ * pays for storing its record only; chaining happens after its answer, for many records at once.
+ *
+ * Who seals:
+ * - the sealer of each service process (startAuditSealer), a moment after a transaction with
+ *   records commits;
+ * - every reader of the log (the query API, export, verify), before it reads, so it misses no
+ *   committed record;
+ * - anyone who calls sealAudit. A record left pending by a process that died is sealed by the
+ *   next of these for its tenant.
+ */
+
+/** The PostgreSQL error of a call to a function that does not exist. */
+const UNDEFINED_FUNCTION = '42883';
+
+/**
+ * Chains the tenant's pending records, in a short transaction of its own (never the caller's),
+ * and says how many; it waits at most lockTimeoutMs for a lock, when given, else the session's
+ * lock_timeout. A schema from before 2026120426-audit-sealing has nothing pending (its
+ * records are chained as they are written): 0.
+ */
+export async function sealAudit(
+  sequelize: Sequelize,
+  tenant: TenantContext,
+  options: { lockTimeoutMs?: number } = {},
+): Promise<number> {
+  try {
+    return await withOwnTenantTransaction(sequelize, tenant, async (transaction) => {
+      if (options.lockTimeoutMs !== undefined) {
+        await sequelize.query(`SELECT set_config('lock_timeout', $1, true)`, {
+          transaction,
+          bind: [`${options.lockTimeoutMs}ms`],
+        });
+      }
+      const [row] = await sequelize.query<{ sealed: string }>('SELECT audit_seal() AS sealed', {
+        transaction,
+        type: QueryTypes.SELECT,
+      });
+      return Number(row?.sealed ?? 0);
+    });
+  } catch (err) {
+    const code = (err as { parent?: { code?: unknown } }).parent?.code;
+    if (code === UNDEFINED_FUNCTION) return 0;
+    throw err;
+  }
+}
+
+export interface AuditSealerOptions {
+  logger: Logger;
+  /** How long after a commit with records the tenant is sealed; the commits meanwhile join. */
+  delayMs?: number;
+  /** The wait after a failed seal; it doubles with each failure in a row, up to a minute. */
+  retryMs?: number;
+  /** Failures in a row after which the sealer leaves the tenant to the next commit or read. */
+  maxFailures?: number;
+}
+
+interface Due {
+  tenant: TenantContext;
+  timer?: NodeJS.Timeout;
+  running?: Promise<void>;
+  /** A commit came while the seal was running: seal again. */
+  again: boolean;
+  failures: number;
+}
+
+/**
+ * Seals each tenant a moment after its records commit: one timer per tenant, so the records of
+ * every commit within delayMs are sealed together, and never two seals of one tenant at once
+ * from this process. A failed seal is logged and tried again later; the records stay pending,
+ * committed, meanwhile.
+ */
+export class AuditSealer {
+  private readonly due = new Map<string, Due>();
+  private readonly delayMs: number;
+  private readonly retryMs: number;
+  private readonly maxFailures: number;
+  private stopped = false;
+
+  constructor(
+    private readonly sequelize: Sequelize,
+    private readonly options: AuditSealerOptions,
+  ) {
+    this.delayMs = options.delayMs ?? 200;
+    this.retryMs = options.retryMs ?? 1_000;
+    this.maxFailures = options.maxFailures ?? 8;
+  }
+
+  /** Records of `tenant` committed: seal them soon. */
+  schedule(tenant: TenantContext): void {
+    if (this.stopped) return;
+    const key = `${tenant.schema}:${tenant.tenantId}`;
+    const entry = this.due.get(key);
+    if (!entry) {
+      this.arm(key, { tenant, again: false, failures: 0 }, this.delayMs);
+    } else if (entry.running) {
+      entry.again = true;
+    }
+  }
+
+  /** Seals every tenant with a seal on its way now, and waits for the seals running. */
+  async flush(): Promise<void> {
+    const runs = [...this.due.keys()].map((key) => this.run(key));
+    await Promise.all(runs);
+  }
+
+  /** Takes no more work, then flushes (graceful shutdown, before the pool closes). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.flush();
+  }
+
+  private arm(key: string, entry: Due, ms: number): void {
+    entry.timer = setTimeout(() => void this.run(key), ms);
+    // A pending seal never keeps a process alive; stop() seals what is due.
+    entry.timer.unref();
+    this.due.set(key, entry);
+  }
+
+  private async run(key: string): Promise<void> {
+    const entry = this.due.get(key);
+    if (!entry) return;
+    if (entry.running) return entry.running;
+    clearTimeout(entry.timer);
+    entry.timer = undefined;
+    entry.running = this.seal(entry);
+    await entry.running;
+    entry.running = undefined;
+    if (entry.again && !this.stopped) {
+      entry.again = false;
+      const backoff = this.retryMs * 2 ** Math.max(entry.failures - 1, 0);
+      this.arm(key, entry, entry.failures > 0 ? Math.min(backoff, 60_000) : this.delayMs);
+    } else {
+      this.due.delete(key);
+    }
+  }
+
+  private async seal(entry: Due): Promise<void> {
+    const { logger } = this.options;
+    const tenant = entry.tenant.schema;
+    try {
+      const sealed = await sealAudit(this.sequelize, entry.tenant);
+      entry.failures = 0;
+      logger.debug({ tenant, sealed }, 'audit records sealed');
+    } catch (err) {
+      entry.failures += 1;
+      if (entry.failures >= this.maxFailures || this.stopped) {
+        logger.error(
+          { err, tenant, failures: entry.failures },
+          'cannot seal audit records: they stay pending, committed, until the next commit or ' +
+            'read of the log of this tenant seals them',
+        );
+        entry.failures = 0;
+        return;
+      }
+      logger.warn({ err, tenant, failures: entry.failures }, 'cannot seal audit records yet');
+      entry.again = true;
+    }
+  }
+}
+
+const sealers = new WeakMap<Sequelize, AuditSealer>();
+
+/**
+ * Starts sealing after the commits made through `sequelize` (the shared runtime does it for
+ * every service). Without a sealer, records wait for the next read of the log.
+ */
+export function startAuditSealer(sequelize: Sequelize, options: AuditSealerOptions): AuditSealer {
+  const sealer = new AuditSealer(sequelize, options);
+  sealers.set(sequelize, sealer);
+  return sealer;
+}
+
+/** Records of `tenant` committed through `sequelize`: its sealer, if any, seals them soon. */
+export function sealSoon(sequelize: Sequelize, tenant: TenantContext): void {
+  sealers.get(sequelize)?.schedule(tenant);
+}
