@@ -83,9 +83,10 @@ async function hasAppendFunction(
 /**
  * The statement that appends the record, with the values as literals so that it can travel in
  * one simple query with the COMMIT (./deferred.ts): audit_append(...), whose INSERT PL/pgSQL
- * plans once per session, or the same INSERT written out for a schema without the function. The
- * insert trigger (running as the table's owner) locks the tenant's chain row, assigns the
- * sequence number and previous hash and computes the hash.
+ * plans once per session, or the same INSERT written out for a schema without the function.
+ * audit_append stores the record as pending, to be chained after the commit (./sealer.ts); in a
+ * schema from before 2026120426-audit-sealing, it and the plain INSERT are chained at once by the
+ * insert trigger of audit_events (the tenant's chain row locked until the commit).
  */
 function appendStatement(event: AuditEvent, options: RecordOptions, viaFunction: boolean): string {
   const context = currentRequestContext();
