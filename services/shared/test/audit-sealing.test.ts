@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { Registry } from 'prom-client';
 import { Sequelize } from 'sequelize';
 import {
   createLogger,
@@ -133,7 +134,16 @@ describe('audit sealing: records chained after their commit', function () {
   it('when a seal fails, the records stay pending, in order, and a later try chains them all', async () => {
     const db = new Sequelize(t.plane.appUrl, { logging: false, pool: { max: 2 } });
     const { lines, logger } = captureLogger();
-    const sealer = startAuditSealer(db, { logger, delayMs: 10, retryMs: 50, maxFailures: 100 });
+    const registry = new Registry();
+    const sealer = startAuditSealer(db, {
+      logger,
+      delayMs: 10,
+      retryMs: 50,
+      maxFailures: 100,
+      registry,
+    });
+    const metric = async (name: string): Promise<number> =>
+      (await registry.getSingleMetric(name)!.get()).values[0]?.value ?? 0;
     // The chain refuses one record for a while: the whole batch waits, nothing is dropped.
     await t.superuser(
       `ALTER TABLE ${acme.schema}.audit_events
@@ -149,6 +159,8 @@ describe('audit sealing: records chained after their commit', function () {
       const warned = lines.filter((line) => line.msg === 'cannot seal audit records yet');
       expect(warned.length).to.be.greaterThan(1);
       expect(warned[0]).to.deep.include({ tenant: acme.schema });
+      expect(await metric('audit_seal_failures_total')).to.be.at.least(warned.length);
+      expect(await metric('audit_seals_due')).to.equal(1);
 
       await t.superuser(
         `ALTER TABLE ${acme.schema}.audit_events DROP CONSTRAINT audit_events_test_refuse`,
@@ -160,6 +172,9 @@ describe('audit sealing: records chained after their commit', function () {
       }
       expect(ids).to.deep.equal(['before', 'stuck', 'after']);
       expect((await verifyAuditChain(t.app, acme)).valid).to.equal(true);
+      expect(await metric('audit_records_sealed_total')).to.equal(3);
+      await sleep(100);
+      expect(await metric('audit_seals_due')).to.equal(0);
     } finally {
       await t.superuser(
         `ALTER TABLE ${acme.schema}.audit_events DROP CONSTRAINT IF EXISTS audit_events_test_refuse`,
@@ -188,6 +203,10 @@ describe('audit sealing: records chained after their commit', function () {
       expect(await verified.json()).to.deep.include({ valid: true });
       expect(await pending(beta)).to.equal(0);
       expect(await chained(beta, 'sealing.orphan')).to.deep.equal(['o1', 'o2']);
+      // The service's own sealer reports on /metrics (it sealed nothing here: readers did).
+      const metrics = await (await fetch(`${service.url}/metrics`)).text();
+      expect(metrics).to.match(/^audit_records_sealed_total\{service="audit-test"\} 0$/m);
+      expect(metrics).to.match(/^audit_seals_due\{service="audit-test"\} 0$/m);
     } finally {
       await service.stop();
     }

@@ -1,3 +1,4 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { Logger } from '../observability/logger.js';
 import { withOwnTenantTransaction, type TenantContext } from '../tenancy/context.js';
@@ -59,6 +60,37 @@ export interface AuditSealerOptions {
   retryMs?: number;
   /** Failures in a row after which the sealer leaves the tenant to the next commit or read. */
   maxFailures?: number;
+  /**
+   * Where its metrics go (the service's /metrics): audit_records_sealed_total,
+   * audit_seal_failures_total and audit_seals_due (tenants with a seal on its way).
+   */
+  registry?: Registry;
+}
+
+interface SealerMetrics {
+  sealed: Counter;
+  failures: Counter;
+  due: Gauge;
+}
+
+function sealerMetrics(registry: Registry): SealerMetrics {
+  return {
+    sealed: new Counter({
+      name: 'audit_records_sealed_total',
+      help: 'Audit records chained by this process after their commit',
+      registers: [registry],
+    }),
+    failures: new Counter({
+      name: 'audit_seal_failures_total',
+      help: 'Seals of a tenant that failed; its records stay pending until a later seal',
+      registers: [registry],
+    }),
+    due: new Gauge({
+      name: 'audit_seals_due',
+      help: 'Tenants whose records wait for a seal of this process (scheduled or running)',
+      registers: [registry],
+    }),
+  };
 }
 
 interface Due {
@@ -81,6 +113,7 @@ export class AuditSealer {
   private readonly delayMs: number;
   private readonly retryMs: number;
   private readonly maxFailures: number;
+  private readonly metrics: SealerMetrics | undefined;
   private stopped = false;
 
   constructor(
@@ -90,6 +123,7 @@ export class AuditSealer {
     this.delayMs = options.delayMs ?? 200;
     this.retryMs = options.retryMs ?? 1_000;
     this.maxFailures = options.maxFailures ?? 8;
+    this.metrics = options.registry && sealerMetrics(options.registry);
   }
 
   /** Records of `tenant` committed: seal them soon. */
@@ -121,6 +155,7 @@ export class AuditSealer {
     // A pending seal never keeps a process alive; stop() seals what is due.
     entry.timer.unref();
     this.due.set(key, entry);
+    this.metrics?.due.set(this.due.size);
   }
 
   private async run(key: string): Promise<void> {
@@ -138,6 +173,7 @@ export class AuditSealer {
       this.arm(key, entry, entry.failures > 0 ? Math.min(backoff, 60_000) : this.delayMs);
     } else {
       this.due.delete(key);
+      this.metrics?.due.set(this.due.size);
     }
   }
 
@@ -147,9 +183,11 @@ export class AuditSealer {
     try {
       const sealed = await sealAudit(this.sequelize, entry.tenant);
       entry.failures = 0;
+      this.metrics?.sealed.inc(sealed);
       logger.debug({ tenant, sealed }, 'audit records sealed');
     } catch (err) {
       entry.failures += 1;
+      this.metrics?.failures.inc();
       if (entry.failures >= this.maxFailures || this.stopped) {
         logger.error(
           { err, tenant, failures: entry.failures },

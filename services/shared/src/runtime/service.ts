@@ -68,8 +68,8 @@ export async function startService<T extends object>(
   logger.info({ database: describeDatabase(config.database) }, 'configuration loaded');
 
   const sequelize = createSequelize(config.database, logger, definition.name);
-  const sealer = startAuditSealer(sequelize, { logger });
   const metrics = createHttpMetrics(definition.name);
+  const sealer = startAuditSealer(sequelize, { logger, registry: metrics.registry });
   const runtime = { config, logger, sequelize, metrics } as ServiceRuntime<T>;
   runtime.health = new Health(
     { database: () => pingDatabase(sequelize), ...definition.readiness?.(runtime) },
