@@ -2,6 +2,7 @@
    response bodies are untyped JSON, and the assertions are what check their shape. */
 import { expect } from 'chai';
 import { z } from 'zod';
+import { eventsQuery, exportQuery, verifyQuery } from '@vextrus/shared';
 import { ENTITIES, ROUTES, openApiDocument } from '../src/index.js';
 import {
   createBody,
@@ -307,7 +308,8 @@ describe('organization service: validation and OpenAPI', function () {
     expect(document).to.deep.equal(openApiDocument());
     expect(document.openapi).to.equal('3.1.0');
     const operations = Object.values(document.paths).flatMap((p) => Object.keys(p));
-    expect(operations).to.have.length(ROUTES.length);
+    // One per route, and the audit API's three (GET /audit/events, its export, /audit/verify).
+    expect(operations).to.have.length(ROUTES.length + 3);
     const create =
       document.paths['/org/organizations']?.post?.requestBody?.content['application/json'];
     const expected = z.toJSONSchema(ENTITIES.organization.create, {
@@ -328,5 +330,208 @@ describe('organization service: validation and OpenAPI', function () {
         );
       }
     }
+  });
+
+  /** The audit API's operations as /openapi.json publishes them, with the query each validates. */
+  const AUDIT_OPERATIONS = [
+    { path: '/audit/events', query: eventsQuery, type: 'application/json' },
+    { path: '/audit/events/export', query: exportQuery, type: 'application/x-ndjson' },
+    { path: '/audit/verify', query: verifyQuery, type: 'application/json' },
+  ] as const;
+
+  interface Parameter {
+    name: string;
+    in: string;
+    required: boolean;
+  }
+  interface Operation {
+    operationId: string;
+    'x-roles': string[];
+    security: unknown[];
+    parameters: Parameter[];
+    responses: Record<
+      string,
+      { headers?: Record<string, unknown>; content?: Record<string, { schema: unknown }> }
+    >;
+  }
+  interface Document {
+    paths: Record<string, Record<string, Operation>>;
+    components: { schemas: Record<string, unknown>; securitySchemes: Record<string, unknown> };
+  }
+
+  async function published(): Promise<Document> {
+    const response = await fetch(`${h.service.url}/openapi.json`);
+    expect(response.status).to.equal(200);
+    return (await response.json()) as Document;
+  }
+
+  /** The published 200 schema of an audit operation, as a zod validator. */
+  function okSchema(document: Document, path: string, type: string): z.ZodType {
+    const schema = document.paths[path]?.get?.responses['200']?.content?.[type]?.schema;
+    expect(schema, `${path}: no ${type} schema for 200`).to.be.an('object');
+    return z.fromJSONSchema(schema as z.core.JSONSchema.JSONSchema);
+  }
+
+  function expectValid(schema: z.ZodType, value: unknown, what: string): void {
+    const parsed = schema.safeParse(value);
+    expect(parsed.success, `${what}: ${JSON.stringify(parsed.error?.issues)}`).to.equal(true);
+  }
+
+  it('when /openapi.json is read, it describes GET /audit/events, its export and /audit/verify with the query parameters their router validates, and nothing else', async () => {
+    const document = await published();
+
+    for (const { path, query, type } of AUDIT_OPERATIONS) {
+      expect(Object.keys(document.paths[path] ?? {}), path).to.deep.equal(['get']);
+      const operation = document.paths[path]?.get as Operation;
+      // Every key of the zod query the router parses (a strict object: no other is accepted).
+      const names = operation.parameters.filter((p) => p.in === 'query').map((p) => p.name);
+      expect(names.sort(), path).to.deep.equal(Object.keys(query.shape).sort());
+      expect(
+        operation.parameters.filter((p) => p.in !== 'query'),
+        path,
+      ).to.deep.equal([
+        {
+          name: 'X-Tenant-ID',
+          in: 'header',
+          required: true,
+          description: "The tenant's slug (stamped by the gateway); must be the token's tenant",
+          schema: { type: 'string' },
+        },
+      ]);
+      expect(
+        operation.parameters.every((p) => p.in !== 'query' || !p.required),
+        path,
+      ).to.equal(true);
+      expect(operation['x-roles'], path).to.deep.equal(['tenant_admin', 'auditor']);
+      expect(operation.security, path).to.deep.equal([{ bearer: [] }]);
+      expect(Object.keys(operation.responses).sort(), path).to.deep.equal(
+        ['200', '400', '401', '403', '405', '503'].sort(),
+      );
+      expect(Object.keys(operation.responses['200']?.content ?? {}), path).to.deep.equal([type]);
+      for (const [status, response] of Object.entries(operation.responses)) {
+        expect(response.headers, `${path} ${status}`).to.have.property('Cache-Control');
+        if (status === '200') continue;
+        expect(response.content, `${path} ${status}`).to.deep.equal({
+          'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } },
+        });
+      }
+      expect(operation.responses['405']?.headers).to.have.property('Allow');
+      expect(operation.responses['503']?.headers).to.have.property('Retry-After');
+    }
+    expect(document.components.schemas).to.have.property('Problem');
+    expect(document.components.securitySchemes).to.have.property('bearer');
+    const ids = AUDIT_OPERATIONS.map(({ path }) => document.paths[path]?.get?.operationId);
+    expect(ids).to.deep.equal(['listAuditEvents', 'exportAuditEvents', 'verifyAuditChain']);
+  });
+
+  it('when a query names every parameter /openapi.json documents for /audit/events, the router accepts it; an undocumented one is refused', async () => {
+    const document = await published();
+    const first = await h.call('GET', '/audit/events?limit=1');
+    expect(first.status).to.equal(200);
+    expect(first.body.nextCursor).to.be.a('string');
+    const sample: Record<string, string> = {
+      from: '2000-01-01T00:00:00Z',
+      to: '2100-01-01T00:00:00+06:00',
+      actor: 'system:operator',
+      action: 'organization.created',
+      resourceType: 'organization',
+      resourceId: 'none',
+      outcome: 'success',
+      limit: '5',
+      cursor: first.body.nextCursor as string,
+    };
+    const names = (document.paths['/audit/events']?.get?.parameters ?? [])
+      .filter((p) => p.in === 'query')
+      .map((p) => p.name);
+    // A filter added to the router and the document needs a sample here too.
+    expect(names.sort()).to.deep.equal(Object.keys(sample).sort());
+    const query = new URLSearchParams(
+      names.map((name): [string, string] => [name, sample[name] ?? '']),
+    );
+
+    const every = await h.call('GET', `/audit/events?${query.toString()}`);
+    const unknown = await h.call('GET', '/audit/events?colour=red');
+
+    expect(every.status, JSON.stringify(every.body)).to.equal(200);
+    expect(unknown.status).to.equal(400);
+    expect(fields(unknown.body)).to.deep.equal(['query:colour']);
+  });
+
+  it('when the audit log is read through the service, its page, export lines, chain report and problems match the schemas /openapi.json publishes', async () => {
+    // Records of this test's own making, through the service: a created and an updated
+    // organization, and a refused attempt (a member may not create).
+    const created = await h.call('POST', '/org/organizations', {
+      body: organizationBody('AUDITDOC', { legalName: 'Audit "Doc" Ltd\\n' }),
+    });
+    expect(created.status).to.equal(201);
+    const refused = await h.call('POST', '/org/organizations', {
+      roles: ['member'],
+      body: organizationBody('AUDITNO'),
+    });
+    expect(refused.status).to.equal(403);
+    const document = await published();
+
+    const page = await h.call('GET', '/audit/events?limit=3', { roles: ['auditor'] });
+    const exported = await fetch(`${h.service.url}/audit/events/export`, {
+      headers: { Authorization: `Bearer ${h.token(h.alpha)}`, 'X-Tenant-ID': 'alpha' },
+    });
+    const lines = (await exported.text()).split('\n');
+    const report = await h.call('GET', '/audit/verify');
+    const invalid = await h.call('GET', '/audit/events?limit=0&outcome=maybe');
+    const forbidden = await h.call('GET', '/audit/verify', { roles: ['member'] });
+    const anonymous = await h.call('GET', '/audit/events', { anonymous: true });
+    const wrongMethod = await h.call('POST', '/audit/verify');
+
+    expect(page.status).to.equal(200);
+    expect(page.headers.get('cache-control')).to.equal('no-store');
+    expect(page.body.items).to.have.length(3);
+    expect(page.body.nextCursor).to.be.a('string');
+    expectValid(okSchema(document, '/audit/events', 'application/json'), page.body, 'page');
+
+    expect(exported.status).to.equal(200);
+    expect(exported.headers.get('content-type')).to.contain('application/x-ndjson');
+    expect(exported.headers.get('cache-control')).to.equal('no-store');
+    expect(lines.pop()).to.equal('');
+    const line = okSchema(document, '/audit/events/export', 'application/x-ndjson');
+    const records = lines.map((text) => JSON.parse(text) as { action: string; outcome: string });
+    for (const [index, record] of records.entries()) expectValid(line, record, `line ${index}`);
+    // The published schema is no blank cheque: a record out of shape is refused.
+    expect(line.safeParse({ ...records[0], hash: 'ff' }).success).to.equal(false);
+    expect(line.safeParse({ ...records[0], extra: 1 }).success).to.equal(false);
+    expect(line.safeParse({ ...records[0], outcome: 'maybe' }).success).to.equal(false);
+    expect(records.map((r) => `${r.action}:${r.outcome}`)).to.include.members([
+      'organization.created:success',
+      'access.denied:denied',
+    ]);
+
+    expect(report.status).to.equal(200);
+    expect(report.headers.get('cache-control')).to.equal('no-store');
+    expect(report.body).to.include({ valid: true, checked: records.length });
+    expectValid(okSchema(document, '/audit/verify', 'application/json'), report.body, 'report');
+    // A broken chain's report has a problem, which the schema must take as well.
+    const altered = (page.body.items as { id: string }[])[0]?.id;
+    const broken = {
+      ...(report.body as object),
+      valid: false,
+      problem: { code: 'RECORD_ALTERED', sequence: 1, id: altered, detail: 'x' },
+    };
+    expectValid(okSchema(document, '/audit/verify', 'application/json'), broken, 'broken report');
+
+    const problem = z.fromJSONSchema(
+      document.components.schemas.Problem as z.core.JSONSchema.JSONSchema,
+    );
+    for (const [status, answer] of [
+      [400, invalid],
+      [403, forbidden],
+      [401, anonymous],
+      [405, wrongMethod],
+    ] as const) {
+      expect(answer.status, JSON.stringify(answer.body)).to.equal(status);
+      expect(answer.headers.get('content-type')).to.contain('application/problem+json');
+      expect(answer.headers.get('cache-control'), String(status)).to.equal('no-store');
+      expectValid(problem, answer.body, `${status} problem`);
+    }
+    expect(fields(invalid.body)).to.deep.equal(['query:limit', 'query:outcome']);
+    expect(wrongMethod.headers.get('allow')).to.equal('GET, HEAD');
   });
 });

@@ -2,6 +2,15 @@ export * from './config/index.js';
 export { AppError, defineErrors, commonErrors, commonErrorKinds } from './http/errors.js';
 export type { ErrorKind, ErrorCatalogue, ErrorFactory, ProblemExtras } from './http/errors.js';
 export { sendProblem, problemDocument, PROBLEM_CONTENT_TYPE } from './http/problem.js';
+export {
+  PROBLEM_SCHEMA,
+  TENANT_HEADER_PARAMETER,
+  jsonSchemaOf,
+  membersOf,
+  problemResponse,
+  queryParameters,
+} from './http/openapi.js';
+export type { JsonSchema } from './http/openapi.js';
 export { Health } from './http/health.js';
 export type { ReadinessCheck } from './http/health.js';
 export { createHttpApp } from './http/app.js';

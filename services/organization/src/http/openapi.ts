@@ -1,34 +1,16 @@
-import { z } from 'zod';
+import {
+  PROBLEM_SCHEMA,
+  TENANT_HEADER_PARAMETER,
+  auditOpenApi,
+  jsonSchemaOf as schemaOf,
+  membersOf,
+  type JsonSchema,
+} from '@vextrus/shared';
+import type { z } from 'zod';
 import { ROUTES, type RouteSpec } from './routes.js';
 
-type JsonSchema = Record<string, unknown>;
-
-function schemaOf(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
-  const json = z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'draft-2020-12' });
-  delete json.$schema;
-  return json;
-}
-
-/** The members of an object schema, each with whether it may be left out. */
-function membersOf(schema: z.ZodType | undefined): [string, z.ZodType, boolean][] {
-  const shape = (schema as { shape?: Record<string, z.ZodType> } | undefined)?.shape ?? {};
-  return Object.entries(shape).map(([name, member]) => [
-    name,
-    member,
-    !member.safeParse(undefined).success,
-  ]);
-}
-
 function parameters(route: RouteSpec): JsonSchema[] {
-  const list: JsonSchema[] = [
-    {
-      name: 'X-Tenant-ID',
-      in: 'header',
-      required: true,
-      description: "The tenant's slug (stamped by the gateway); must be the token's tenant",
-      schema: { type: 'string' },
-    },
-  ];
+  const list: JsonSchema[] = [TENANT_HEADER_PARAMETER];
   const add = (location: 'path' | 'query' | 'header', schema: z.ZodType | undefined): void => {
     for (const [name, member, required] of membersOf(schema)) {
       const json = schemaOf(member, 'input');
@@ -54,33 +36,6 @@ function headerName(lowercase: string): string {
     .map((part) => (part === 'id' ? 'ID' : part.charAt(0).toUpperCase() + part.slice(1)))
     .join('-');
 }
-
-const PROBLEM: JsonSchema = {
-  type: 'object',
-  required: ['type', 'title', 'status', 'code'],
-  properties: {
-    type: { type: 'string' },
-    title: { type: 'string' },
-    status: { type: 'integer' },
-    detail: { type: 'string' },
-    instance: { type: 'string' },
-    code: { type: 'string', description: 'Stable error code' },
-    requestId: { type: 'string' },
-    errors: {
-      type: 'array',
-      description: 'For VALIDATION_FAILED: every invalid field',
-      items: {
-        type: 'object',
-        properties: {
-          in: { enum: ['path', 'query', 'header', 'body'] },
-          field: { type: 'string' },
-          code: { type: 'string' },
-          message: { type: 'string' },
-        },
-      },
-    },
-  },
-};
 
 function operation(route: RouteSpec): JsonSchema {
   const responses: Record<string, JsonSchema> = {};
@@ -143,21 +98,25 @@ export function openApiDocument(): JsonSchema {
     paths[path] ??= {};
     paths[path][route.method] = operation(route);
   }
+  // The audit API is mounted under /audit of this service (see service.ts): its operations come
+  // from the shared audit module, built from the zod schemas its router validates with.
+  const audit = auditOpenApi('/audit');
   return {
     openapi: '3.1.0',
     info: {
       title: 'Vextrus organization service',
       version: '0.1.0',
       description:
-        "Each tenant's organizations and their branches, divisions, projects and sites. " +
+        "Each tenant's organizations and their branches, divisions, projects and sites, and " +
+        "the tenant's audit log (/audit, for tenant_admin and auditor). " +
         'Errors are application/problem+json with a stable `code`.',
     },
     servers: [{ url: '/' }],
     security: [{ bearer: [] }],
-    paths,
+    paths: { ...paths, ...audit.paths },
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
-      schemas: { Problem: PROBLEM },
+      schemas: { ...audit.schemas, Problem: PROBLEM_SCHEMA },
     },
   };
 }

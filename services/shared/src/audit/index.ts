@@ -16,3 +16,12 @@ export { auditRouter } from './router.js';
 export type { AuditRouterOptions } from './router.js';
 export { auditClientErrors, auditRefusals } from './refusals.js';
 export type { RefusalAuditOptions, RefusalRecorder } from './refusals.js';
+export { eventsQuery, exportQuery, verifyQuery } from './query.js';
+export type { AuditFilters } from './query.js';
+export {
+  auditOpenApi,
+  auditEventsPageSchema,
+  auditRecordSchema,
+  chainReportSchema,
+} from './openapi.js';
+export type { AuditOpenApi } from './openapi.js';

@@ -35,12 +35,19 @@ function filterText(max: number) {
     .refine((value) => !value.includes('\u0000'), 'must not contain NUL characters');
 }
 
+// The descriptions are those of the OpenAPI document's parameters (see openapi.ts).
 const filterShape = {
-  from: instant.optional(),
-  to: instant.optional(),
-  /** A user id, or `system:<component>` for a system actor. */
-  actor: filterText(135).optional(),
-  action: z.string().max(100).regex(ACTION_PATTERN, 'must be lowercase dotted').optional(),
+  from: instant.optional().meta({ description: 'Records at or after this time (ISO 8601)' }),
+  to: instant.optional().meta({ description: 'Records before this time (ISO 8601, exclusive)' }),
+  actor: filterText(135)
+    .optional()
+    .meta({ description: 'A user id, or `system:<component>` for a system actor' }),
+  action: z
+    .string()
+    .max(100)
+    .regex(ACTION_PATTERN, 'must be lowercase dotted')
+    .optional()
+    .meta({ description: 'Lowercase dotted: organization.updated' }),
   resourceType: filterText(100).optional(),
   resourceId: filterText(200).optional(),
   outcome: z.enum(AUDIT_OUTCOMES as [string, ...string[]]).optional(),
@@ -57,12 +64,19 @@ export const exportQuery = z.strictObject(filterShape).superRefine(ordered);
 export const eventsQuery = z
   .strictObject({
     ...filterShape,
-    limit: z.coerce.number().int().min(1).max(MAX_PAGE_SIZE).default(DEFAULT_PAGE_SIZE),
+    limit: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_PAGE_SIZE)
+      .default(DEFAULT_PAGE_SIZE)
+      .meta({ description: 'Records per page' }),
     cursor: z
       .string()
       .max(40)
       .regex(/^[A-Za-z0-9_-]+$/)
-      .optional(),
+      .optional()
+      .meta({ description: 'The `nextCursor` of the previous page' }),
   })
   .superRefine(ordered);
 
