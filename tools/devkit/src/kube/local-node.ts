@@ -15,6 +15,7 @@ import {
   type V1PodStatus,
 } from '@kubernetes/client-node';
 import type { Certificates } from './certificates.js';
+import { pino, type Logger } from 'pino';
 import { imageName, PLATFORM_IMAGES, type LocalImage } from './images.js';
 import { containerEnvironment, ContainerConfigError, expand } from './pod-environment.js';
 
@@ -29,7 +30,10 @@ import { containerEnvironment, ContainerConfigError, expand } from './pod-enviro
 export interface LocalNodeOptions {
   kubeconfig: string;
   certificates: Certificates;
-  /** Folder for container logs: `<namespace>_<pod>_<container>.log`. */
+  /**
+   * Folder for container logs (`<namespace>_<pod>_<container>.log`) and for the node's own
+   * (`local-node.log`: failures of its calls to the API server, which it tries again).
+   */
   logDir: string;
   name?: string;
   /** Images beyond the platform's own (tests add some); matched by name without tag. */
@@ -73,6 +77,8 @@ export class LocalNode {
   private stopped = false;
   /** Serializes handling per Pod, so two events for one Pod never race. */
   private readonly queues = new Map<string, Promise<void>>();
+  private readonly log: Logger;
+  private readonly ownLog: ReturnType<typeof pino.destination>;
 
   constructor(private readonly options: LocalNodeOptions) {
     this.name = options.name ?? 'local-node';
@@ -81,14 +87,28 @@ export class LocalNode {
     this.coordination = this.kubeConfig.makeApiClient(CoordinationV1Api);
     this.images = { ...PLATFORM_IMAGES, ...options.images };
     mkdirSync(options.logDir, { recursive: true });
+    this.ownLog = pino.destination({
+      dest: path.join(options.logDir, 'local-node.log'),
+      sync: true,
+    });
+    this.log = pino({ base: { node: this.name } }, this.ownLog);
+  }
+
+  /** Logs what a background call failed at; the node tries it again at its next turn. */
+  private failed(what: string): (err: unknown) => void {
+    return (err) => {
+      if (!this.stopped) this.log.warn({ err }, `local node: ${what} failed`);
+    };
   }
 
   async start(): Promise<void> {
     const port = await this.serveLogs();
     await this.register(port);
     await this.heartbeat();
-    this.timers.push(setInterval(() => void this.heartbeat().catch(() => {}), 10_000));
-    this.timers.push(setInterval(() => void this.resync().catch(() => {}), RESYNC_MS));
+    this.timers.push(
+      setInterval(() => void this.heartbeat().catch(this.failed('heartbeat')), 10_000),
+    );
+    this.timers.push(setInterval(() => void this.resync().catch(this.failed('resync')), RESYNC_MS));
     await this.resync();
     void this.watchPods();
   }
@@ -111,6 +131,7 @@ export class LocalNode {
     await new Promise<void>((resolve) =>
       this.server ? this.server.close(() => resolve()) : resolve(),
     );
+    this.ownLog.end();
   }
 
   /** The log file of one container. */
@@ -235,7 +256,7 @@ export class LocalNode {
     } catch {
       await this.coordination
         .createNamespacedLease({ namespace: LEASE_NAMESPACE, body: body })
-        .catch(() => {});
+        .catch(this.failed('renewing the node lease'));
     }
   }
 
@@ -327,7 +348,7 @@ export class LocalNode {
       }
       await this.core
         .deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0 })
-        .catch(() => {});
+        .catch(this.failed(`completing the deletion of Pod ${namespace}/${name}`));
       return;
     }
     const phase = pod.status?.phase;
@@ -393,7 +414,7 @@ export class LocalNode {
       finished: false,
     };
     this.runs.set(podKey(pod), run);
-    void this.runPod(pod, run, environments).catch(() => {});
+    void this.runPod(pod, run, environments).catch(this.failed(`running Pod ${podKey(pod)}`));
   }
 
   private spawnContainer(pod: V1Pod, container: V1Container, env: Record<string, string>) {
