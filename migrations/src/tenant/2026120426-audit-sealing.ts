@@ -12,8 +12,8 @@ import { TENANT_ID_COLUMN } from './conventions.js';
  *   trigger and no CHECK constraint, so storing a record costs one heap row. Only the owner
  *   writes it, through the two definer functions below; no other role has a privilege on it.
  * - audit_append(...) (same arguments as before, so running services keep calling it) now
- *   tests the record as the chain trigger does, with the same errors, and stores it in
- *   audit_pending. A record that would not pass the trigger never waits there, so sealing
+ *   tests the record as the chain trigger does, with the same errors, refuses an infinite
+ *   time (which the chain cannot hash), and stores it in audit_pending. A record that would not pass the trigger never waits there, so sealing
  *   never stalls on one.
  * - audit_seal() moves the transaction's tenant's pending records into audit_events, oldest
  *   first, in one statement. The chain trigger of audit_events chains each of them exactly as
@@ -63,6 +63,12 @@ export async function up({ sql, schema }: MigrationContext): Promise<void> {
       LANGUAGE plpgsql SECURITY DEFINER
       AS $$
       BEGIN
+        -- The chain cannot hash an infinite time (-infinity reaches the hash when the chain has
+        -- no time yet); such a record would stop every seal of the tenant after its commit.
+        IF $1 IS NOT NULL AND NOT isfinite($1) THEN
+          RAISE EXCEPTION 'the time of an audit record must be finite, not %', $1
+            USING ERRCODE = 'datetime_field_overflow', ${where};
+        END IF;
 ${checkStatements(CONTENT_CHECKS, 'audit_append.', where)}
         INSERT INTO ${table} (occurred_at, actor_user_id, actor_roles, actor_system,
           client_address, user_agent, request_id, action, resource_type, resource_id, outcome,
@@ -101,7 +107,10 @@ ${checkStatements(CONTENT_CHECKS, 'audit_append.', where)}
 /**
  * Seals what is pending (as the schema's tenant: the owner, too, sees only the transaction's
  * tenant), refuses to go on if anything is left, and puts back audit_append of
- * 2026120425-audit-fast-append.
+ * 2026120425-audit-fast-append. audit_pending is locked against writers first: a record stored
+ * by a transaction still open when sealing began would otherwise commit after the check and be
+ * dropped with the table. Such a transaction is waited for and its record sealed; one that
+ * calls audit_append meanwhile waits, then fails, so its change does not commit either.
  */
 export async function down({ sql, schema }: MigrationContext): Promise<void> {
   await sql(
@@ -110,6 +119,7 @@ export async function down({ sql, schema }: MigrationContext): Promise<void> {
     [schema],
   );
   await sql(`
+    LOCK TABLE audit_pending IN EXCLUSIVE MODE;
     DO $$
     BEGIN
       IF platform.current_tenant_id() IS NULL THEN

@@ -129,7 +129,7 @@ export class AuditSealer {
     if (entry.running) return entry.running;
     clearTimeout(entry.timer);
     entry.timer = undefined;
-    entry.running = this.seal(entry);
+    entry.running = this.sealWhileDue(entry);
     await entry.running;
     entry.running = undefined;
     if (entry.again && !this.stopped) {
@@ -138,6 +138,18 @@ export class AuditSealer {
       this.arm(key, entry, entry.failures > 0 ? Math.min(backoff, 60_000) : this.delayMs);
     } else {
       this.due.delete(key);
+    }
+  }
+
+  /**
+   * Seals once; when the sealer stops meanwhile, seals again as long as commits came during the
+   * seal (it may have read audit_pending before them), since no timer will come back for them.
+   */
+  private async sealWhileDue(entry: Due): Promise<void> {
+    await this.seal(entry);
+    while (this.stopped && entry.again) {
+      entry.again = false;
+      await this.seal(entry);
     }
   }
 

@@ -1,0 +1,187 @@
+import { expect } from 'chai';
+import pg from 'pg';
+import { Sequelize } from 'sequelize';
+import { migrateTenant } from '@vextrus/migrations';
+import {
+  createLogger,
+  recordAudit,
+  sealAudit,
+  startAuditSealer,
+  verifyAuditChain,
+  withTenantTransaction,
+  type AuditEvent,
+  type TenantContext,
+} from '@vextrus/shared';
+import { createAuditPlane, pgError, type AuditPlane } from './audit-support.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Races around sealing that the tests of audit-sealing.test.ts leave out: a record committed
+ * while the sealing migration is reverted, and a record committed while the sealer of a
+ * stopping process is already sealing.
+ */
+describe('audit sealing under races', function () {
+  this.timeout(60_000);
+  let t: AuditPlane;
+  let acme: TenantContext & { slug: string };
+  let beta: TenantContext & { slug: string };
+  let fresh: TenantContext & { slug: string };
+
+  before(async () => {
+    t = await createAuditPlane('audit_seal_races', ['acme', 'beta', 'fresh']);
+    acme = t.tenants.acme!;
+    beta = t.tenants.beta!;
+    fresh = t.tenants.fresh!;
+  });
+  after(() => t.close());
+
+  async function pending(tenant: TenantContext): Promise<number> {
+    const { rows } = await t.superuser(
+      `SELECT count(*)::int AS n FROM ${tenant.schema}.audit_pending`,
+    );
+    return (rows[0] as { n: number }).n;
+  }
+
+  async function chained(tenant: TenantContext, action: string): Promise<string[]> {
+    const { rows } = await t.superuser(
+      `SELECT resource_id FROM ${tenant.schema}.audit_events WHERE action = $1 ORDER BY sequence`,
+      [action],
+    );
+    return rows.map((row: { resource_id: string }) => row.resource_id);
+  }
+
+  function record(db: Sequelize, tenant: TenantContext, event: AuditEvent): Promise<void> {
+    return withTenantTransaction(db, tenant, () => recordAudit(event));
+  }
+
+  /** Waits until some session waits for a lock in a statement containing `fragment`. */
+  async function blockedOn(fragment: string): Promise<void> {
+    for (let tries = 0; tries < 200; tries++) {
+      const { rows } = await t.superuser(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'`,
+        [fragment],
+      );
+      if ((rows[0] as { n: number }).n > 0) return;
+      await sleep(25);
+    }
+    throw new Error(`no session waits for a lock in a statement with ${fragment}`);
+  }
+
+  /** A session of the application role in an open transaction of `tenant`. */
+  async function openAppTransaction(tenant: TenantContext): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: t.plane.appUrl });
+    await client.connect();
+    await client.query('BEGIN');
+    await client.query(
+      `SELECT set_config('app.tenant_id', $1, true), set_config('search_path', $2, true),
+              set_config('role', $3, true)`,
+      [tenant.tenantId, `"${tenant.schema}"`, tenant.role],
+    );
+    return client;
+  }
+
+  it('when a record commits while the sealing migration is reverted, it is chained, not dropped', async () => {
+    const writer = await openAppTransaction(beta);
+    try {
+      await writer.query(
+        `SELECT audit_append(NULL, NULL, '{}', 'race-test', NULL, NULL, NULL,
+           'sealing.during_down', 'thing', 'late', 'success', NULL, NULL)`,
+      );
+      const reverting = migrateTenant(t.plane.db, beta.slug, { direction: 'down' });
+      // The migration has sealed, found nothing committed, and waits to drop audit_pending.
+      await blockedOn('DROP TABLE audit_pending');
+      await writer.query('COMMIT');
+      const outcome = await reverting.then(
+        (done) => ({ done }),
+        (err: unknown) => ({ err }),
+      );
+      const { rows } = await t.superuser(`SELECT to_regclass($1) IS NOT NULL AS kept`, [
+        `${beta.schema}.audit_pending`,
+      ]);
+      const kept = (rows[0] as { kept: boolean }).kept;
+      const sealed = await chained(beta, 'sealing.during_down');
+      const left = kept ? await pending(beta) : 0;
+      // The committed record is in the chain, or still pending in a table that was kept.
+      expect({ sealed, left }).to.satisfy(
+        (o: { sealed: string[]; left: number }) =>
+          (o.sealed.length === 1 && o.left === 0) || (o.sealed.length === 0 && o.left === 1),
+        `record lost: ${JSON.stringify({ outcome, kept, sealed, left })}`,
+      );
+    } finally {
+      await writer.end();
+      await migrateTenant(t.plane.db, beta.slug, { direction: 'up' });
+    }
+    expect((await verifyAuditChain(t.app, beta)).valid).to.equal(true);
+  });
+
+  it('when a record commits while the stopping sealer is sealing, stop() chains it too', async () => {
+    const db = new Sequelize(t.plane.appUrl, { logging: false, pool: { max: 4 } });
+    const logger = createLogger({ service: 'seal-races', level: 'silent' });
+    const sealer = startAuditSealer(db, { logger, delayMs: 10 });
+    // A session that holds the first record's pending row: the seal that takes it waits.
+    const holder = new pg.Client({ connectionString: t.plane.database.url });
+    await holder.connect();
+    try {
+      // Left pending by a process without a sealer, then held.
+      await record(t.app, acme, {
+        action: 'sealing.at_stop_race',
+        outcome: 'success',
+        resourceId: 'a',
+      });
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM ${acme.schema}.audit_pending FOR UPDATE`);
+      await record(db, acme, {
+        action: 'sealing.at_stop_race',
+        outcome: 'success',
+        resourceId: 'x',
+      });
+      await blockedOn('audit_seal()');
+      // Committed after the running seal read audit_pending: the sealer must seal again.
+      await record(db, acme, {
+        action: 'sealing.at_stop_race',
+        outcome: 'success',
+        resourceId: 'b',
+      });
+      const stopping = sealer.stop();
+      await sleep(50);
+      await holder.query('COMMIT');
+      await stopping;
+      expect(await chained(acme, 'sealing.at_stop_race')).to.deep.equal(['a', 'x', 'b']);
+      expect(await pending(acme)).to.equal(0);
+    } finally {
+      await holder.end();
+      await sealer.stop();
+      await sealAudit(db, acme);
+      await db.close();
+    }
+  });
+
+  it('when audit_append is given a time the chain cannot hash, it refuses it at once, and sealing goes on', async () => {
+    // The tenant's first record: the chain has no time yet to hold -infinity back.
+    const append = (time: string | null, id: string) =>
+      withTenantTransaction(t.app, fresh, () =>
+        t.app.query(
+          `SELECT audit_append($1::timestamptz, NULL, '{}', 'race-test', NULL, NULL, NULL,
+             'sealing.poison', 'thing', $2, 'success', NULL, NULL)`,
+          { bind: [time, id] },
+        ),
+      );
+    const refused = await append('-infinity', 'poison').then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+    await append(null, 'after');
+    const sealed = await sealAudit(t.app, fresh).then(
+      (n) => n,
+      (err: unknown) => err as Error,
+    );
+
+    expect(refused, 'audit_append took a record that no seal can chain').to.be.instanceOf(Error);
+    expect(pgError(refused).code).to.equal('22008');
+    expect(sealed).to.equal(1);
+    expect(await chained(fresh, 'sealing.poison')).to.deep.equal(['after']);
+    expect((await verifyAuditChain(t.app, fresh)).valid).to.equal(true);
+  });
+});
