@@ -1,7 +1,17 @@
 import type { MigrationContext } from '../migration.js';
 import { quoteIdent } from '../identifiers.js';
+import { tenantRoleName } from '../roles.js';
 import { appendFunction, checkStatements, CONTENT_CHECKS } from './2026120425-audit-fast-append.js';
 import { TENANT_ID_COLUMN } from './conventions.js';
+
+const APPEND_SIGNATURE =
+  'audit_append(timestamptz, text, text[], text, text, text, text, text, text, text, text, ' +
+  'jsonb, jsonb)';
+
+/** The tenant's role, the one writer of its records (the application role acts as it). */
+function writerRole(roles: MigrationContext['roles'], schema: string): string {
+  return quoteIdent(tenantRoleName(roles, schema.slice('tenant_'.length)));
+}
 
 /**
  * Records are chained after their commit instead of inside it. The chain trigger's work (lock
@@ -13,7 +23,8 @@ import { TENANT_ID_COLUMN } from './conventions.js';
  *   writes it, through the two definer functions below; no other role has a privilege on it.
  * - audit_append(...) (same arguments as before, so running services keep calling it) now
  *   tests the record as the chain trigger does, with the same errors, refuses an infinite
- *   time (which the chain cannot hash), and stores it in audit_pending. A record that would not pass the trigger never waits there, so sealing
+ *   time (which the chain cannot hash), and stores it in audit_pending. Only the tenant's
+ *   role may call it, as only it may insert into audit_events. A record that would not pass the trigger never waits there, so sealing
  *   never stalls on one.
  * - audit_seal() moves the transaction's tenant's pending records into audit_events, oldest
  *   first, in one statement. The chain trigger of audit_events chains each of them exactly as
@@ -28,7 +39,7 @@ import { TENANT_ID_COLUMN } from './conventions.js';
  * export and verify), so a reader never misses one; until then, privileges refuse every role
  * but the owner any change to it.
  */
-export async function up({ sql, schema }: MigrationContext): Promise<void> {
+export async function up({ sql, schema, roles }: MigrationContext): Promise<void> {
   const table = `${quoteIdent(schema)}.audit_pending`;
   const where = `SCHEMA = '${schema}', TABLE = 'audit_events'`;
   await sql(`
@@ -101,6 +112,12 @@ ${checkStatements(CONTENT_CHECKS, 'audit_append.', where)}
         RETURN sealed;
       END
       $$;
+
+    -- A definer function writes with the owner's rights, so it may not be everyone's, as a
+    -- function is by default: only the role that may INSERT into audit_events calls it (the
+    -- retention role, say, reads and deletes records but never wrote one).
+    REVOKE EXECUTE ON FUNCTION ${APPEND_SIGNATURE} FROM PUBLIC;
+    GRANT EXECUTE ON FUNCTION ${APPEND_SIGNATURE} TO ${writerRole(roles, schema)};
   `);
 }
 
@@ -134,6 +151,8 @@ export async function down({ sql, schema }: MigrationContext): Promise<void> {
     $$;
     DROP FUNCTION audit_seal();
     DROP TABLE audit_pending;
+    -- Dropped and created again, so that it also gets back the default privileges.
+    DROP FUNCTION ${APPEND_SIGNATURE};
     ${appendFunction(schema)}
   `);
 }

@@ -17,11 +17,11 @@ import { createAuditPlane, pgError, type AuditPlane } from './audit-support.js';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * Races around sealing that the tests of audit-sealing.test.ts leave out: a record committed
- * while the sealing migration is reverted, and a record committed while the sealer of a
- * stopping process is already sealing.
+ * Attacks on sealing that the tests of audit-sealing.test.ts leave out: a record committed
+ * while the sealing migration is reverted or while the sealer of a stopping process is already
+ * sealing, a record that no seal can chain, and a role that may not write records.
  */
-describe('audit sealing under races', function () {
+describe('audit sealing: races and abuse', function () {
   this.timeout(60_000);
   let t: AuditPlane;
   let acme: TenantContext & { slug: string };
@@ -29,7 +29,7 @@ describe('audit sealing under races', function () {
   let fresh: TenantContext & { slug: string };
 
   before(async () => {
-    t = await createAuditPlane('audit_seal_races', ['acme', 'beta', 'fresh']);
+    t = await createAuditPlane('audit_seal_breaks', ['acme', 'beta', 'fresh']);
     acme = t.tenants.acme!;
     beta = t.tenants.beta!;
     fresh = t.tenants.fresh!;
@@ -183,5 +183,34 @@ describe('audit sealing under races', function () {
     expect(sealed).to.equal(1);
     expect(await chained(fresh, 'sealing.poison')).to.deep.equal(['after']);
     expect((await verifyAuditChain(t.app, fresh)).valid).to.equal(true);
+  });
+
+  it('when the retention role calls audit_append, it is refused, as its INSERT always was', async () => {
+    // The plane names its roles with one tag: <tag>tenant_acme, <tag>retention.
+    const retention = String(acme.role).replace(/tenant_acme$/, 'retention');
+    const client = new pg.Client({ connectionString: t.plane.database.url });
+    await client.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SET LOCAL ROLE "${retention}"`);
+      await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [acme.tenantId]);
+      const forged = await client
+        .query(
+          `SELECT ${acme.schema}.audit_append(NULL, 'forged', '{tenant_admin}', NULL, NULL, NULL,
+             NULL, 'organization.deleted', 'organization', 'forged', 'success', NULL, NULL)`,
+        )
+        .then(
+          () => undefined,
+          (err: unknown) => err as Error,
+        );
+      expect(forged, 'the retention role stored a record').to.be.instanceOf(Error);
+      expect(pgError(forged).code).to.equal('42501');
+    } finally {
+      await client.query('ROLLBACK').catch(() => undefined);
+      await client.end();
+    }
+    // Its own writer, the tenant's role (through the application role), still records.
+    await record(t.app, acme, { action: 'sealing.still_written', outcome: 'success' });
+    expect(await sealAudit(t.app, acme)).to.equal(1);
   });
 });
