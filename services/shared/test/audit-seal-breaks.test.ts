@@ -213,4 +213,28 @@ describe('audit sealing: races and abuse', function () {
     await record(t.app, acme, { action: 'sealing.still_written', outcome: 'success' });
     expect(await sealAudit(t.app, acme)).to.equal(1);
   });
+
+  it('when a pending record cannot be chained, sealing fails with AUDIT_SEAL_FAILED naming the tenant', async () => {
+    // Only the owner (or a superuser) can store such a record: audit_append refuses it.
+    await record(t.app, fresh, { action: 'sealing.before_bad', outcome: 'success' });
+    await t.superuser(
+      `INSERT INTO ${fresh.schema}.audit_pending (tenant_id, action, outcome)
+       VALUES ($1, 'Not.Dotted', 'success')`,
+      [fresh.tenantId],
+    );
+    try {
+      const error = await sealAudit(t.app, fresh).then(
+        () => undefined,
+        (err: unknown) => err as Error & { code?: string },
+      );
+      expect(error, 'the seal succeeded').to.be.instanceOf(Error);
+      expect(error!.code).to.equal('AUDIT_SEAL_FAILED');
+      expect(error!.message).to.include(fresh.schema);
+      expect(pgError(error!.cause).code).to.equal('23514');
+      expect(await pending(fresh)).to.equal(2);
+    } finally {
+      await t.superuser(`DELETE FROM ${fresh.schema}.audit_pending WHERE action = 'Not.Dotted'`);
+    }
+    expect(await sealAudit(t.app, fresh)).to.equal(1);
+  });
 });

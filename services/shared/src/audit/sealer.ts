@@ -1,6 +1,8 @@
 import { QueryTypes, type Sequelize } from 'sequelize';
+import { AppError } from '../http/errors.js';
 import type { Logger } from '../observability/logger.js';
 import { withOwnTenantTransaction, type TenantContext } from '../tenancy/context.js';
+import { AuditError, AuditErrorCode } from './errors.js';
 
 /**
  * Sealing: a tenant's committed audit records wait in audit_pending until audit_seal() chains
@@ -23,7 +25,9 @@ const UNDEFINED_FUNCTION = '42883';
  * Chains the tenant's pending records, in a short transaction of its own (never the caller's),
  * and says how many; it waits at most lockTimeoutMs for a lock, when given, else the session's
  * lock_timeout. A schema from before 2026120426-audit-sealing has nothing pending (its
- * records are chained as they are written): 0.
+ * records are chained as they are written): 0. Any other failure rejects with an AuditError
+ * (AUDIT_SEAL_FAILED) naming the tenant, its cause the database's error, unless it is the
+ * tenant's own problem (TENANT_UNAVAILABLE, an AppError), which stays as it is.
  */
 export async function sealAudit(
   sequelize: Sequelize,
@@ -47,7 +51,12 @@ export async function sealAudit(
   } catch (err) {
     const code = (err as { parent?: { code?: unknown } }).parent?.code;
     if (code === UNDEFINED_FUNCTION) return 0;
-    throw err;
+    if (err instanceof AppError) throw err;
+    throw new AuditError(
+      AuditErrorCode.SealFailed,
+      `cannot seal the pending audit records of ${tenant.schema}: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
 }
 
