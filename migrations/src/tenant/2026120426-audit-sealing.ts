@@ -124,10 +124,15 @@ ${checkStatements(CONTENT_CHECKS, 'audit_append.', where)}
 /**
  * Seals what is pending (as the schema's tenant: the owner, too, sees only the transaction's
  * tenant), refuses to go on if anything is left, and puts back audit_append of
- * 2026120425-audit-fast-append. audit_pending is locked against writers first: a record stored
- * by a transaction still open when sealing began would otherwise commit after the check and be
- * dropped with the table. Such a transaction is waited for and its record sealed; one that
- * calls audit_append meanwhile waits, then fails, so its change does not commit either.
+ * 2026120425-audit-fast-append. audit_pending is locked first, against everyone, as the DROP
+ * would lock it:
+ * - a record stored by a transaction still open when sealing began would otherwise commit after
+ *   the check and be dropped with the table. Such a transaction is waited for and its record
+ *   sealed; one that calls audit_append meanwhile waits, then fails, so its change does not
+ *   commit either;
+ * - a seal by someone else reads audit_pending before it waits for the chain row, which this
+ *   one's seal holds: had the DROP then waited for that read, each would wait for the other.
+ *   Such a seal now waits for this transaction, and finds neither the table nor the function.
  */
 export async function down({ sql, schema }: MigrationContext): Promise<void> {
   await sql(
@@ -136,7 +141,7 @@ export async function down({ sql, schema }: MigrationContext): Promise<void> {
     [schema],
   );
   await sql(`
-    LOCK TABLE audit_pending IN EXCLUSIVE MODE;
+    LOCK TABLE audit_pending IN ACCESS EXCLUSIVE MODE;
     DO $$
     BEGIN
       IF platform.current_tenant_id() IS NULL THEN

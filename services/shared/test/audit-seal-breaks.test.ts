@@ -116,6 +116,48 @@ describe('audit sealing: races and abuse', function () {
     expect((await verifyAuditChain(t.app, beta)).valid).to.equal(true);
   });
 
+  it('when a seal runs while the sealing migration is reverted, neither deadlocks, no record is lost', async () => {
+    // The tenant has a chain row, and a record pending.
+    await record(t.app, beta, {
+      action: 'sealing.down_vs_seal',
+      outcome: 'success',
+      resourceId: 'o',
+    });
+    await sealAudit(t.app, beta);
+    await record(t.app, beta, {
+      action: 'sealing.down_vs_seal',
+      outcome: 'success',
+      resourceId: 'p',
+    });
+    // A session holds writers of audit_pending back, so that the migration and a reader's seal
+    // arriving meanwhile each get a lock before the other's.
+    const holder = new pg.Client({ connectionString: t.plane.database.url });
+    await holder.connect();
+    let sealing: Promise<unknown> | undefined;
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`LOCK TABLE ${beta.schema}.audit_pending IN SHARE MODE`);
+      const reverting = migrateTenant(t.plane.db, beta.slug, { direction: 'down' }).then(
+        (done) => ({ done }),
+        (err: unknown) => ({ err: (err as Error).message }),
+      );
+      await blockedOn('DROP TABLE audit_pending');
+      sealing = sealAudit(t.app, beta).catch((err: unknown) => err);
+      // Past deadlock_timeout (1 s), so that the migration, not the reader, would be the one to
+      // find a deadlock.
+      await sleep(1_400);
+      await holder.query('COMMIT');
+      expect(await reverting).to.deep.equal({ done: ['2026120426-audit-sealing'] });
+      await sealing;
+      expect(await chained(beta, 'sealing.down_vs_seal')).to.deep.equal(['o', 'p']);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+      await sealing;
+      await migrateTenant(t.plane.db, beta.slug, { direction: 'up' });
+    }
+  });
+
   it('when a record commits while the stopping sealer is sealing, stop() chains it too', async () => {
     const db = new Sequelize(t.plane.appUrl, { logging: false, pool: { max: 4 } });
     const logger = createLogger({ service: 'seal-races', level: 'silent' });
