@@ -28,7 +28,10 @@ function writerRole(roles: MigrationContext['roles'], schema: string): string {
  *   never stalls on one.
  * - audit_seal() moves the transaction's tenant's pending records into audit_events, oldest
  *   first, in one statement. The chain trigger of audit_events chains each of them exactly as
- *   it chains a direct insert; a record keeps the time and id it was given when it was stored.
+ *   it chains a direct insert; a record keeps the id it was given when it was stored, and its
+ *   time too, unless a record stored later, with a later time, was sealed first (its
+ *   transaction committed first): the chain's times never run backwards, so the record then
+ *   takes the time of the head, as a direct insert with an earlier time does.
  *   Sealers of one tenant take turns on the tenant's chain row before they read audit_pending,
  *   so each record is moved once and the order of the chain is the order of the moves.
  * - Nothing else changes: audit_events, its triggers, the hash, verify and retention. A direct

@@ -279,4 +279,104 @@ describe('audit sealing: races and abuse', function () {
     }
     expect(await sealAudit(t.app, fresh)).to.equal(1);
   });
+
+  it('when the connection of a running seal is killed, its records stay pending and the next seal chains each once', async () => {
+    await record(t.app, acme, { action: 'sealing.killed', outcome: 'success', resourceId: 'k1' });
+    await record(t.app, acme, { action: 'sealing.killed', outcome: 'success', resourceId: 'k2' });
+    const holder = new pg.Client({ connectionString: t.plane.database.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM ${acme.schema}.audit_pending FOR UPDATE`);
+      const sealing = sealAudit(t.app, acme).then(
+        (n) => n,
+        (err: unknown) => err as Error & { code?: string },
+      );
+      await blockedOn('audit_seal()');
+      await t.superuser(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE wait_event_type = 'Lock' AND query LIKE '%audit_seal()%'`,
+      );
+      const killed = await sealing;
+      expect(killed).to.be.instanceOf(Error);
+      await holder.query('COMMIT');
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+    }
+    expect(await pending(acme)).to.equal(2);
+    expect(await sealAudit(t.app, acme)).to.equal(2);
+    expect(await chained(acme, 'sealing.killed')).to.deep.equal(['k1', 'k2']);
+    expect((await verifyAuditChain(t.app, acme)).valid).to.equal(true);
+  });
+
+  it('when the tenant is retained while a seal is due, the sealer logs, gives up, and stops cleanly', async () => {
+    const db = new Sequelize(t.plane.appUrl, { logging: false, pool: { max: 2 } });
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({
+      service: 'seal-breaks',
+      level: 'debug',
+      destination: {
+        write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>),
+      },
+    });
+    const sealer = startAuditSealer(db, { logger, delayMs: 50, retryMs: 20, maxFailures: 3 });
+    const { rows } = await t.superuser('SELECT rolname FROM pg_roles WHERE rolname = $1', [
+      String(acme.role).replace(/tenant_acme$/, 'app'),
+    ]);
+    const login = (rows[0] as { rolname: string }).rolname;
+    try {
+      await record(db, acme, { action: 'sealing.retained', outcome: 'success', resourceId: 'r' });
+      // The tenant's role is taken from the application role, as deprovisioning does.
+      await t.superuser(`REVOKE ${acme.role} FROM ${login}`);
+      for (let tries = 0; tries < 100 && !lines.some((l) => l.level === 'error'); tries++) {
+        await sleep(50);
+      }
+      const failures = lines.filter((l) => /^cannot seal audit records/.test(String(l.msg)));
+      expect(failures.map((l) => l.level)).to.deep.equal(['warn', 'warn', 'error']);
+      expect(failures.map((l) => (l.err as { code?: string }).code)).to.deep.equal([
+        'TENANT_UNAVAILABLE',
+        'TENANT_UNAVAILABLE',
+        'TENANT_UNAVAILABLE',
+      ]);
+      expect(await pending(acme)).to.equal(1);
+      await sealer.stop();
+    } finally {
+      await t.superuser(`GRANT ${acme.role} TO ${login}`);
+      await sealer.stop();
+      await db.close();
+    }
+    expect(await sealAudit(t.app, acme)).to.equal(1);
+  });
+
+  it('when a record stored earlier commits after a later one was chained, it takes the head time', async () => {
+    const writer = await openAppTransaction(acme);
+    try {
+      await writer.query(
+        `SELECT audit_append(NULL, NULL, '{}', 'race-test', NULL, NULL, NULL,
+           'sealing.time_order', 'thing', 'early', 'success', NULL, NULL)`,
+      );
+      await sleep(100);
+      await record(t.app, acme, {
+        action: 'sealing.time_order',
+        outcome: 'success',
+        resourceId: 'late',
+      });
+      await sealAudit(t.app, acme);
+      await writer.query('COMMIT');
+    } finally {
+      await writer.end();
+    }
+    const [stored] = (await t.superuser(`SELECT occurred_at FROM ${acme.schema}.audit_pending`))
+      .rows as { occurred_at: Date }[];
+    await sealAudit(t.app, acme);
+    const { rows } = await t.superuser(
+      `SELECT resource_id, occurred_at FROM ${acme.schema}.audit_events
+        WHERE action = 'sealing.time_order' ORDER BY sequence`,
+    );
+    const chain = rows as { resource_id: string; occurred_at: Date }[];
+    expect(chain.map((row) => row.resource_id)).to.deep.equal(['late', 'early']);
+    expect(chain[1]!.occurred_at.getTime()).to.equal(chain[0]!.occurred_at.getTime());
+    expect(chain[1]!.occurred_at.getTime()).to.be.greaterThan(stored!.occurred_at.getTime());
+  });
 });
