@@ -379,4 +379,23 @@ describe('audit sealing: races and abuse', function () {
     expect(chain[1]!.occurred_at.getTime()).to.equal(chain[0]!.occurred_at.getTime());
     expect(chain[1]!.occurred_at.getTime()).to.be.greaterThan(stored!.occurred_at.getTime());
   });
+
+  it('when records were left pending by a killed process, the next write of the tenant elsewhere seals them', async () => {
+    // t.app has no sealer: its records stay pending, like those of a process killed after commit.
+    await record(t.app, beta, { action: 'sealing.orphaned', outcome: 'success', resourceId: 'o1' });
+    const db = new Sequelize(t.plane.appUrl, { logging: false, pool: { max: 2 } });
+    const sealer = startAuditSealer(db, {
+      logger: createLogger({ service: 'seal-breaks', level: 'silent' }),
+      delayMs: 10,
+    });
+    try {
+      await record(db, beta, { action: 'sealing.orphaned', outcome: 'success', resourceId: 'w1' });
+      for (let tries = 0; tries < 100 && (await pending(beta)) > 0; tries++) await sleep(25);
+      expect(await chained(beta, 'sealing.orphaned')).to.deep.equal(['o1', 'w1']);
+    } finally {
+      await sealer.stop();
+      await db.close();
+    }
+    expect((await verifyAuditChain(t.app, beta)).valid).to.equal(true);
+  });
 });
