@@ -434,8 +434,9 @@ describe('audit write path under attack: literals, odd call sites, failing commi
       await t.superuser(
         `ALTER TABLE ${acme.schema}.break_canary ADD CONSTRAINT break_no_999 CHECK (id <> 999)`,
       );
+      // Only the tenant's role may call it (2026120426-audit-sealing).
       await t.superuser(`REVOKE EXECUTE ON FUNCTION ${acme.schema}.audit_append(timestamptz, text,
-        text[], text, text, text, text, text, text, text, text, jsonb, jsonb) FROM PUBLIC`);
+        text[], text, text, text, text, text, text, text, text, jsonb, jsonb) FROM ${acme.role}`);
       try {
         const error = await failure(
           withTenantTransaction(single, acme, async () => {
@@ -450,7 +451,7 @@ describe('audit write path under attack: literals, odd call sites, failing commi
         expect(await state(single)).to.deep.equal(clean);
       } finally {
         await t.superuser(`GRANT EXECUTE ON FUNCTION ${acme.schema}.audit_append(timestamptz, text,
-          text[], text, text, text, text, text, text, text, text, jsonb, jsonb) TO PUBLIC`);
+          text[], text, text, text, text, text, text, text, text, jsonb, jsonb) TO ${acme.role}`);
         await t.superuser(`ALTER TABLE ${acme.schema}.break_canary DROP CONSTRAINT break_no_999`);
       }
       expect(await rowsWithId(2, 'break_children')).to.equal(0);

@@ -10,6 +10,8 @@ export const AuditErrorCode = {
   WriteFailed: 'AUDIT_WRITE_FAILED',
   /** Reading the records or the chain (verification, queries, export) failed. */
   ReadFailed: 'AUDIT_READ_FAILED',
+  /** Chaining the tenant's pending records failed; they stay pending, committed. */
+  SealFailed: 'AUDIT_SEAL_FAILED',
 } as const;
 
 export type AuditErrorCode = (typeof AuditErrorCode)[keyof typeof AuditErrorCode];

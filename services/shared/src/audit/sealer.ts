@@ -1,7 +1,9 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { QueryTypes, type Sequelize } from 'sequelize';
+import { AppError } from '../http/errors.js';
 import type { Logger } from '../observability/logger.js';
 import { withOwnTenantTransaction, type TenantContext } from '../tenancy/context.js';
+import { AuditError, AuditErrorCode } from './errors.js';
 
 /**
  * Sealing: a tenant's committed audit records wait in audit_pending until audit_seal() chains
@@ -24,7 +26,9 @@ const UNDEFINED_FUNCTION = '42883';
  * Chains the tenant's pending records, in a short transaction of its own (never the caller's),
  * and says how many; it waits at most lockTimeoutMs for a lock, when given, else the session's
  * lock_timeout. A schema from before 2026120426-audit-sealing has nothing pending (its
- * records are chained as they are written): 0.
+ * records are chained as they are written): 0. Any other failure rejects with an AuditError
+ * (AUDIT_SEAL_FAILED) naming the tenant, its cause the database's error, unless it is the
+ * tenant's own problem (TENANT_UNAVAILABLE, an AppError), which stays as it is.
  */
 export async function sealAudit(
   sequelize: Sequelize,
@@ -48,7 +52,12 @@ export async function sealAudit(
   } catch (err) {
     const code = (err as { parent?: { code?: unknown } }).parent?.code;
     if (code === UNDEFINED_FUNCTION) return 0;
-    throw err;
+    if (err instanceof AppError) throw err;
+    throw new AuditError(
+      AuditErrorCode.SealFailed,
+      `cannot seal the pending audit records of ${tenant.schema}: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
 }
 
@@ -164,7 +173,7 @@ export class AuditSealer {
     if (entry.running) return entry.running;
     clearTimeout(entry.timer);
     entry.timer = undefined;
-    entry.running = this.seal(entry);
+    entry.running = this.sealWhileDue(entry);
     await entry.running;
     entry.running = undefined;
     if (entry.again && !this.stopped) {
@@ -174,6 +183,18 @@ export class AuditSealer {
     } else {
       this.due.delete(key);
       this.metrics?.due.set(this.due.size);
+    }
+  }
+
+  /**
+   * Seals once; when the sealer stops meanwhile, seals again as long as commits came during the
+   * seal (it may have read audit_pending before them), since no timer will come back for them.
+   */
+  private async sealWhileDue(entry: Due): Promise<void> {
+    await this.seal(entry);
+    while (this.stopped && entry.again) {
+      entry.again = false;
+      await this.seal(entry);
     }
   }
 
