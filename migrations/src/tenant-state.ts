@@ -4,6 +4,7 @@ import { execute, select } from './database.js';
 import { quoteIdent } from './identifiers.js';
 import type { RoleNames } from './roles.js';
 import {
+  AUDIT_APPEND_SIGNATURE,
   AUDIT_TABLES,
   OWNER_ONLY_RELATIONS,
   isolationExpression,
@@ -78,6 +79,11 @@ export interface RelationState {
 export interface SchemaState {
   owner: string;
   acl: Grant[];
+  /**
+   * Who may execute audit_append when it is the owner's definer function
+   * (2026120426-audit-sealing), its default ACL written out; null before that migration.
+   */
+  appendAcl: Grant[] | null;
 }
 
 export interface RoleState {
@@ -115,10 +121,17 @@ async function catalogPath(db: Database, transaction: Transaction): Promise<void
 
 /** The query of a schema's owner and ACL, its name given as `param` ($1, $2, …). */
 export function schemaStateQuery(param: string): string {
+  const grants = `json_build_object('grantee', ${GRANTEE},
+                        'privilege', a.privilege_type, 'grantable', a.is_grantable)`;
   return `SELECT pg_get_userbyid(n.nspowner) AS owner,
-            COALESCE((SELECT json_agg(json_build_object('grantee', ${GRANTEE},
-                        'privilege', a.privilege_type, 'grantable', a.is_grantable))
-                        FROM aclexplode(n.nspacl) a), '[]') AS acl
+            COALESCE((SELECT json_agg(${grants})
+                        FROM aclexplode(n.nspacl) a), '[]') AS acl,
+            (SELECT COALESCE((SELECT json_agg(${grants})
+                                FROM aclexplode(COALESCE(p.proacl, acldefault('f', p.proowner))) a),
+                             '[]')
+               FROM pg_proc p
+              WHERE p.pronamespace = n.oid AND p.proname = 'audit_append' AND p.prosecdef
+              LIMIT 1) AS "appendAcl"
        FROM pg_namespace n WHERE n.nspname = ${param}`;
 }
 
@@ -281,7 +294,10 @@ function merge(...plans: Plan[]): Plan {
   };
 }
 
-/** Privileges the tenant schema grants: the tenant role and the retention role may use it. */
+/**
+ * Privileges the tenant schema grants: the tenant role and the retention role may use it. Only
+ * the tenant role may execute audit_append, which stores records with the owner's rights.
+ */
 export function planSchema(state: SchemaState, names: TenantNames, roles: RoleNames): Plan {
   const object = `schema ${names.schema}`;
   const target = `SCHEMA ${quoteIdent(names.schema)}`;
@@ -296,7 +312,16 @@ export function planSchema(state: SchemaState, names: TenantNames, roles: RoleNa
     plan.fixes.push({ as: 'session', sql: `ALTER ${target} OWNER TO ${quoteIdent(roles.owner)}` });
   }
   const expected = { [names.role]: ['USAGE'], [roles.retention]: ['USAGE'] };
-  return merge(plan, planAcl(state.acl, expected, roles.owner, object, target));
+  const append = state.appendAcl
+    ? planAcl(
+        state.appendAcl,
+        { [names.role]: ['EXECUTE'] },
+        roles.owner,
+        `function ${names.schema}.audit_append`,
+        `FUNCTION ${quoteIdent(names.schema)}.${AUDIT_APPEND_SIGNATURE}`,
+      )
+    : { issues: [], fixes: [] };
+  return merge(plan, planAcl(state.acl, expected, roles.owner, object, target), append);
 }
 
 const ROLE_ATTRIBUTES = [

@@ -17,6 +17,7 @@ import {
   type ProvisionResult,
 } from '../src/index.js';
 import { catalogDump } from './support/catalog.js';
+import { AUDIT_APPEND_SIGNATURE } from '../src/tenant/conventions.js';
 import { createPlane, type TestPlane } from '@vextrus/devkit';
 
 const CHILD = fileURLToPath(new URL('./support/provision-child.ts', import.meta.url));
@@ -177,6 +178,30 @@ describe('tenant provisioning', function () {
 
     expect(drift.issues.map((i) => [i.code, i.object])).to.deep.equal([
       ['RLS_NOT_FORCED', 'table tenant_acme.organizations'],
+    ]);
+    expect(repaired.clean).to.equal(true);
+    expect(await dumpOf('acme')).to.equal(reference);
+  });
+
+  it('when anyone but the tenant role may store audit records, verify reports it and repair undoes it', async () => {
+    const append = `tenant_acme.${AUDIT_APPEND_SIGNATURE}`;
+    const { role } = await provision(plane.db, 'acme');
+    await sql(
+      plane.database.url,
+      `GRANT EXECUTE ON FUNCTION ${append} TO PUBLIC;
+       REVOKE EXECUTE ON FUNCTION ${append} FROM ${role}`,
+    );
+
+    const drift = await verify(plane.db, 'acme');
+    const repaired = await repair(plane.db, 'acme');
+
+    expect(drift.issues.map((i) => [i.code, i.object, i.detail])).to.deep.equal([
+      [
+        'UNEXPECTED_PRIVILEGE',
+        'function tenant_acme.audit_append',
+        'PUBLIC has EXECUTE, which provisioning does not grant',
+      ],
+      ['MISSING_PRIVILEGE', 'function tenant_acme.audit_append', `${role} lacks EXECUTE`],
     ]);
     expect(repaired.clean).to.equal(true);
     expect(await dumpOf('acme')).to.equal(reference);

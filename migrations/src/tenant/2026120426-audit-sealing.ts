@@ -2,11 +2,9 @@ import type { MigrationContext } from '../migration.js';
 import { quoteIdent } from '../identifiers.js';
 import { tenantRoleName } from '../roles.js';
 import { appendFunction, checkStatements, CONTENT_CHECKS } from './2026120425-audit-fast-append.js';
-import { TENANT_ID_COLUMN } from './conventions.js';
+import { AUDIT_APPEND_SIGNATURE, TENANT_ID_COLUMN } from './conventions.js';
 
-const APPEND_SIGNATURE =
-  'audit_append(timestamptz, text, text[], text, text, text, text, text, text, text, text, ' +
-  'jsonb, jsonb)';
+const APPEND_SIGNATURE = AUDIT_APPEND_SIGNATURE;
 
 /** The tenant's role, the one writer of its records (the application role acts as it). */
 function writerRole(roles: MigrationContext['roles'], schema: string): string {
@@ -24,8 +22,8 @@ function writerRole(roles: MigrationContext['roles'], schema: string): string {
  * - audit_append(...) (same arguments as before, so running services keep calling it) now
  *   tests the record as the chain trigger does, with the same errors, refuses an infinite
  *   time (which the chain cannot hash), and stores it in audit_pending. Only the tenant's
- *   role may call it, as only it may insert into audit_events. A record that would not pass the trigger never waits there, so sealing
- *   never stalls on one.
+ *   role may call it, as only it may insert into audit_events. A record that would not pass
+ *   the trigger never waits there, so sealing never stalls on one.
  * - audit_seal() moves the transaction's tenant's pending records into audit_events, oldest
  *   first, in one statement. The chain trigger of audit_events chains each of them exactly as
  *   it chains a direct insert; a record keeps the id it was given when it was stored, and its

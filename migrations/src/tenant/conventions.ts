@@ -45,3 +45,12 @@ export const OWNER_ONLY_RELATIONS: ReadonlySet<string> = new Set<string>([
   'audit_pending',
   'audit_pending_position_seq',
 ]);
+
+/**
+ * The function through which the tenant role stores audit records (2026120426-audit-sealing).
+ * It runs with the owner's rights, so only the tenant role may execute it; provisioning checks
+ * and repairs that, as it does the privileges on tables.
+ */
+export const AUDIT_APPEND_SIGNATURE =
+  'audit_append(timestamptz, text, text[], text, text, text, text, text, text, text, text, ' +
+  'jsonb, jsonb)';
