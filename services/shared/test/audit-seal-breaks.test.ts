@@ -4,15 +4,21 @@ import { Sequelize } from 'sequelize';
 import { migrateTenant } from '@vextrus/migrations';
 import {
   createLogger,
-  recordAudit,
   sealAudit,
   startAuditSealer,
   verifyAuditChain,
   withTenantTransaction,
-  type AuditEvent,
   type TenantContext,
 } from '@vextrus/shared';
-import { createAuditPlane, pgError, type AuditPlane } from './audit-support.js';
+import {
+  captureLogger,
+  chainedIds,
+  createAuditPlane,
+  pendingCount,
+  pgError,
+  recordIn,
+  type AuditPlane,
+} from './audit-support.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -36,24 +42,9 @@ describe('audit sealing: races and abuse', function () {
   });
   after(() => t.close());
 
-  async function pending(tenant: TenantContext): Promise<number> {
-    const { rows } = await t.superuser(
-      `SELECT count(*)::int AS n FROM ${tenant.schema}.audit_pending`,
-    );
-    return (rows[0] as { n: number }).n;
-  }
-
-  async function chained(tenant: TenantContext, action: string): Promise<string[]> {
-    const { rows } = await t.superuser(
-      `SELECT resource_id FROM ${tenant.schema}.audit_events WHERE action = $1 ORDER BY sequence`,
-      [action],
-    );
-    return rows.map((row: { resource_id: string }) => row.resource_id);
-  }
-
-  function record(db: Sequelize, tenant: TenantContext, event: AuditEvent): Promise<void> {
-    return withTenantTransaction(db, tenant, () => recordAudit(event));
-  }
+  const pending = (tenant: TenantContext) => pendingCount(t, tenant);
+  const chained = (tenant: TenantContext, action: string) => chainedIds(t, tenant, action);
+  const record = recordIn;
 
   /** Waits until some session waits for a lock in a statement containing `fragment`. */
   async function blockedOn(fragment: string): Promise<void> {
@@ -312,14 +303,7 @@ describe('audit sealing: races and abuse', function () {
 
   it('when the tenant is retained while a seal is due, the sealer logs, gives up, and stops cleanly', async () => {
     const db = new Sequelize(t.plane.appUrl, { logging: false, pool: { max: 2 } });
-    const lines: Record<string, unknown>[] = [];
-    const logger = createLogger({
-      service: 'seal-breaks',
-      level: 'debug',
-      destination: {
-        write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>),
-      },
-    });
+    const { lines, logger } = captureLogger('seal-breaks');
     const sealer = startAuditSealer(db, { logger, delayMs: 50, retryMs: 20, maxFailures: 3 });
     const { rows } = await t.superuser('SELECT rolname FROM pg_roles WHERE rolname = $1', [
       String(acme.role).replace(/tenant_acme$/, 'app'),

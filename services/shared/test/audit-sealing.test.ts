@@ -2,20 +2,21 @@ import { expect } from 'chai';
 import { Registry } from 'prom-client';
 import { Sequelize } from 'sequelize';
 import {
-  createLogger,
-  recordAudit,
   sealAudit,
   startAuditSealer,
   verifyAuditChain,
   withTenantTransaction,
-  type AuditEvent,
   type TenantContext,
 } from '@vextrus/shared';
 import {
+  captureLogger,
+  chainedIds,
   createAuditPlane,
   createTokenMint,
   failure,
+  pendingCount,
   pgError,
+  recordIn,
   startAuditService,
   type AuditPlane,
   type TokenMint,
@@ -44,42 +45,9 @@ describe('audit sealing: records chained after their commit', function () {
   });
   after(() => t.close());
 
-  /** Records committed but not yet chained, counted past row-level security. */
-  async function pending(tenant: TenantContext): Promise<number> {
-    const { rows } = await t.superuser(
-      `SELECT count(*)::int AS n FROM ${tenant.schema}.audit_pending`,
-    );
-    return (rows[0] as { n: number }).n;
-  }
-
-  /** Chained records of an action, read without sealing first. */
-  async function chained(tenant: TenantContext, action: string): Promise<string[]> {
-    const { rows } = await t.superuser(
-      `SELECT resource_id FROM ${tenant.schema}.audit_events WHERE action = $1 ORDER BY sequence`,
-      [action],
-    );
-    return rows.map((row: { resource_id: string }) => row.resource_id);
-  }
-
-  function record(db: Sequelize, tenant: TenantContext, event: AuditEvent): Promise<void> {
-    return withTenantTransaction(db, tenant, () => recordAudit(event));
-  }
-
-  /** Log lines of a test's own sealer. */
-  function captureLogger(): {
-    lines: Record<string, unknown>[];
-    logger: ReturnType<typeof createLogger>;
-  } {
-    const lines: Record<string, unknown>[] = [];
-    const logger = createLogger({
-      service: 'sealing-test',
-      level: 'debug',
-      destination: {
-        write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>),
-      },
-    });
-    return { lines, logger };
-  }
+  const pending = (tenant: TenantContext) => pendingCount(t, tenant);
+  const chained = (tenant: TenantContext, action: string) => chainedIds(t, tenant, action);
+  const record = recordIn;
 
   it('when a transaction records, the record waits as pending, and a seal chains it once', async () => {
     await record(t.app, acme, { action: 'sealing.plain', outcome: 'success', resourceId: 'p1' });
@@ -95,7 +63,7 @@ describe('audit sealing: records chained after their commit', function () {
 
   it('when a process has a sealer, it chains records soon after their commit, without a read', async () => {
     const db = new Sequelize(t.plane.appUrl, { logging: false, pool: { max: 4 } });
-    const { logger } = captureLogger();
+    const { logger } = captureLogger('sealing-test');
     const sealer = startAuditSealer(db, { logger, delayMs: 20 });
     try {
       await Promise.all(
@@ -118,7 +86,7 @@ describe('audit sealing: records chained after their commit', function () {
 
   it('when a process stops, its sealer chains what was due before the pool closes', async () => {
     const db = new Sequelize(t.plane.appUrl, { logging: false, pool: { max: 2 } });
-    const { logger } = captureLogger();
+    const { logger } = captureLogger('sealing-test');
     const sealer = startAuditSealer(db, { logger, delayMs: 60_000 });
     try {
       await record(db, acme, { action: 'sealing.at_stop', outcome: 'success', resourceId: 'x' });
@@ -133,7 +101,7 @@ describe('audit sealing: records chained after their commit', function () {
 
   it('when a seal fails, the records stay pending, in order, and a later try chains them all', async () => {
     const db = new Sequelize(t.plane.appUrl, { logging: false, pool: { max: 2 } });
-    const { lines, logger } = captureLogger();
+    const { lines, logger } = captureLogger('sealing-test');
     const registry = new Registry();
     const sealer = startAuditSealer(db, {
       logger,

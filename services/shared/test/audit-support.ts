@@ -6,13 +6,17 @@ import { provision } from '@vextrus/migrations';
 import { createPlane, type TestPlane } from '@vextrus/devkit';
 import {
   auditRouter,
+  createLogger,
+  recordAudit,
   sealAudit,
   withTenantTransaction,
   createTenantDirectory,
   createTokenVerifier,
   startService,
   staticKeySource,
+  type AuditEvent,
   type AuditRouterOptions,
+  type Logger,
   type Role,
   type RunningService,
   type TenantContext,
@@ -185,4 +189,46 @@ export async function sealedEvents<T extends object>(
   return withTenantTransaction(app, tenant, () =>
     app.query<T>('SELECT * FROM audit_events ORDER BY sequence', { type: QueryTypes.SELECT }),
   );
+}
+
+/** Records of the tenant committed but not yet chained, counted past row-level security. */
+export async function pendingCount(t: AuditPlane, tenant: TenantContext): Promise<number> {
+  const { rows } = await t.superuser(
+    `SELECT count(*)::int AS n FROM ${tenant.schema}.audit_pending`,
+  );
+  return (rows[0] as { n: number }).n;
+}
+
+/** The resource ids of the chained records of an action, oldest first, read without sealing. */
+export async function chainedIds(
+  t: AuditPlane,
+  tenant: TenantContext,
+  action: string,
+): Promise<string[]> {
+  const { rows } = await t.superuser(
+    `SELECT resource_id FROM ${tenant.schema}.audit_events WHERE action = $1 ORDER BY sequence`,
+    [action],
+  );
+  return rows.map((row: { resource_id: string }) => row.resource_id);
+}
+
+/** One audited transaction of the tenant that records `event` and nothing else. */
+export function recordIn(db: Sequelize, tenant: TenantContext, event: AuditEvent): Promise<void> {
+  return withTenantTransaction(db, tenant, () => recordAudit(event));
+}
+
+/** A logger whose lines a test reads back, parsed. */
+export function captureLogger(service: string): {
+  lines: Record<string, unknown>[];
+  logger: Logger;
+} {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger({
+    service,
+    level: 'debug',
+    destination: {
+      write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>),
+    },
+  });
+  return { lines, logger };
 }
