@@ -271,6 +271,33 @@ describe('audit sealing: races and abuse', function () {
     expect(await sealAudit(t.app, fresh)).to.equal(1);
   });
 
+  it('when a function is missing inside the seal, it fails with AUDIT_SEAL_FAILED, not as nothing sealed', async () => {
+    // Only "audit_seal() does not exist" means a schema from before sealing: any other missing
+    // function (here one that a constraint on the chained table calls) is a failure.
+    await record(t.app, fresh, { action: 'sealing.missing_function', outcome: 'success' });
+    await t.superuser(
+      `CREATE FUNCTION ${fresh.schema}.test_missing() RETURNS boolean LANGUAGE plpgsql
+         AS $$ BEGIN RETURN ${fresh.schema}.nowhere(); END $$;
+       ALTER TABLE ${fresh.schema}.audit_events
+         ADD CONSTRAINT audit_events_test_missing CHECK (${fresh.schema}.test_missing()) NOT VALID`,
+    );
+    try {
+      const error: Error & { code?: string } = await sealAudit(t.app, fresh).then(
+        (sealed) => new Error(`the seal answered ${sealed}`),
+        (err: unknown) => err as Error & { code?: string },
+      );
+      expect(error.code, error.message).to.equal('AUDIT_SEAL_FAILED');
+      expect(pgError(error.cause).code).to.equal('42883');
+      expect(await pending(fresh)).to.equal(1);
+    } finally {
+      await t.superuser(
+        `ALTER TABLE ${fresh.schema}.audit_events DROP CONSTRAINT audit_events_test_missing;
+         DROP FUNCTION ${fresh.schema}.test_missing()`,
+      );
+    }
+    expect(await sealAudit(t.app, fresh)).to.equal(1);
+  });
+
   it('when the connection of a running seal is killed, its records stay pending and the next seal chains each once', async () => {
     await record(t.app, acme, { action: 'sealing.killed', outcome: 'success', resourceId: 'k1' });
     await record(t.app, acme, { action: 'sealing.killed', outcome: 'success', resourceId: 'k2' });
